@@ -1,0 +1,55 @@
+//! A sans-IO codec for ZMTP 3.0 and 3.1, the wire protocol of ZeroMQ,
+//! compatible byte for byte with libzmq 4.3.
+//!
+//! No sockets, threads or clocks: a [`Session`] is fed received bytes and
+//! yields [`Event`]s; what it wants to send waits in its [`Outbox`]. Frame
+//! bodies are [`bytes::Bytes`] slices of the received buffers, and bodies to
+//! send are queued as handles, never copied.
+//!
+//! ```
+//! use bytes::{Buf, Bytes};
+//! use zmtp_codec::{Event, Session, SessionConfig, SocketType};
+//!
+//! let mut push = Session::new(SessionConfig::new(SocketType::Push));
+//! let mut pull = Session::new(SessionConfig::new(SocketType::Pull));
+//! // Move what one side wants to send into the other, as a transport would,
+//! // and collect the events that causes.
+//! fn shuttle(from: &mut Session, to: &mut Session) -> Vec<Event> {
+//!     let n = from.outbox().remaining();
+//!     to.feed(from.outbox().copy_to_bytes(n));
+//!     std::iter::from_fn(|| to.poll().unwrap()).collect()
+//! }
+//! shuttle(&mut push, &mut pull); // greeting
+//! shuttle(&mut pull, &mut push); // greeting and READY
+//! let ready = shuttle(&mut push, &mut pull); // READY
+//! assert!(matches!(ready[..], [Event::Ready(_)]));
+//! push.send_message(&[Bytes::from_static(b"log-write"), Bytes::from_static(b"batch")]).unwrap();
+//! let events = shuttle(&mut push, &mut pull);
+//! assert!(matches!(&events[0], Event::Frame(f) if f.more() && f.body == "log-write"));
+//! assert!(matches!(&events[1], Event::Frame(f) if !f.more() && f.body == "batch"));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod command;
+pub mod error;
+pub mod frame;
+pub mod greeting;
+pub mod mechanism;
+pub mod metadata;
+pub mod outbox;
+pub mod session;
+pub mod socket_type;
+pub mod subscription;
+
+pub use command::{Command, RawCommand};
+pub use error::{Error, Result};
+pub use frame::{Frame, FrameDecoder, FrameFlags, FrameHeader};
+pub use greeting::{Greeting, MechanismName};
+pub use mechanism::{Mechanism, Null, Step};
+pub use metadata::Metadata;
+pub use outbox::Outbox;
+pub use session::{Event, PeerInfo, Session, SessionConfig, SessionStats};
+pub use socket_type::SocketType;
+pub use subscription::{Subscription, SubscriptionAction, SubscriptionForm};

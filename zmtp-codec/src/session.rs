@@ -1,0 +1,503 @@
+//! One ZMTP connection as a pure state machine: greeting, mechanism
+//! handshake, then traffic. Feed it received bytes, poll it for events, and
+//! write out what its [`Outbox`] holds. It owns no socket, thread or clock;
+//! timers (handshake timeout, heartbeats) are the caller's, driven by the
+//! events and methods here.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes};
+
+use crate::command::{ttl_to_deciseconds, Command};
+use crate::error::{Error, Result};
+use crate::frame::{Frame, FrameDecoder, FrameFlags};
+use crate::greeting::{Greeting, GREETING_LEN};
+use crate::mechanism::{Mechanism, Null, Step};
+use crate::metadata::{Metadata, IDENTITY, SOCKET_TYPE};
+use crate::outbox::Outbox;
+use crate::socket_type::SocketType;
+use crate::subscription::{Subscription, SubscriptionAction};
+
+/// Default limit on one frame's body: large enough for any Zeek log batch,
+/// small enough that a hostile peer cannot make us buffer without end.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 256 * 1024 * 1024;
+/// Default limit on the sum of one message's frames.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 256 * 1024 * 1024;
+
+/// What a session announces and enforces.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our socket type, sent as `Socket-Type` and checked against the peer's.
+    pub socket_type: SocketType,
+    /// Our routing id, sent as `Identity` (only for REQ, DEALER and ROUTER, as libzmq).
+    pub routing_id: Bytes,
+    /// Extra READY properties (libzmq's ZMQ_METADATA uses `X-` names).
+    pub properties: Metadata,
+    /// Largest frame body accepted from the peer (ZMQ_MAXMSGSIZE is per frame in libzmq).
+    pub max_frame_size: u64,
+    /// Largest multipart message (sum of frame bodies) accepted from the peer.
+    pub max_message_size: u64,
+    /// The ZMTP minor version we announce: 1 (default). 0 exists to test
+    /// peers' 3.0 behaviour.
+    pub zmtp_minor: u8,
+}
+
+impl SessionConfig {
+    /// Defaults for a socket of type `socket_type`.
+    pub fn new(socket_type: SocketType) -> SessionConfig {
+        SessionConfig {
+            socket_type,
+            routing_id: Bytes::new(),
+            properties: Metadata::new(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            zmtp_minor: 1,
+        }
+    }
+}
+
+/// What we learnt about the peer in the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// ZMTP version from its greeting (major, minor).
+    pub version: (u8, u8),
+    /// Its `Socket-Type`, if it sent one (libzmq accepts READY without it).
+    pub socket_type: Option<SocketType>,
+    /// All READY properties, `Socket-Type` and `Identity` included.
+    pub metadata: Metadata,
+}
+
+impl PeerInfo {
+    /// Its routing id, if it sent one.
+    pub fn identity(&self) -> Option<&Bytes> {
+        self.metadata.identity()
+    }
+}
+
+/// Something the peer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake finished; traffic may flow both ways.
+    Ready(PeerInfo),
+    /// A data frame. Messages are the frames up to one without MORE.
+    Frame(Frame),
+    /// A subscription change, in either wire form. Only sessions whose socket
+    /// type receives subscriptions (PUB, XPUB) report these; for them a data
+    /// frame starting with 0x01/0x00 is a subscription, as in libzmq.
+    Subscription(Subscription),
+    /// A heartbeat. The PONG is already queued; the caller arms a timer of
+    /// `ttl_deciseconds` (if non-zero) that any received byte cancels.
+    Ping {
+        /// The peer's TTL in deciseconds.
+        ttl_deciseconds: u16,
+        /// The context, echoed in the PONG.
+        context: Bytes,
+    },
+    /// The answer to one of our PINGs.
+    Pong {
+        /// The context we sent.
+        context: Bytes,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Greeting,
+    Handshake,
+    Ready,
+    Failed,
+}
+
+/// Counters of things that are not events but worth reporting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Data frames received.
+    pub frames_received: u64,
+    /// Data frames queued for sending.
+    pub frames_sent: u64,
+    /// Commands received after the handshake that we ignored (unknown names,
+    /// empty command frames, a second READY), as libzmq ignores them.
+    pub ignored_commands: u64,
+}
+
+/// One ZMTP 3.x connection.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    mechanism: Box<dyn Mechanism>,
+    local_metadata: Metadata,
+    phase: Phase,
+    greeting: [u8; GREETING_LEN],
+    greeting_len: usize,
+    peer: Option<PeerInfo>,
+    peer_uses_commands: bool,
+    decoder: FrameDecoder,
+    input: VecDeque<Bytes>,
+    outbox: Outbox,
+    /// Bytes of the inbound message being received (reset after a frame without MORE).
+    inbound_message_bytes: u64,
+    /// Scratch for mechanism output, kept to avoid an allocation per step.
+    handshake_out: Vec<Bytes>,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// A session with the NULL mechanism.
+    pub fn new(config: SessionConfig) -> Session {
+        Session::with_mechanism(config, Box::new(Null::new()))
+    }
+
+    /// A session with any mechanism. Our greeting is queued at once, whole:
+    /// libzmq will not send its own past byte 10 until it has seen ours.
+    pub fn with_mechanism(config: SessionConfig, mechanism: Box<dyn Mechanism>) -> Session {
+        let mut local_metadata = Metadata::new();
+        local_metadata
+            .push(SOCKET_TYPE, config.socket_type.as_str())
+            .expect("socket type names are valid property values");
+        if config.socket_type.sends_identity() {
+            local_metadata
+                .push(IDENTITY, config.routing_id.clone())
+                .expect("routing ids are at most 255 bytes");
+        }
+        for (name, value) in config.properties.iter() {
+            local_metadata
+                .push(name.clone(), value.clone())
+                .expect("properties were validated when added");
+        }
+        let mut outbox = Outbox::new();
+        let greeting = Greeting::new(config.zmtp_minor, mechanism.name(), mechanism.as_server());
+        outbox.push_raw(Bytes::copy_from_slice(&greeting.encode()));
+        let mut decoder = FrameDecoder::new(config.max_frame_size);
+        decoder.set_repair_long_commands(config.socket_type.receives_subscriptions());
+        Session {
+            config,
+            mechanism,
+            local_metadata,
+            phase: Phase::Greeting,
+            greeting: [0; GREETING_LEN],
+            greeting_len: 0,
+            peer: None,
+            peer_uses_commands: true,
+            decoder,
+            input: VecDeque::new(),
+            outbox,
+            inbound_message_bytes: 0,
+            handshake_out: Vec::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// Hands the session bytes received from the peer. Frames that lie within
+    /// one chunk are returned as slices of it.
+    pub fn feed(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.input.push_back(bytes);
+        }
+    }
+
+    /// The next event, or `Ok(None)` when the fed bytes are used up. An error
+    /// is final: the caller closes the connection (after writing out what the
+    /// outbox holds, if it wants the peer to see an ERROR).
+    pub fn poll(&mut self) -> Result<Option<Event>> {
+        if self.phase == Phase::Failed {
+            return Err(Error::Failed);
+        }
+        let result = self.poll_inner();
+        if result.is_err() {
+            self.phase = Phase::Failed;
+            self.input.clear();
+        }
+        result
+    }
+
+    fn poll_inner(&mut self) -> Result<Option<Event>> {
+        loop {
+            match self.phase {
+                Phase::Greeting => {
+                    if !self.read_greeting()? {
+                        return Ok(None);
+                    }
+                }
+                Phase::Handshake => {
+                    let Some(frame) = self.next_frame()? else {
+                        return Ok(None);
+                    };
+                    if let Some(event) = self.on_handshake_frame(frame)? {
+                        return Ok(Some(event));
+                    }
+                }
+                Phase::Ready => {
+                    let Some(frame) = self.next_frame()? else {
+                        return Ok(None);
+                    };
+                    let frame = if self.mechanism.transforms_frames() {
+                        self.mechanism.open(frame)?
+                    } else {
+                        frame
+                    };
+                    if let Some(event) = self.on_traffic_frame(frame)? {
+                        return Ok(Some(event));
+                    }
+                }
+                Phase::Failed => return Err(Error::Failed),
+            }
+        }
+    }
+
+    /// Takes greeting bytes from the input. Returns true once the greeting is
+    /// complete and the handshake has started.
+    fn read_greeting(&mut self) -> Result<bool> {
+        while self.greeting_len < GREETING_LEN {
+            let Some(chunk) = self.input.front_mut() else {
+                return Ok(false);
+            };
+            let take = (GREETING_LEN - self.greeting_len).min(chunk.len());
+            self.greeting[self.greeting_len..self.greeting_len + take]
+                .copy_from_slice(&chunk[..take]);
+            chunk.advance(take);
+            if chunk.is_empty() {
+                self.input.pop_front();
+            }
+            self.greeting_len += take;
+            // Check as we go, so a non-ZMTP peer is refused on its first byte.
+            Greeting::decode_partial(&self.greeting[..self.greeting_len])?;
+        }
+        let peer =
+            Greeting::decode_partial(&self.greeting)?.expect("64 bytes are a whole greeting");
+        let ours = self.mechanism.name();
+        if peer.mechanism != ours {
+            return Err(Error::MechanismMismatch {
+                ours: ours.display(),
+                theirs: peer.mechanism.display(),
+            });
+        }
+        self.peer_uses_commands = peer.uses_subscribe_commands();
+        self.phase = Phase::Handshake;
+        let step = self
+            .mechanism
+            .start(&self.local_metadata, &mut self.handshake_out)?;
+        self.flush_handshake_out();
+        debug_assert_eq!(
+            step,
+            Step::Continue,
+            "no mechanism finishes without hearing from the peer"
+        );
+        Ok(true)
+    }
+
+    fn on_handshake_frame(&mut self, frame: Frame) -> Result<Option<Event>> {
+        let step = self
+            .mechanism
+            .on_frame(frame, &self.local_metadata, &mut self.handshake_out);
+        self.flush_handshake_out();
+        let Step::Done(metadata) = step? else {
+            return Ok(None);
+        };
+        let socket_type = metadata.socket_type()?;
+        if let Some(peer_type) = socket_type {
+            if !self.config.socket_type.accepts(peer_type) {
+                return Err(Error::IncompatibleSocketType {
+                    local: self.config.socket_type,
+                    peer: peer_type,
+                });
+            }
+        }
+        let info = PeerInfo {
+            version: (self.greeting[10], self.greeting[11]),
+            socket_type,
+            metadata,
+        };
+        self.peer = Some(info.clone());
+        self.phase = Phase::Ready;
+        Ok(Some(Event::Ready(info)))
+    }
+
+    fn on_traffic_frame(&mut self, frame: Frame) -> Result<Option<Event>> {
+        if frame.is_command() {
+            return self.on_command(frame.body);
+        }
+        self.inbound_message_bytes += frame.body.len() as u64;
+        if self.inbound_message_bytes > self.config.max_message_size {
+            return Err(Error::MessageTooLarge {
+                size: self.inbound_message_bytes,
+                limit: self.config.max_message_size,
+            });
+        }
+        if !frame.more() {
+            self.inbound_message_bytes = 0;
+        }
+        self.stats.frames_received += 1;
+        if self.config.socket_type.receives_subscriptions() {
+            if let Some(sub) = Subscription::from_data_frame(&frame) {
+                return Ok(Some(Event::Subscription(sub)));
+            }
+        }
+        Ok(Some(Event::Frame(frame)))
+    }
+
+    fn on_command(&mut self, body: Bytes) -> Result<Option<Event>> {
+        if body.is_empty() {
+            // libzmq tolerates an empty command frame after the handshake.
+            self.stats.ignored_commands += 1;
+            return Ok(None);
+        }
+        let command = Command::decode(body)?;
+        match command {
+            Command::Subscribe(_) | Command::Cancel(_) => {
+                if self.config.socket_type.receives_subscriptions() {
+                    let sub = Subscription::from_command(&command).expect("matched a subscription");
+                    return Ok(Some(Event::Subscription(sub)));
+                }
+                self.stats.ignored_commands += 1;
+                Ok(None)
+            }
+            Command::Ping {
+                ttl_deciseconds,
+                context,
+            } => {
+                self.queue_command(&Command::Pong(context.clone()))?;
+                Ok(Some(Event::Ping {
+                    ttl_deciseconds,
+                    context,
+                }))
+            }
+            Command::Pong(context) => Ok(Some(Event::Pong { context })),
+            Command::Error(reason) => Err(Error::PeerError(crate::error::printable(&reason))),
+            Command::Ready(_) | Command::Other(_) => {
+                self.stats.ignored_commands += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The next whole frame from the input, if the fed bytes hold one.
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        while let Some(chunk) = self.input.front_mut() {
+            let frame = self.decoder.decode(chunk)?;
+            if chunk.is_empty() {
+                self.input.pop_front();
+            }
+            if frame.is_some() {
+                return Ok(frame);
+            }
+        }
+        Ok(None)
+    }
+
+    fn flush_handshake_out(&mut self) {
+        for body in self.handshake_out.drain(..) {
+            self.outbox.push_frame(FrameFlags::command(), body, false);
+        }
+    }
+
+    fn ensure_ready(&self) -> Result<()> {
+        match self.phase {
+            Phase::Ready => Ok(()),
+            Phase::Failed => Err(Error::Failed),
+            Phase::Greeting | Phase::Handshake => Err(Error::NotReady),
+        }
+    }
+
+    /// Queues one data frame; `more` says another frame of the same message
+    /// follows. The body is not copied (unless the mechanism encrypts).
+    pub fn send_frame(&mut self, body: Bytes, more: bool) -> Result<()> {
+        self.ensure_ready()?;
+        let flags = FrameFlags::data(more);
+        self.stats.frames_sent += 1;
+        if self.mechanism.transforms_frames() {
+            let sealed = self.mechanism.seal(flags, body)?;
+            self.outbox.push_frame(sealed.flags, sealed.body, !more);
+        } else {
+            self.outbox.push_frame(flags, body, !more);
+        }
+        Ok(())
+    }
+
+    /// Queues a whole multipart message. An empty slice sends nothing.
+    pub fn send_message(&mut self, frames: &[Bytes]) -> Result<()> {
+        self.ensure_ready()?;
+        if let Some((last, rest)) = frames.split_last() {
+            for frame in rest {
+                self.send_frame(frame.clone(), true)?;
+            }
+            self.send_frame(last.clone(), false)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a subscription change in the form the peer expects: a command
+    /// for ZMTP 3.1 peers, a 0x01/0x00 data frame for 3.0 peers.
+    pub fn send_subscription(&mut self, action: SubscriptionAction, topic: Bytes) -> Result<()> {
+        self.ensure_ready()?;
+        let sub = Subscription {
+            action,
+            topic,
+            form: crate::subscription::SubscriptionForm::Command,
+        };
+        if self.peer_uses_commands {
+            self.queue_command(&sub.to_command())
+        } else {
+            self.send_frame(sub.to_legacy_body(), false)
+        }
+    }
+
+    /// Queues a PING. `ttl_ms` is how long the peer should wait for our
+    /// traffic before closing (0: no limit); it is sent in deciseconds and
+    /// capped at 65.5 s, because libzmq misreads larger values.
+    pub fn send_ping(&mut self, ttl_ms: u64, context: Bytes) -> Result<()> {
+        self.ensure_ready()?;
+        self.queue_command(&Command::Ping {
+            ttl_deciseconds: ttl_to_deciseconds(ttl_ms),
+            context,
+        })
+    }
+
+    /// Queues an ERROR command (a refusal the peer will not retry: libzmq
+    /// stops reconnecting after it). Allowed in any phase once greetings are
+    /// exchanged.
+    pub fn send_error(&mut self, reason: &str) -> Result<()> {
+        self.queue_command(&Command::Error(Bytes::copy_from_slice(reason.as_bytes())))
+    }
+
+    fn queue_command(&mut self, command: &Command) -> Result<()> {
+        let body = command.encode();
+        if self.phase == Phase::Ready && self.mechanism.transforms_frames() {
+            let sealed = self.mechanism.seal(FrameFlags::command(), body)?;
+            self.outbox.push_frame(sealed.flags, sealed.body, false);
+        } else {
+            self.outbox.push_frame(FrameFlags::command(), body, false);
+        }
+        Ok(())
+    }
+
+    /// Bytes to write to the peer. Take from it with [`bytes::Buf`]:
+    /// `chunks_vectored` for a vectored write, then `advance` by what was written.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// Whether the handshake finished and the session has not failed.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// The peer, once the handshake finished.
+    pub fn peer(&self) -> Option<&PeerInfo> {
+        self.peer.as_ref()
+    }
+
+    /// Our configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Bytes copied because a frame straddled two fed chunks.
+    pub fn copied_bytes(&self) -> u64 {
+        self.decoder.copied_bytes()
+    }
+}
