@@ -135,20 +135,20 @@ pub fn encode_frame(flags: FrameFlags, body: &[u8], out: &mut BytesMut) {
 
 /// What a complete header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ParsedHeader {
-    flags: FrameFlags,
-    body_len: u64,
-    header_len: usize,
+pub(crate) struct ParsedHeader {
+    pub(crate) flags: FrameFlags,
+    pub(crate) body_len: u64,
+    pub(crate) header_len: usize,
 }
 
-/// Parses a header from the start of `bytes`. `Ok(None)`: more bytes needed.
+/// Parses a header from the start of `bytes`. `None`: more bytes needed.
 ///
 /// With `repair_long_commands`, a command header `04 00` followed by
 /// `00 00 00 00 00 01 0x` is read as an 8-byte size of 0x10x: libzmq 4.3.4
 /// writes SUBSCRIBE/CANCEL commands of 256–265 bytes that way, without the
 /// LONG bit (semantics document §4.2). No libzmq peer sends an empty command
 /// followed by those bytes otherwise.
-fn parse_header(bytes: &[u8], repair_long_commands: bool) -> Option<ParsedHeader> {
+pub(crate) fn parse_header(bytes: &[u8], repair_long_commands: bool) -> Option<ParsedHeader> {
     let &flags_byte = bytes.first()?;
     let flags = FrameFlags::from_bits(flags_byte);
     if flags.long() {
@@ -177,6 +177,28 @@ fn parse_header(bytes: &[u8], repair_long_commands: bool) -> Option<ParsedHeader
     })
 }
 
+/// A frame together with its header bytes, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The flags byte.
+    pub flags: FrameFlags,
+    /// Header followed by body, contiguous.
+    pub wire: Bytes,
+    /// Length of the header within `wire` (2 or 9).
+    pub header_len: usize,
+}
+
+impl RawFrame {
+    /// The body, sharing the buffer (moving the handle, no reference count).
+    pub fn into_frame(mut self) -> Frame {
+        bytes::Buf::advance(&mut self.wire, self.header_len);
+        Frame {
+            flags: self.flags,
+            body: self.wire,
+        }
+    }
+}
+
 /// Incremental, zero-copy frame decoder.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -185,20 +207,21 @@ pub struct FrameDecoder {
     /// Bytes of a header that straddles two chunks.
     header: [u8; MAX_HEADER_LEN],
     header_len: usize,
-    /// A body that straddles chunks, being gathered.
-    partial: Option<PartialBody>,
+    /// A frame that straddles chunks, being gathered (header included).
+    partial: Option<PartialFrame>,
     /// Bytes copied because frames straddled chunks.
     copied_bytes: u64,
 }
 
 #[derive(Debug)]
-struct PartialBody {
+struct PartialFrame {
     flags: FrameFlags,
-    body: BytesMut,
+    header_len: usize,
+    wire: BytesMut,
     remaining: usize,
 }
 
-/// The largest buffer reserved up front for a straddling body: a peer that
+/// The largest buffer reserved up front for a straddling frame: a peer that
 /// announces a huge frame gets memory only as fast as it sends bytes.
 const MAX_UPFRONT_RESERVE: usize = 64 * 1024;
 
@@ -221,6 +244,16 @@ impl FrameDecoder {
         self.repair_long_commands = on;
     }
 
+    /// Whether the libzmq 4.3.4 repair is on.
+    pub fn repairs_long_commands(&self) -> bool {
+        self.repair_long_commands
+    }
+
+    /// The configured frame size limit.
+    pub fn max_frame_size(&self) -> u64 {
+        self.max_frame_size
+    }
+
     /// Bytes copied so far because a frame straddled two chunks.
     pub fn copied_bytes(&self) -> u64 {
         self.copied_bytes
@@ -236,29 +269,32 @@ impl FrameDecoder {
     /// Returns `Ok(None)` once `input` is used up; bytes of an incomplete
     /// frame are then held inside the decoder until the next chunk arrives.
     pub fn decode(&mut self, input: &mut Bytes) -> Result<Option<Frame>> {
+        Ok(self.decode_raw(input)?.map(RawFrame::into_frame))
+    }
+
+    /// Like [`FrameDecoder::decode`], but keeps the header with the body.
+    pub fn decode_raw(&mut self, input: &mut Bytes) -> Result<Option<RawFrame>> {
         if let Some(partial) = self.partial.as_mut() {
             let take = partial.remaining.min(input.len());
-            partial.body.extend_from_slice(&input[..take]);
+            partial.wire.extend_from_slice(&input[..take]);
             bytes::Buf::advance(input, take);
             self.copied_bytes += take as u64;
             partial.remaining -= take;
             if partial.remaining > 0 {
                 return Ok(None);
             }
-            let partial = self.partial.take().expect("partial body checked above");
-            return Ok(Some(Frame {
+            let partial = self.partial.take().expect("partial frame checked above");
+            return Ok(Some(RawFrame {
                 flags: partial.flags,
-                body: partial.body.freeze(),
+                wire: partial.wire.freeze(),
+                header_len: partial.header_len,
             }));
         }
 
-        let header = if self.header_len == 0 {
+        let (header, header_in_input) = if self.header_len == 0 {
             // Fast path: the header lies in this chunk.
             match parse_header(input, self.repair_long_commands) {
-                Some(h) => {
-                    bytes::Buf::advance(input, h.header_len);
-                    h
-                }
+                Some(h) => (h, true),
                 None => {
                     self.gather_header(input);
                     return Ok(None);
@@ -266,7 +302,7 @@ impl FrameDecoder {
             }
         } else {
             match self.complete_header(input) {
-                Some(h) => h,
+                Some(h) => (h, false),
                 None => return Ok(None),
             }
         };
@@ -277,27 +313,53 @@ impl FrameDecoder {
                 limit: self.max_frame_size,
             });
         }
-        // Fits in usize: bounded by max_frame_size, which a caller on a 32-bit
-        // target sets below 4 GiB; otherwise refuse rather than truncate.
+        // Bounded by max_frame_size; on a 32-bit target a larger size is
+        // refused rather than truncated.
         let body_len = usize::try_from(header.body_len).map_err(|_| Error::FrameTooLarge {
             size: header.body_len,
             limit: usize::MAX as u64,
         })?;
-        if input.len() >= body_len {
-            return Ok(Some(Frame {
+        if header_in_input {
+            let total = header.header_len + body_len;
+            if input.len() >= total {
+                return Ok(Some(RawFrame {
+                    flags: header.flags,
+                    wire: input.split_to(total),
+                    header_len: header.header_len,
+                }));
+            }
+        }
+        // The frame straddles chunks: gather header and body into one buffer.
+        let header_bytes: &[u8] = if header_in_input {
+            &input[..header.header_len]
+        } else {
+            &self.header[..header.header_len]
+        };
+        let total = header.header_len + body_len;
+        let mut wire = BytesMut::with_capacity(
+            total.min(MAX_UPFRONT_RESERVE.max(input.len() + header.header_len)),
+        );
+        wire.extend_from_slice(header_bytes);
+        if header_in_input {
+            bytes::Buf::advance(input, header.header_len);
+        }
+        self.header_len = 0;
+        let take = body_len.min(input.len());
+        wire.extend_from_slice(&input[..take]);
+        bytes::Buf::advance(input, take);
+        self.copied_bytes += (header.header_len + take) as u64;
+        if take == body_len {
+            return Ok(Some(RawFrame {
                 flags: header.flags,
-                body: input.split_to(body_len),
+                wire: wire.freeze(),
+                header_len: header.header_len,
             }));
         }
-        let mut body = BytesMut::with_capacity(body_len.min(MAX_UPFRONT_RESERVE.max(input.len())));
-        body.extend_from_slice(input);
-        self.copied_bytes += input.len() as u64;
-        let remaining = body_len - input.len();
-        input.clear();
-        self.partial = Some(PartialBody {
+        self.partial = Some(PartialFrame {
             flags: header.flags,
-            body,
-            remaining,
+            header_len: header.header_len,
+            wire,
+            remaining: body_len - take,
         });
         Ok(None)
     }
@@ -311,14 +373,14 @@ impl FrameDecoder {
         input.clear();
     }
 
-    /// Adds bytes to a stashed header one at a time until it parses; taking
-    /// only what the header needs keeps the body in the chunk, uncopied.
+    /// Adds bytes to a stashed header one at a time until it parses, so no
+    /// body byte is taken into the header buffer. Leaves `header_len` set:
+    /// the caller copies the header out and then resets it.
     fn complete_header(&mut self, input: &mut Bytes) -> Option<ParsedHeader> {
         loop {
             if let Some(h) =
                 parse_header(&self.header[..self.header_len], self.repair_long_commands)
             {
-                self.header_len = 0;
                 return Some(h);
             }
             let (&b, _) = input.split_first()?;
@@ -406,7 +468,7 @@ mod tests {
         let frames = decode_all(&mut d, &[&wire[..4], &wire[4..500], &wire[500..]]).unwrap();
         assert_eq!(frames.len(), 1);
         assert_eq!(&frames[0].body[..], &[1u8; 1000][..]);
-        assert_eq!(d.copied_bytes(), 1000);
+        assert_eq!(d.copied_bytes(), 1009, "body and header");
         assert!(!d.has_partial());
     }
 

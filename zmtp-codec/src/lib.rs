@@ -2,9 +2,10 @@
 //! compatible byte for byte with libzmq 4.3.
 //!
 //! No sockets, threads or clocks: a [`Session`] is fed received bytes and
-//! yields [`Event`]s; what it wants to send waits in its [`Outbox`]. Frame
-//! bodies are [`bytes::Bytes`] slices of the received buffers, and bodies to
-//! send are queued as handles, never copied.
+//! yields [`Event`]s; what it wants to send waits in its [`Outbox`]. A
+//! received [`Message`] is a [`bytes::Bytes`] slice of the buffer it arrived
+//! in (frames are slices of that), and bodies to send are queued as handles,
+//! never copied.
 //!
 //! ```
 //! use bytes::{Buf, Bytes};
@@ -23,10 +24,10 @@
 //! shuttle(&mut pull, &mut push); // greeting and READY
 //! let ready = shuttle(&mut push, &mut pull); // READY
 //! assert!(matches!(ready[..], [Event::Ready(_)]));
-//! push.send_message(&[Bytes::from_static(b"log-write"), Bytes::from_static(b"batch")]).unwrap();
+//! push.send_frames(&[Bytes::from_static(b"log-write"), Bytes::from_static(b"batch")]).unwrap();
 //! let events = shuttle(&mut push, &mut pull);
-//! assert!(matches!(&events[0], Event::Frame(f) if f.more() && f.body == "log-write"));
-//! assert!(matches!(&events[1], Event::Frame(f) if !f.more() && f.body == "batch"));
+//! let [Event::Message(m)] = &events[..] else { panic!("{events:?}") };
+//! assert_eq!(m.frames().collect::<Vec<_>>(), [&b"log-write"[..], b"batch"]);
 //! ```
 
 #![forbid(unsafe_code)]
@@ -37,6 +38,7 @@ pub mod error;
 pub mod frame;
 pub mod greeting;
 pub mod mechanism;
+pub mod message;
 pub mod metadata;
 pub mod outbox;
 pub mod session;
@@ -45,9 +47,10 @@ pub mod subscription;
 
 pub use command::{Command, RawCommand};
 pub use error::{Error, Result};
-pub use frame::{Frame, FrameDecoder, FrameFlags, FrameHeader};
+pub use frame::{Frame, FrameDecoder, FrameFlags, FrameHeader, RawFrame};
 pub use greeting::{Greeting, MechanismName};
 pub use mechanism::{Mechanism, Null, Step};
+pub use message::{Message, MessageBuilder};
 pub use metadata::Metadata;
 pub use outbox::Outbox;
 pub use session::{Event, PeerInfo, Session, SessionConfig, SessionStats};

@@ -64,6 +64,15 @@ impl Outbox {
         });
     }
 
+    /// Queues a whole message already in wire form.
+    pub(crate) fn push_message_wire(&mut self, wire: Bytes) {
+        self.remaining += wire.len();
+        self.segments.push_back(Segment {
+            chunk: Chunk::Body(wire),
+            ends_message: true,
+        });
+    }
+
     /// Queues one frame; `ends_message` marks the last frame of a data message.
     pub(crate) fn push_frame(&mut self, flags: FrameFlags, body: Bytes, ends_message: bool) {
         let header = FrameHeader::new(flags, body.len());

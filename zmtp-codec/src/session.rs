@@ -10,9 +10,10 @@ use bytes::{Buf, Bytes};
 
 use crate::command::{ttl_to_deciseconds, Command};
 use crate::error::{Error, Result};
-use crate::frame::{Frame, FrameDecoder, FrameFlags};
+use crate::frame::{parse_header, Frame, FrameDecoder, FrameFlags, RawFrame};
 use crate::greeting::{Greeting, GREETING_LEN};
 use crate::mechanism::{Mechanism, Null, Step};
+use crate::message::{Message, MessageBuilder};
 use crate::metadata::{Metadata, IDENTITY, SOCKET_TYPE};
 use crate::outbox::Outbox;
 use crate::socket_type::SocketType;
@@ -79,11 +80,12 @@ impl PeerInfo {
 pub enum Event {
     /// The handshake finished; traffic may flow both ways.
     Ready(PeerInfo),
-    /// A data frame. Messages are the frames up to one without MORE.
-    Frame(Frame),
+    /// A whole multipart data message.
+    Message(Message),
     /// A subscription change, in either wire form. Only sessions whose socket
-    /// type receives subscriptions (PUB, XPUB) report these; for them a data
-    /// frame starting with 0x01/0x00 is a subscription, as in libzmq.
+    /// type receives subscriptions (PUB, XPUB) report these; for them every
+    /// data frame starting with 0x01/0x00 is a subscription, as in libzmq,
+    /// and the other frames of such a message are reported as a message.
     Subscription(Subscription),
     /// A heartbeat. The PONG is already queued; the caller arms a timer of
     /// `ttl_deciseconds` (if non-zero) that any received byte cancels.
@@ -111,8 +113,11 @@ enum Phase {
 /// Counters of things that are not events but worth reporting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionStats {
-    /// Data frames received.
-    pub frames_received: u64,
+    /// Data messages received.
+    pub messages_received: u64,
+    /// Messages that straddled fed chunks and were copied into a buffer of
+    /// their own (the decoder's straddling copies are in `copied_bytes`).
+    pub messages_copied: u64,
     /// Data frames queued for sending.
     pub frames_sent: u64,
     /// Commands received after the handshake that we ignored (unknown names,
@@ -136,6 +141,13 @@ pub struct Session {
     outbox: Outbox,
     /// Bytes of the inbound message being received (reset after a frame without MORE).
     inbound_message_bytes: u64,
+    /// Frames of a message that straddles chunks, copied together.
+    builder: MessageBuilder,
+    /// Events found while splitting a message (XPUB subscriptions mixed with
+    /// user frames), returned before anything else is decoded.
+    pending: VecDeque<Event>,
+    /// Bytes copied by the builder.
+    builder_copied_bytes: u64,
     /// Scratch for mechanism output, kept to avoid an allocation per step.
     handshake_out: Vec<Bytes>,
     stats: SessionStats,
@@ -182,6 +194,9 @@ impl Session {
             input: VecDeque::new(),
             outbox,
             inbound_message_bytes: 0,
+            builder: MessageBuilder::new(),
+            pending: VecDeque::new(),
+            builder_copied_bytes: 0,
             handshake_out: Vec::new(),
             stats: SessionStats::default(),
         }
@@ -219,23 +234,27 @@ impl Session {
                     }
                 }
                 Phase::Handshake => {
-                    let Some(frame) = self.next_frame()? else {
+                    let Some(raw) = self.next_frame()? else {
                         return Ok(None);
                     };
-                    if let Some(event) = self.on_handshake_frame(frame)? {
+                    if let Some(event) = self.on_handshake_frame(raw.into_frame())? {
                         return Ok(Some(event));
                     }
                 }
                 Phase::Ready => {
-                    let Some(frame) = self.next_frame()? else {
+                    if let Some(event) = self.pending.pop_front() {
+                        return Ok(Some(event));
+                    }
+                    if let Some(message) = self.next_whole_message() {
+                        if let Some(event) = self.on_message(message) {
+                            return Ok(Some(event));
+                        }
+                        continue;
+                    }
+                    let Some(raw) = self.next_frame()? else {
                         return Ok(None);
                     };
-                    let frame = if self.mechanism.transforms_frames() {
-                        self.mechanism.open(frame)?
-                    } else {
-                        frame
-                    };
-                    if let Some(event) = self.on_traffic_frame(frame)? {
+                    if let Some(event) = self.on_traffic_frame(raw)? {
                         return Ok(Some(event));
                     }
                 }
@@ -312,27 +331,126 @@ impl Session {
         Ok(Some(Event::Ready(info)))
     }
 
-    fn on_traffic_frame(&mut self, frame: Frame) -> Result<Option<Event>> {
+    /// The fast path: a whole message of data frames lying in the front chunk
+    /// becomes one slice of it. Anything else (a command, a message that
+    /// straddles chunks, a frame over the limits, an encrypting mechanism)
+    /// is left to the frame-by-frame path, which also reports the errors.
+    fn next_whole_message(&mut self) -> Option<Message> {
+        if self.mechanism.transforms_frames()
+            || !self.builder.is_empty()
+            || self.decoder.has_partial()
+        {
+            return None;
+        }
+        let chunk = self.input.front_mut()?;
+        let mut offset = 0usize;
+        let mut frames = 0u32;
+        let mut body_len = 0u64;
+        loop {
+            let header = parse_header(&chunk[offset..], false)?;
+            if header.flags.is_command() || header.body_len > self.config.max_frame_size {
+                return None;
+            }
+            body_len += header.body_len;
+            let end =
+                (offset + header.header_len).checked_add(usize::try_from(header.body_len).ok()?)?;
+            if end > chunk.len() || body_len > self.config.max_message_size {
+                return None;
+            }
+            offset = end;
+            frames += 1;
+            if !header.flags.more() {
+                break;
+            }
+        }
+        let wire = chunk.split_to(offset);
+        if chunk.is_empty() {
+            self.input.pop_front();
+        }
+        Some(Message::from_validated_wire(wire, frames, body_len))
+    }
+
+    /// The slow path: one frame at a time, for commands and for messages
+    /// that straddle chunks.
+    fn on_traffic_frame(&mut self, raw: RawFrame) -> Result<Option<Event>> {
+        let frame = if self.mechanism.transforms_frames() {
+            self.mechanism.open(raw.into_frame())?
+        } else if raw.flags.is_command() {
+            raw.into_frame()
+        } else {
+            return self.on_data_frame(raw);
+        };
         if frame.is_command() {
             return self.on_command(frame.body);
         }
-        self.inbound_message_bytes += frame.body.len() as u64;
+        self.check_message_size(frame.body.len(), frame.more())?;
+        self.builder.push(&frame.body);
+        self.builder_copied_bytes += frame.body.len() as u64;
+        if frame.more() {
+            return Ok(None);
+        }
+        let message = self.builder.take().expect("a frame was just pushed");
+        Ok(self.on_message(message))
+    }
+
+    fn on_data_frame(&mut self, raw: RawFrame) -> Result<Option<Event>> {
+        let body_len = raw.wire.len() - raw.header_len;
+        self.check_message_size(body_len, raw.flags.more())?;
+        if !raw.flags.more() && self.builder.is_empty() {
+            // A lone frame is its own message, header and all: no copy
+            // beyond what the decoder made if it straddled.
+            let message = Message::from_validated_wire(raw.wire, 1, body_len as u64);
+            return Ok(self.on_message(message));
+        }
+        self.builder.push(&raw.wire[raw.header_len..]);
+        self.builder_copied_bytes += body_len as u64;
+        if raw.flags.more() {
+            return Ok(None);
+        }
+        self.stats.messages_copied += 1;
+        let message = self.builder.take().expect("a frame was just pushed");
+        Ok(self.on_message(message))
+    }
+
+    fn check_message_size(&mut self, frame_len: usize, more: bool) -> Result<()> {
+        self.inbound_message_bytes += frame_len as u64;
         if self.inbound_message_bytes > self.config.max_message_size {
             return Err(Error::MessageTooLarge {
                 size: self.inbound_message_bytes,
                 limit: self.config.max_message_size,
             });
         }
-        if !frame.more() {
+        if !more {
             self.inbound_message_bytes = 0;
         }
-        self.stats.frames_received += 1;
-        if self.config.socket_type.receives_subscriptions() {
-            if let Some(sub) = Subscription::from_data_frame(&frame) {
-                return Ok(Some(Event::Subscription(sub)));
+        Ok(())
+    }
+
+    /// Classifies a received message: for PUB and XPUB every frame starting
+    /// with 0x01/0x00 is a subscription (libzmq looks at every frame).
+    fn on_message(&mut self, message: Message) -> Option<Event> {
+        self.stats.messages_received += 1;
+        if !self.config.socket_type.receives_subscriptions() {
+            return Some(Event::Message(message));
+        }
+        if message.frame_count() == 1 {
+            let frame = Frame::data(message.frame(0).expect("one frame"), false);
+            return Some(match Subscription::from_data_frame(&frame) {
+                Some(sub) => Event::Subscription(sub),
+                None => Event::Message(message),
+            });
+        }
+        let mut user = MessageBuilder::new();
+        for body in message.to_frames() {
+            match Subscription::from_data_frame(&Frame::data(body.clone(), false)) {
+                Some(sub) => self.pending.push_back(Event::Subscription(sub)),
+                None => user.push(&body),
             }
         }
-        Ok(Some(Event::Frame(frame)))
+        if let Some(user) = user.finish() {
+            self.pending.push_back(Event::Message(user));
+        }
+        self.pending.pop_front()
     }
 
     fn on_command(&mut self, body: Bytes) -> Result<Option<Event>> {
@@ -371,9 +489,9 @@ impl Session {
     }
 
     /// The next whole frame from the input, if the fed bytes hold one.
-    fn next_frame(&mut self) -> Result<Option<Frame>> {
+    fn next_frame(&mut self) -> Result<Option<RawFrame>> {
         while let Some(chunk) = self.input.front_mut() {
-            let frame = self.decoder.decode(chunk)?;
+            let frame = self.decoder.decode_raw(chunk)?;
             if chunk.is_empty() {
                 self.input.pop_front();
             }
@@ -413,8 +531,9 @@ impl Session {
         Ok(())
     }
 
-    /// Queues a whole multipart message. An empty slice sends nothing.
-    pub fn send_message(&mut self, frames: &[Bytes]) -> Result<()> {
+    /// Queues a whole multipart application message given as separate
+    /// buffers, without copying them. An empty slice sends nothing.
+    pub fn send_frames(&mut self, frames: &[Bytes]) -> Result<()> {
         self.ensure_ready()?;
         if let Some((last, rest)) = frames.split_last() {
             for frame in rest {
@@ -422,6 +541,23 @@ impl Session {
             }
             self.send_frame(last.clone(), false)?;
         }
+        Ok(())
+    }
+
+    /// Queues a message, e.g. one received from another session. Without
+    /// encryption its wire bytes go out as they are: one segment, no copy,
+    /// no re-encoding.
+    pub fn send(&mut self, message: &Message) -> Result<()> {
+        self.ensure_ready()?;
+        if self.mechanism.transforms_frames() {
+            let mut frames = message.to_frames().into_iter().peekable();
+            while let Some(frame) = frames.next() {
+                self.send_frame(frame, frames.peek().is_some())?;
+            }
+            return Ok(());
+        }
+        self.stats.frames_sent += message.frame_count() as u64;
+        self.outbox.push_message_wire(message.wire().clone());
         Ok(())
     }
 
@@ -496,8 +632,8 @@ impl Session {
         self.stats
     }
 
-    /// Bytes copied because a frame straddled two fed chunks.
+    /// Bytes copied because a frame or message straddled fed chunks.
     pub fn copied_bytes(&self) -> u64 {
-        self.decoder.copied_bytes()
+        self.decoder.copied_bytes() + self.builder_copied_bytes
     }
 }

@@ -1,0 +1,186 @@
+//! Property tests: whatever is encoded decodes to the same thing, however the
+//! byte stream is cut into chunks, and no input makes the decoders panic.
+
+use bytes::{Buf, Bytes, BytesMut};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use zmtp_codec::frame::encode_frame;
+use zmtp_codec::{
+    Command, Event, Frame, FrameDecoder, FrameFlags, Greeting, MechanismName, Metadata, Session,
+    SessionConfig, SocketType,
+};
+
+/// Cuts `wire` at the given points (taken modulo its length).
+fn split(wire: &Bytes, cuts: &[usize]) -> Vec<Bytes> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    points.push(0);
+    points.push(wire.len());
+    points.sort_unstable();
+    points.dedup();
+    points.windows(2).map(|w| wire.slice(w[0]..w[1])).collect()
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => vec(any::<u8>(), 0..8),
+        4 => vec(any::<u8>(), 240..270),
+        1 => vec(any::<u8>(), 0..3000),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (any::<bool>(), any::<bool>(), body()).prop_map(|(more, command, body)| Frame {
+        flags: FrameFlags::from_bits(
+            u8::from(more) | if command { FrameFlags::COMMAND } else { 0 },
+        ),
+        body: Bytes::from(body),
+    })
+}
+
+fn metadata() -> impl Strategy<Value = Metadata> {
+    vec((vec(any::<u8>(), 1..20), vec(any::<u8>(), 0..40)), 0..5).prop_map(|props| {
+        let mut md = Metadata::new();
+        for (n, v) in props {
+            md.push(n, v).unwrap();
+        }
+        md
+    })
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let bytes = |max| vec(any::<u8>(), 0..max).prop_map(Bytes::from);
+    prop_oneof![
+        metadata().prop_map(Command::Ready),
+        bytes(256).prop_map(Command::Error),
+        bytes(300).prop_map(Command::Subscribe),
+        bytes(300).prop_map(Command::Cancel),
+        (0u16..=655, bytes(17)).prop_map(|(t, c)| Command::Ping {
+            ttl_deciseconds: t,
+            context: c
+        }),
+        bytes(17).prop_map(Command::Pong),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn frames_round_trip_through_any_chunking(frames in vec(frame(), 1..12), cuts in vec(any::<usize>(), 0..8)) {
+        let mut wire = BytesMut::new();
+        for f in &frames {
+            encode_frame(f.flags, &f.body, &mut wire);
+        }
+        let wire = wire.freeze();
+        let mut decoder = FrameDecoder::new(u64::MAX);
+        let mut decoded = Vec::new();
+        for mut chunk in split(&wire, &cuts) {
+            while let Some(f) = decoder.decode(&mut chunk).unwrap() {
+                decoded.push(f);
+            }
+        }
+        prop_assert!(!decoder.has_partial());
+        prop_assert_eq!(decoded.len(), frames.len());
+        for (got, want) in decoded.iter().zip(&frames) {
+            prop_assert_eq!(got.flags.bits() & !FrameFlags::LONG, want.flags.bits());
+            prop_assert_eq!(&got.body, &want.body);
+        }
+        if cuts.is_empty() {
+            prop_assert_eq!(decoder.copied_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn commands_round_trip(cmd in command()) {
+        let decoded = Command::decode(cmd.encode()).unwrap();
+        let expected = match cmd {
+            Command::Error(r) => Command::Error(r.slice(..r.len().min(255))),
+            Command::Ping { ttl_deciseconds, context } =>
+                Command::Ping { ttl_deciseconds, context: context.slice(..context.len().min(16)) },
+            Command::Pong(c) => Command::Pong(c.slice(..c.len().min(16))),
+            other => other,
+        };
+        prop_assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn messages_cross_a_session_pair_intact(
+        messages in vec(vec(body(), 1..5), 1..6),
+        cuts in vec(any::<usize>(), 0..10),
+    ) {
+        let mut push = Session::new(SessionConfig::new(SocketType::Push));
+        let mut pull = Session::new(SessionConfig::new(SocketType::Pull));
+        // The whole conversation from push, handshake included, in one stream.
+        let mut pull_out = pull.outbox().copy_to_bytes(64);
+        push.feed(pull_out.split_to(64));
+        prop_assert_eq!(push.poll().unwrap(), None);
+        let mut ready = BytesMut::new();
+        encode_frame(FrameFlags::command(), b"\x05READY\x0bSocket-Type\x00\x00\x00\x04PULL", &mut ready);
+        push.feed(ready.freeze());
+        prop_assert!(matches!(push.poll().unwrap(), Some(Event::Ready(_))));
+        for m in &messages {
+            let frames: Vec<Bytes> = m.iter().cloned().map(Bytes::from).collect();
+            push.send_frames(&frames).unwrap();
+        }
+        let n = push.outbox().remaining();
+        let wire = push.outbox().copy_to_bytes(n);
+        let mut received = Vec::new();
+        for chunk in split(&wire, &cuts) {
+            pull.feed(chunk);
+            while let Some(event) = pull.poll().unwrap() {
+                if let Event::Message(m) = event {
+                    let n = m.frame_count();
+                    received.extend(m.frames().enumerate().map(|(i, f)| (f.to_vec(), i + 1 < n)));
+                }
+            }
+        }
+        let expected: Vec<(Vec<u8>, bool)> = messages
+            .iter()
+            .flat_map(|m| m.iter().enumerate().map(move |(i, b)| (b.clone(), i + 1 < m.len())))
+            .collect();
+        prop_assert_eq!(received, expected);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_session(
+        socket in 0usize..SocketType::ALL.len(),
+        tail in vec(any::<u8>(), 0..600),
+        cuts in vec(any::<usize>(), 0..6),
+        with_ready in any::<bool>(),
+    ) {
+        let local = SocketType::ALL[socket];
+        let mut session = Session::new(SessionConfig::new(local));
+        let mut wire = Greeting::new(1, MechanismName::NULL, false).encode().to_vec();
+        if with_ready {
+            let peer = SocketType::ALL.into_iter().find(|p| local.accepts(*p)).unwrap();
+            let mut md = BytesMut::new();
+            encode_frame(FrameFlags::command(), &Command::Ready({
+                let mut m = Metadata::new();
+                m.push("Socket-Type", peer.as_str()).unwrap();
+                m
+            }).encode(), &mut md);
+            wire.extend_from_slice(&md);
+        }
+        wire.extend_from_slice(&tail);
+        for chunk in split(&Bytes::from(wire), &cuts) {
+            session.feed(chunk);
+            loop {
+                match session.poll() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_frames_and_greetings_never_panic(bytes in vec(any::<u8>(), 0..200)) {
+        let _ = Greeting::decode_partial(&bytes);
+        let _ = Command::decode(Bytes::from(bytes.clone()));
+        let _ = Metadata::decode(Bytes::from(bytes.clone()));
+        let mut decoder = FrameDecoder::new(1 << 16);
+        decoder.set_repair_long_commands(true);
+        let mut input = Bytes::from(bytes);
+        while let Ok(Some(_)) = decoder.decode(&mut input) {}
+    }
+}
