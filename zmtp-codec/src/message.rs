@@ -12,7 +12,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::frame::{FrameFlags, FrameHeader};
 
 /// A multipart data message in wire form.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Two messages are equal when their frames are: the same frames may be
+/// encoded differently (a peer may use a long size for a short frame).
+#[derive(Clone)]
 pub struct Message {
     /// Frames as `flags | size | body`, each with MORE except the last.
     wire: Bytes,
@@ -87,10 +90,18 @@ impl Message {
     }
 }
 
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.frame_count == other.frame_count && self.frames().eq(other.frames())
+    }
+}
+
+impl Eq for Message {}
+
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.frames().map(|b| crate::error::printable(b)))
+            .entries(self.frames().map(crate::error::printable))
             .finish()
     }
 }
@@ -207,6 +218,15 @@ mod tests {
         let m = Message::from_frames(&[b"abc"]);
         let f = m.frame(0).unwrap();
         assert_eq!(f.as_ptr(), m.wire()[2..].as_ptr());
+    }
+
+    #[test]
+    fn equality_is_by_frames_not_encoding() {
+        let minimal = Message::from_frames(&[b"ab"]);
+        let long =
+            Message::from_validated_wire(Bytes::from_static(b"\x02\0\0\0\0\0\0\0\x02ab"), 1, 2);
+        assert_eq!(minimal, long);
+        assert_ne!(minimal, Message::from_frames(&[b"a", b"b"]));
     }
 
     #[test]

@@ -164,12 +164,7 @@ proptest! {
         wire.extend_from_slice(&tail);
         for chunk in split(&Bytes::from(wire), &cuts) {
             session.feed(chunk);
-            loop {
-                match session.poll() {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = session.poll() {}
         }
     }
 
