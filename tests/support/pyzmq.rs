@@ -1,0 +1,169 @@
+//! libzmq 4.3.5 through pyzmq, whose wheels bundle it (with libsodium, so
+//! CURVE too). The venv is made once per checkout under `target/`; a lock
+//! file serialises test processes, and a marker written after a successful
+//! install makes a half-made venv be redone.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{LibzmqPeer, Opt};
+
+/// The pyzmq release whose wheels bundle libzmq 4.3.5.
+const PYZMQ: &str = "pyzmq==27.3.0";
+
+fn venv_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        fs::create_dir_all(&target).expect("create the target directory");
+        let venv = target.join("pyzmq-venv");
+        let python = venv.join("bin").join("python");
+        let marker = venv.join(format!(".installed-{PYZMQ}"));
+        let lock = File::create(target.join("pyzmq-venv.lock")).expect("create the venv lock file");
+        lock.lock().expect("lock the venv");
+        if !marker.exists() {
+            let _ = fs::remove_dir_all(&venv);
+            run(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "python3 -m venv (install python3-venv)",
+            );
+            run(
+                Command::new(&python).args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    PYZMQ,
+                ]),
+                "pip install pyzmq (PyPI must be reachable)",
+            );
+            fs::write(&marker, b"").expect("write the venv marker");
+        }
+        python
+    })
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub struct PyzmqPeer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl PyzmqPeer {
+    pub fn new(kind: &str) -> PyzmqPeer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lzpeer.py");
+        let mut child = Command::new(venv_python())
+            .arg(script)
+            .arg(kind)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the pyzmq peer");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        PyzmqPeer {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// One request, one reply line; `err` replies fail the test with their text.
+    fn request(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("write to the pyzmq peer");
+        self.stdin.flush().expect("flush to the pyzmq peer");
+        let mut reply = String::new();
+        self.stdout
+            .read_line(&mut reply)
+            .expect("read from the pyzmq peer");
+        let reply = reply.trim_end();
+        match reply.split_once(' ').unwrap_or((reply, "")) {
+            ("ok", rest) => rest.to_string(),
+            ("none", _) => "\0none".to_string(),
+            _ => panic!("pyzmq peer: {line:.60}: {reply}"),
+        }
+    }
+}
+
+impl Drop for PyzmqPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex from the pyzmq peer"))
+        .collect()
+}
+
+impl LibzmqPeer for PyzmqPeer {
+    fn version(&self) -> String {
+        // Asked once at start-up would need &mut; the bundled version is fixed by the pin.
+        let output = Command::new(venv_python())
+            .args(["-c", "import zmq; print(zmq.zmq_version())"])
+            .output()
+            .expect("ask pyzmq for its libzmq version");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    fn bind(&mut self, endpoint: &str) -> String {
+        self.request(&format!("bind {endpoint}"))
+    }
+
+    fn connect(&mut self, endpoint: &str) {
+        self.request(&format!("connect {endpoint}"));
+    }
+
+    fn send(&mut self, frames: &[&[u8]]) {
+        let frames: Vec<String> = frames.iter().map(|f| hex(f)).collect();
+        self.request(&format!("send {}", frames.join(",")));
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Option<Vec<Vec<u8>>> {
+        let reply = self.request(&format!("recv {}", timeout.as_millis()));
+        (reply != "\0none").then(|| reply.split(',').map(unhex).collect())
+    }
+
+    fn subscribe(&mut self, topic: &[u8]) {
+        self.request(&format!("sub {}", hex(topic)));
+    }
+
+    fn unsubscribe(&mut self, topic: &[u8]) {
+        self.request(&format!("unsub {}", hex(topic)));
+    }
+
+    fn set(&mut self, opt: Opt) {
+        let (name, value) = opt.raw();
+        let value = match value.len() {
+            4 => i64::from(i32::from_ne_bytes(value.try_into().expect("4 bytes"))),
+            _ => i64::from_ne_bytes(value.try_into().expect("8 bytes")),
+        };
+        self.request(&format!("set {name} {value}"));
+    }
+}
