@@ -9,7 +9,7 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use zmtp_codec::frame::encode_frame;
-use zmtp_codec::{Event, FrameDecoder, FrameFlags, Session, SessionConfig, SocketType};
+use zmtp_codec::{Event, FrameDecoder, FrameFlags, Outbox, Session, SessionConfig, SocketType};
 
 /// Messages per benchmark iteration: enough to amortise the loop, small
 /// enough to stay in cache like a receive buffer would.
@@ -50,6 +50,19 @@ fn ready_pair() -> (Session, Session) {
     }
     assert!(push.is_ready() && pull.is_ready());
     (push, pull)
+}
+
+/// Hands everything queued to a pretend vectored write, as a reactor would,
+/// 256 iovecs per call (well under IOV_MAX). Returns the messages completed.
+fn write_out(outbox: &mut Outbox) -> u64 {
+    while outbox.has_remaining() {
+        let mut iov = [IoSlice::new(&[]); 256];
+        let n = outbox.chunks_vectored(&mut iov);
+        let bytes: usize = iov[..n].iter().map(|s| s.len()).sum();
+        black_box(&iov[..n]);
+        outbox.advance(bytes);
+    }
+    outbox.take_completed_messages()
 }
 
 fn decode(c: &mut Criterion) {
@@ -104,17 +117,7 @@ fn encode(c: &mut Criterion) {
                 for _ in 0..BATCH {
                     push.send_frames(m).expect("ready");
                 }
-                // Hand everything to a pretend vectored write, as a reactor would.
-                let outbox = push.outbox();
-                while outbox.has_remaining() {
-                    // 256 iovecs per sendmsg: well under IOV_MAX (1024).
-                    let mut iov = [IoSlice::new(&[]); 256];
-                    let n = outbox.chunks_vectored(&mut iov);
-                    let bytes: usize = iov[..n].iter().map(|s| s.len()).sum();
-                    black_box(&iov[..n]);
-                    outbox.advance(bytes);
-                }
-                assert_eq!(outbox.take_completed_messages(), BATCH as u64);
+                assert_eq!(write_out(push.outbox()), BATCH as u64);
             });
         });
     }
@@ -144,15 +147,7 @@ fn forward(c: &mut Criterion) {
                     for m in received {
                         push.send(m).expect("ready");
                     }
-                    let outbox = push.outbox();
-                    while outbox.has_remaining() {
-                        let mut iov = [IoSlice::new(&[]); 256];
-                        let n = outbox.chunks_vectored(&mut iov);
-                        let bytes: usize = iov[..n].iter().map(|s| s.len()).sum();
-                        black_box(&iov[..n]);
-                        outbox.advance(bytes);
-                    }
-                    assert_eq!(outbox.take_completed_messages(), BATCH as u64);
+                    assert_eq!(write_out(push.outbox()), BATCH as u64);
                 });
             },
         );
