@@ -313,14 +313,18 @@ impl FrameDecoder {
                 limit: self.max_frame_size,
             });
         }
-        // Bounded by max_frame_size; on a 32-bit target a larger size is
-        // refused rather than truncated.
-        let body_len = usize::try_from(header.body_len).map_err(|_| Error::FrameTooLarge {
+        // Bounded by max_frame_size; what does not fit in memory's address
+        // space (even with its header) is refused rather than truncated.
+        let too_large = || Error::FrameTooLarge {
             size: header.body_len,
-            limit: usize::MAX as u64,
-        })?;
+            limit: (usize::MAX - MAX_HEADER_LEN) as u64,
+        };
+        let body_len = usize::try_from(header.body_len).map_err(|_| too_large())?;
+        let total = header
+            .header_len
+            .checked_add(body_len)
+            .ok_or_else(too_large)?;
         if header_in_input {
-            let total = header.header_len + body_len;
             if input.len() >= total {
                 return Ok(Some(RawFrame {
                     flags: header.flags,
@@ -335,7 +339,6 @@ impl FrameDecoder {
         } else {
             &self.header[..header.header_len]
         };
-        let total = header.header_len + body_len;
         let mut wire = BytesMut::with_capacity(
             total.min(MAX_UPFRONT_RESERVE.max(input.len() + header.header_len)),
         );
@@ -494,6 +497,20 @@ mod tests {
                 size: 101,
                 limit: 100
             }
+        );
+    }
+
+    #[test]
+    fn sizes_near_the_address_space_limit_are_refused_without_overflow() {
+        let mut d = FrameDecoder::new(u64::MAX);
+        let err = decode_all(
+            &mut d,
+            &[&[0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::FrameTooLarge { size: u64::MAX, .. }),
+            "{err}"
         );
     }
 

@@ -169,7 +169,7 @@ impl Session {
         if config.socket_type.sends_identity() {
             local_metadata
                 .push(IDENTITY, config.routing_id.clone())
-                .expect("routing ids are at most 255 bytes");
+                .expect("a routing id is far below the 4 GiB property limit");
         }
         for (name, value) in config.properties.iter() {
             local_metadata
@@ -351,7 +351,7 @@ impl Session {
             if header.flags.is_command() || header.body_len > self.config.max_frame_size {
                 return None;
             }
-            body_len += header.body_len;
+            body_len = body_len.checked_add(header.body_len)?;
             let end =
                 (offset + header.header_len).checked_add(usize::try_from(header.body_len).ok()?)?;
             if end > chunk.len() || body_len > self.config.max_message_size {

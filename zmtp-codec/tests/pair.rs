@@ -433,3 +433,22 @@ fn received_messages_are_forwarded_as_their_wire_bytes() {
     assert_eq!(xpub_side.outbox().take_completed_messages(), 1);
     let _ = &mut subscriber;
 }
+
+#[test]
+fn unlimited_sizes_still_refuse_frames_beyond_memory() {
+    let mut config = SessionConfig::new(SocketType::Pull);
+    config.max_frame_size = u64::MAX;
+    config.max_message_size = u64::MAX;
+    let mut pull = Session::new(config);
+    let mut push = Session::new(SessionConfig::new(SocketType::Push));
+    connect(&mut push, &mut pull);
+    // A one-byte frame with MORE, then a frame announcing 2^64-1 bytes.
+    pull.feed(Bytes::from_static(
+        b"\x01\x01a\x02\xff\xff\xff\xff\xff\xff\xff\xff",
+    ));
+    let err = drain(&mut pull).unwrap_err();
+    assert!(
+        matches!(err, Error::FrameTooLarge { size: u64::MAX, .. }),
+        "{err}"
+    );
+}

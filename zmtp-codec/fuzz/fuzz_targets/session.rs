@@ -8,10 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use zmtp_codec::frame::encode_frame;
 use zmtp_codec::{Command, Event, FrameFlags, Greeting, MechanismName, Metadata, Session, SessionConfig, SocketType};
 
-fn run(local: SocketType, chunks: &[Bytes]) -> (Vec<Event>, bool) {
+fn run(local: SocketType, chunks: &[Bytes], unlimited: bool) -> (Vec<Event>, bool) {
     let mut config = SessionConfig::new(local);
-    config.max_frame_size = 1 << 20;
-    config.max_message_size = 1 << 21;
+    (config.max_frame_size, config.max_message_size) = if unlimited { (u64::MAX, u64::MAX) } else { (1 << 20, 1 << 21) };
     let mut session = Session::new(config);
     let mut events = Vec::new();
     for chunk in chunks {
@@ -28,8 +27,10 @@ fn run(local: SocketType, chunks: &[Bytes]) -> (Vec<Event>, bool) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // First byte: socket type, prefix choice and chunk length.
+    // First byte: socket type, prefix choice and chunk length; the last
+    // input byte, when odd, lifts the size limits.
     let Some((&control, rest)) = data.split_first() else { return };
+    let unlimited = rest.last().is_some_and(|b| b & 1 == 1);
     let local = SocketType::ALL[usize::from(control & 0x0f) % SocketType::ALL.len()];
     let mut stream = BytesMut::new();
     if control & 0x10 != 0 {
@@ -43,13 +44,13 @@ fuzz_target!(|data: &[u8]| {
     }
     stream.extend_from_slice(rest);
     let stream = stream.freeze();
-    let whole = run(local, std::slice::from_ref(&stream));
+    let whole = run(local, std::slice::from_ref(&stream), unlimited);
     let step = usize::from(control >> 6) * 7 + 1;
     let chunks: Vec<Bytes> = (0..stream.len())
         .step_by(step)
         .map(|i| stream.slice(i..(i + step).min(stream.len())))
         .collect();
-    let chunked = run(local, &chunks);
+    let chunked = run(local, &chunks, unlimited);
     if !local.receives_subscriptions() {
         // PUB/XPUB sessions repair libzmq 4.3.4 commands and may wait at a
         // chunk end for bytes the whole stream already had (see frame_decoder).
