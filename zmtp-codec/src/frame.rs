@@ -324,14 +324,12 @@ impl FrameDecoder {
             .header_len
             .checked_add(body_len)
             .ok_or_else(too_large)?;
-        if header_in_input {
-            if input.len() >= total {
-                return Ok(Some(RawFrame {
-                    flags: header.flags,
-                    wire: input.split_to(total),
-                    header_len: header.header_len,
-                }));
-            }
+        if header_in_input && input.len() >= total {
+            return Ok(Some(RawFrame {
+                flags: header.flags,
+                wire: input.split_to(total),
+                header_len: header.header_len,
+            }));
         }
         // The frame straddles chunks: gather header and body into one buffer.
         let header_bytes: &[u8] = if header_in_input {
