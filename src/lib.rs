@@ -1,9 +1,17 @@
 //! zring: a native, libzmq-free ZMTP 3.x dataplane on io_uring.
 //!
-//! Today this crate re-exports the sans-IO codec ([`zmtp_codec`]); the
-//! io_uring reactor, the ZeroMQ sockets, the Zeek broker and the Zeek logger
-//! are being built on top of it (see `docs/architecture.md`).
-
-#![warn(missing_docs)]
+//! The wire protocol lives in [`zmtp_codec`] (re-exported as [`codec`]);
+//! this crate adds the io_uring reactor, ZeroMQ socket semantics, and the
+//! applications built on them.
 
 pub use zmtp_codec as codec;
+
+pub mod endpoint;
+pub mod error;
+pub mod onloop;
+pub mod reactor;
+pub mod socket;
+
+pub use error::{Error, Result};
+pub use reactor::ReactorConfig;
+pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};

@@ -1,0 +1,256 @@
+//! The onloop queue: how messages cross from reactor threads to the
+//! application thread.
+//!
+//! A bounded lock-free ring whose capacity is exactly the configured
+//! high-water mark (0 = unbounded). Reactors offer; when the ring is full an
+//! offer is either dropped and counted, or (NODROP) refused, and the reactor
+//! stops reading from that peer until the application makes room, so TCP
+//! pushes back. An eventfd is readable while anything is queued, so an
+//! application's own event loop can wait on it.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_queue::{ArrayQueue, SegQueue};
+
+use crate::reactor::sys;
+
+/// An eventfd that is readable exactly while `pending` is non-zero.
+///
+/// Producers signal on the 0→1 transition; the consumer clears the fd on
+/// 1→0 and re-checks, so a producer racing with the clear re-signals.
+#[derive(Debug)]
+pub struct Readiness {
+    fd: OwnedFd,
+    pending: AtomicUsize,
+}
+
+impl Readiness {
+    /// A new, not readable, readiness fd.
+    pub fn new() -> std::io::Result<Readiness> {
+        Ok(Readiness {
+            fd: sys::eventfd(true)?,
+            pending: AtomicUsize::new(0),
+        })
+    }
+
+    /// One more item waits.
+    pub fn produced(&self) {
+        if self.pending.fetch_add(1, Ordering::SeqCst) == 0 {
+            sys::eventfd_signal(self.fd.as_raw_fd());
+        }
+    }
+
+    /// One item was taken.
+    pub fn consumed(&self) {
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            sys::eventfd_drain(self.fd.as_raw_fd());
+            if self.pending.load(Ordering::SeqCst) > 0 {
+                sys::eventfd_signal(self.fd.as_raw_fd());
+            }
+        }
+    }
+
+    /// Items waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// The fd to poll for readability.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Blocks until something is pending or `timeout_ms` passes (-1: forever).
+    pub fn wait(&self, timeout_ms: i32) {
+        if self.pending() == 0 {
+            sys::wait_readable(self.raw_fd(), timeout_ms);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Ring<T> {
+    Bounded(ArrayQueue<T>),
+    Unbounded(SegQueue<T>),
+}
+
+/// What happened to an offered item.
+#[derive(Debug)]
+pub enum Offer<T> {
+    /// It is in the queue.
+    Queued,
+    /// The queue was full; the item was dropped and counted.
+    Dropped,
+    /// The queue was full and the queue does not drop: the item comes back.
+    Full(T),
+}
+
+/// The queue itself. Any number of producers, one consumer.
+#[derive(Debug)]
+pub struct Onloop<T> {
+    ring: Ring<T>,
+    nodrop: bool,
+    readiness: Readiness,
+    drops: AtomicU64,
+}
+
+impl<T> Onloop<T> {
+    /// A queue holding at most `capacity` items (0: unbounded). With
+    /// `nodrop`, offers to a full queue are refused rather than dropped.
+    pub fn new(capacity: usize, nodrop: bool) -> std::io::Result<Onloop<T>> {
+        let ring = if capacity == 0 {
+            Ring::Unbounded(SegQueue::new())
+        } else {
+            Ring::Bounded(ArrayQueue::new(capacity))
+        };
+        Ok(Onloop {
+            ring,
+            nodrop,
+            readiness: Readiness::new()?,
+            drops: AtomicU64::new(0),
+        })
+    }
+
+    /// Offers an item (producer side).
+    pub fn offer(&self, item: T) -> Offer<T> {
+        let pushed = match &self.ring {
+            Ring::Bounded(q) => q.push(item),
+            Ring::Unbounded(q) => {
+                q.push(item);
+                Ok(())
+            }
+        };
+        match pushed {
+            Ok(()) => {
+                self.readiness.produced();
+                Offer::Queued
+            }
+            Err(item) if self.nodrop => Offer::Full(item),
+            Err(_) => {
+                self.drops.fetch_add(1, Ordering::Relaxed);
+                Offer::Dropped
+            }
+        }
+    }
+
+    /// Takes the oldest item (consumer side).
+    pub fn pop(&self) -> Option<T> {
+        let item = match &self.ring {
+            Ring::Bounded(q) => q.pop(),
+            Ring::Unbounded(q) => q.pop(),
+        }?;
+        self.readiness.consumed();
+        Some(item)
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        match &self.ring {
+            Ring::Bounded(q) => q.len(),
+            Ring::Unbounded(q) => q.len(),
+        }
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity (0: unbounded).
+    pub fn capacity(&self) -> usize {
+        match &self.ring {
+            Ring::Bounded(q) => q.capacity(),
+            Ring::Unbounded(_) => 0,
+        }
+    }
+
+    /// Whether a full queue refuses instead of dropping.
+    pub fn is_nodrop(&self) -> bool {
+        self.nodrop
+    }
+
+    /// Items dropped because the queue was full.
+    pub fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    /// The readiness fd shared by everything the consumer should wake for.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn holds_exactly_its_capacity_then_drops_and_counts() {
+        let q = Onloop::new(3, false).unwrap();
+        for i in 0..3 {
+            assert!(matches!(q.offer(i), Offer::Queued));
+        }
+        assert!(matches!(q.offer(3), Offer::Dropped));
+        assert_eq!((q.len(), q.drops()), (3, 1));
+        assert_eq!(q.pop(), Some(0));
+        assert!(matches!(q.offer(4), Offer::Queued));
+    }
+
+    #[test]
+    fn nodrop_hands_the_item_back() {
+        let q = Onloop::new(1, true).unwrap();
+        assert!(matches!(q.offer("a"), Offer::Queued));
+        assert!(matches!(q.offer("b"), Offer::Full("b")));
+        assert_eq!(q.drops(), 0);
+    }
+
+    #[test]
+    fn fd_is_readable_exactly_while_items_wait() {
+        let q = Onloop::new(0, false).unwrap();
+        let readable = |q: &Onloop<u32>| {
+            let mut pfd = libc::pollfd {
+                fd: q.readiness().raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, zero timeout.
+            unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+        };
+        assert!(!readable(&q));
+        q.offer(1);
+        q.offer(2);
+        assert!(readable(&q));
+        q.pop();
+        assert!(readable(&q));
+        q.pop();
+        assert!(!readable(&q));
+    }
+
+    #[test]
+    fn concurrent_producers_lose_nothing_uncounted() {
+        let q = Arc::new(Onloop::new(64, false).unwrap());
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100_000u32 {
+                        q.offer(i);
+                    }
+                })
+            })
+            .collect();
+        let mut got = 0u64;
+        let done = || producers.iter().all(|p| p.is_finished());
+        loop {
+            if q.pop().is_some() {
+                got += 1;
+            } else if done() && q.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(got + q.drops(), 200_000);
+        assert_eq!(q.readiness().pending(), 0);
+    }
+}

@@ -1,0 +1,216 @@
+//! One peer connection on a reactor: its codec session, its receive and
+//! send state, and its deadlines.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Buf;
+use zmtp_codec::{Message, Outbox, Session};
+
+use super::slab::Key;
+use super::ConnSpec;
+use crate::socket::pipe::{Outgoing, Pipe};
+
+/// Most iovecs in one `sendmsg` (the kernel's UIO_MAXIOV).
+pub(super) const MAX_IOVECS: usize = 1024;
+/// Bytes gathered into one send batch before it is submitted.
+pub(super) const BATCH_BYTES: usize = 4 << 20;
+
+/// Who opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Accepted on a bound endpoint.
+    Accepted,
+    /// Made by the connecter with this key.
+    Connected(Key),
+}
+
+pub(super) struct Conn {
+    pub(super) key: Key,
+    pub(super) fd: OwnedFd,
+    pub(super) spec: Arc<ConnSpec>,
+    pub(super) session: Session,
+    pub(super) peer: String,
+    pub(super) origin: Origin,
+    /// The queue from the application; set at the handshake, or from the
+    /// start for a connecter's pipe.
+    pub(super) pipe: Option<Arc<Pipe>>,
+    /// The pipe was announced to the socket (CoreEvent::Up).
+    pub(super) announced: bool,
+    pub(super) recv_armed: bool,
+    /// Not reading: the onloop queue is full (NODROP).
+    pub(super) paused: bool,
+    /// The message that did not fit the onloop queue.
+    pub(super) held: Option<Message>,
+    /// Why the connection is closing, once it is.
+    pub(super) closing: Option<String>,
+    /// The socket closed; send what is queued, then close.
+    pub(super) lingering: bool,
+    // Send state. `inflight` is taken from the session's outbox and left
+    // untouched while the kernel reads from it, so its iovecs stay valid.
+    pub(super) inflight: Outbox,
+    pub(super) send_in_flight: bool,
+    /// A zero-copy send's buffers are held until its notification.
+    pub(super) zc_notif_pending: bool,
+    /// Bytes a zero-copy send reported, applied when its notification arrives.
+    pub(super) zc_sent: usize,
+    /// Data messages taken from the pipe and not yet fully sent.
+    pub(super) batch_messages: usize,
+    pub(super) iovecs: Vec<libc::iovec>,
+    pub(super) msghdr: libc::msghdr,
+    // Deadlines.
+    pub(super) handshake_deadline: Option<Instant>,
+    pub(super) next_ping: Option<Instant>,
+    pub(super) ping_timeout: Option<Instant>,
+    pub(super) peer_ttl: Option<Instant>,
+    pub(super) linger_deadline: Option<Instant>,
+    /// The earliest deadline a timer entry exists for.
+    pub(super) timer_at: Option<Instant>,
+}
+
+// SAFETY: `msghdr` holds raw pointers into `iovecs` and `inflight`, which the
+// Conn owns; a Conn only moves between threads inside a reactor command
+// before any send was built.
+unsafe impl Send for Conn {}
+
+impl Conn {
+    pub(super) fn new(
+        key: Key,
+        fd: OwnedFd,
+        spec: Arc<ConnSpec>,
+        peer: String,
+        origin: Origin,
+        pipe: Option<Arc<Pipe>>,
+        now: Instant,
+    ) -> Conn {
+        let session = Session::new(spec.session.clone());
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        Conn {
+            key,
+            fd,
+            handshake_deadline: spec.opts.handshake_ivl.map(|d| now + d),
+            spec,
+            session,
+            peer,
+            origin,
+            pipe,
+            announced: false,
+            recv_armed: false,
+            paused: false,
+            held: None,
+            closing: None,
+            lingering: false,
+            inflight: Outbox::new(),
+            send_in_flight: false,
+            zc_notif_pending: false,
+            zc_sent: 0,
+            batch_messages: 0,
+            iovecs: Vec::with_capacity(64),
+            msghdr,
+            next_ping: None,
+            ping_timeout: None,
+            peer_ttl: None,
+            linger_deadline: None,
+            timer_at: None,
+        }
+    }
+
+    pub(super) fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// Moves queued items from the pipe into the session, up to one batch.
+    /// Errors are the session's (a mechanism failing to seal).
+    pub(super) fn fill_from_pipe(&mut self) -> zmtp_codec::Result<()> {
+        if !self.session.is_ready() {
+            return Ok(());
+        }
+        let Some(pipe) = &self.pipe else {
+            return Ok(());
+        };
+        pipe.unschedule();
+        while self.session.outbox().chunk_count() < MAX_IOVECS
+            && self.session.outbox().remaining() < BATCH_BYTES
+        {
+            let Some(item) = pipe.pop() else { break };
+            match &item {
+                Outgoing::Wire(m) => self.session.send(m)?,
+                Outgoing::Frames(frames) => self.session.send_frames(frames)?,
+                Outgoing::Subscription(action, topic) => {
+                    self.session.send_subscription(*action, topic.clone())?
+                }
+            }
+            if item.is_message() {
+                self.batch_messages += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the session's outbox as the next send and describes it in
+    /// `msghdr`. Returns whether any frame reaches the zero-copy threshold;
+    /// `None` when there is nothing to send.
+    pub(super) fn prepare_send(&mut self) -> Option<bool> {
+        if self.session.outbox().is_empty() {
+            return None;
+        }
+        self.inflight = std::mem::take(self.session.outbox());
+        Some(self.describe_inflight())
+    }
+
+    /// Points `msghdr` at what is left of `inflight`.
+    pub(super) fn describe_inflight(&mut self) -> bool {
+        let mut slices = [std::io::IoSlice::new(&[]); MAX_IOVECS];
+        let n = self.inflight.chunks_vectored(&mut slices);
+        self.iovecs.clear();
+        let mut largest = 0;
+        for slice in &slices[..n] {
+            largest = largest.max(slice.len());
+            self.iovecs.push(libc::iovec {
+                iov_base: slice.as_ptr() as *mut libc::c_void,
+                iov_len: slice.len(),
+            });
+        }
+        self.msghdr.msg_iov = self.iovecs.as_mut_ptr();
+        self.msghdr.msg_iovlen = self.iovecs.len();
+        self.spec
+            .opts
+            .zerocopy_send_above
+            .is_some_and(|threshold| largest >= threshold)
+    }
+
+    /// Whether everything queued for the peer has gone to the kernel.
+    pub(super) fn send_drained(&mut self) -> bool {
+        !self.send_in_flight
+            && !self.zc_notif_pending
+            && self.session.outbox().is_empty()
+            && self.pipe.as_ref().is_none_or(|p| p.is_queue_empty())
+    }
+
+    /// The earliest deadline, if any.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.handshake_deadline,
+            self.next_ping,
+            self.ping_timeout,
+            self.peer_ttl,
+            self.linger_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Traffic arrived: the peer is alive.
+    pub(super) fn heard_from_peer(&mut self) {
+        self.ping_timeout = None;
+        self.peer_ttl = None;
+    }
+
+    /// Finished with every operation the kernel holds for it.
+    pub(super) fn idle_in_kernel(&self) -> bool {
+        !self.recv_armed && !self.send_in_flight && !self.zc_notif_pending
+    }
+}

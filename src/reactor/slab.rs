@@ -1,0 +1,108 @@
+//! A slab with generation-checked keys, so a completion that arrives for a
+//! slot since reused is recognised as stale.
+
+/// A slot index and the generation it was filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Key {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl Key {
+    /// Packs the key into a u64 (for atomics).
+    pub(crate) fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    pub(crate) fn from_u64(v: u64) -> Key {
+        Key {
+            index: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    slots: Vec<(u32, Option<T>)>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(Key) -> T) -> Key {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push((0, None));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.0 = slot.0.wrapping_add(1);
+        let key = Key {
+            index,
+            generation: slot.0,
+        };
+        slot.1 = Some(make(key));
+        self.len += 1;
+        key
+    }
+
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        match self.slots.get_mut(key.index as usize) {
+            Some((generation, Some(value))) if *generation == key.generation => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Like `get_mut` for a key whose generation was truncated to 24 bits.
+    pub(crate) fn find_mut(&mut self, index: u32, generation24: u32) -> Option<(Key, &mut T)> {
+        match self.slots.get_mut(index as usize) {
+            Some((generation, Some(value))) if *generation & 0xff_ffff == generation24 => Some((
+                Key {
+                    index,
+                    generation: *generation,
+                },
+                value,
+            )),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.0 != key.generation || slot.1.is_none() {
+            return None;
+        }
+        self.free.push(key.index);
+        self.len -= 1;
+        slot.1.take()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn keys(&self) -> Vec<Key> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, v))| v.is_some())
+            .map(|(i, (g, _))| Key {
+                index: i as u32,
+                generation: *g,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,781 @@
+//! ZeroMQ sockets over reactor connections, and the [`Context`] that owns
+//! the reactors.
+//!
+//! A [`Socket`] belongs to one application thread at a time (it is `Send`,
+//! not `Sync`), like a libzmq socket. Its routing state (the pipes to its
+//! peers, the subscription trie, the round-robin cursor) lives on that
+//! thread; reactors tell it about peers and subscriptions through a control
+//! queue it drains on every call, and hand it messages through the onloop
+//! queue. Nothing on this path takes a lock.
+
+pub mod options;
+pub(crate) mod pipe;
+pub(crate) mod shared;
+pub(crate) mod trie;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use zmtp_codec::{Message, SessionConfig, SubscriptionAction};
+
+pub use self::options::{SocketKind, SocketOption, SocketOptions};
+use self::pipe::{Outgoing, Pipe};
+pub use self::shared::SocketStats;
+use self::shared::{CoreEvent, SocketShared};
+use self::trie::Trie;
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::reactor::{sys, Command, ConnSpec, ReactorConfig, Reactors, Target};
+
+/// How long a send or receive may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until it can complete.
+    Block,
+    /// Not at all: [`Error::WouldBlock`] instead (libzmq's ZMQ_DONTWAIT).
+    DontWait,
+    /// Up to this long, then [`Error::TimedOut`].
+    Timeout(Duration),
+}
+
+struct ContextInner {
+    reactors: Reactors,
+    next_socket: AtomicU64,
+    next_reactor: AtomicUsize,
+}
+
+/// The reactors and everything sockets share. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("reactors", &self.inner.reactors.len())
+            .finish()
+    }
+}
+
+impl Context {
+    /// A context with one unpinned reactor.
+    pub fn new() -> Result<Context> {
+        Context::with_config(&ReactorConfig::default())
+    }
+
+    /// A context with reactors as configured. Fails, saying why, where
+    /// io_uring is unavailable.
+    pub fn with_config(config: &ReactorConfig) -> Result<Context> {
+        Ok(Context {
+            inner: Arc::new(ContextInner {
+                reactors: Reactors::start(config)?,
+                next_socket: AtomicU64::new(1),
+                next_reactor: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// A new socket of `kind`.
+    pub fn socket(&self, kind: SocketKind) -> Socket {
+        Socket {
+            kind,
+            ctx: self.inner.clone(),
+            id: self.inner.next_socket.fetch_add(1, Ordering::Relaxed),
+            opts: SocketOptions::defaults(kind),
+            shared: None,
+            pipes: Vec::new(),
+            by_id: HashMap::new(),
+            rr: 0,
+            own_subs: Trie::default(),
+            subscribers: Trie::default(),
+            pipe_topics: HashMap::new(),
+            notifications: VecDeque::new(),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+struct PipeEntry {
+    pipe: Arc<Pipe>,
+    /// A connection serves it now.
+    up: bool,
+    /// A connect pipe that has our subscriptions queued from the start (as
+    /// libzmq queues them at connect) and has not been up yet.
+    fresh: bool,
+}
+
+impl PipeEntry {
+    /// Whether subscription changes should be queued on it now; otherwise
+    /// its next connection gets the whole set replayed.
+    fn takes_subscriptions(&self) -> bool {
+        self.up || self.fresh
+    }
+}
+
+/// A ZeroMQ socket: PUB, SUB, XPUB, XSUB, PUSH or PULL.
+pub struct Socket {
+    kind: SocketKind,
+    ctx: Arc<ContextInner>,
+    id: u64,
+    opts: SocketOptions,
+    /// Made at the first bind or connect, with the options of that moment.
+    shared: Option<Arc<SocketShared>>,
+    pipes: Vec<PipeEntry>,
+    by_id: HashMap<u64, usize>,
+    /// PUSH round-robin cursor.
+    rr: usize,
+    /// SUB/XSUB: our subscriptions, reference-counted.
+    own_subs: Trie<usize>,
+    /// PUB/XPUB: per topic, the pipes subscribed to it.
+    subscribers: Trie<Vec<u64>>,
+    /// PUB/XPUB: per pipe, its topics (to cancel them when it leaves).
+    pipe_topics: HashMap<u64, HashSet<Bytes>>,
+    /// XPUB: subscription reports waiting for the application.
+    notifications: VecDeque<Message>,
+    endpoints: Vec<String>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("kind", &self.kind)
+            .field("endpoints", &self.endpoints)
+            .field("peers", &self.pipes.len())
+            .finish()
+    }
+}
+
+fn wait_ms(deadline: Option<Instant>) -> i32 {
+    match deadline {
+        None => -1,
+        Some(d) => d
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .min(i32::MAX as u128) as i32,
+    }
+}
+
+impl Socket {
+    /// The socket's kind.
+    pub fn kind(&self) -> SocketKind {
+        self.kind
+    }
+
+    /// The options in effect.
+    pub fn options(&self) -> &SocketOptions {
+        &self.opts
+    }
+
+    /// Sets an option. Options apply to binds and connects made after the
+    /// call; RCVHWM and RcvNodrop shape the onloop queue and must come
+    /// before the first bind or connect.
+    pub fn set(&mut self, option: SocketOption) -> Result<()> {
+        if self.shared.is_some() {
+            match option {
+                SocketOption::RcvHwm(_) => return Err(Error::OptionTooLate { option: "RCVHWM" }),
+                SocketOption::RcvNodrop(_) => {
+                    return Err(Error::OptionTooLate {
+                        option: "RcvNodrop",
+                    })
+                }
+                _ => {}
+            }
+        }
+        self.opts.apply(option);
+        Ok(())
+    }
+
+    fn shared(&mut self) -> Result<Arc<SocketShared>> {
+        if let Some(s) = &self.shared {
+            return Ok(s.clone());
+        }
+        let shared = Arc::new(
+            SocketShared::new(
+                self.id,
+                self.kind,
+                self.opts.rcvhwm,
+                self.opts.rcv_nodrop,
+                self.ctx.reactors.len(),
+            )
+            .map_err(|source| Error::Io {
+                what: "cannot create the socket's eventfds".into(),
+                source,
+            })?,
+        );
+        self.shared = Some(shared.clone());
+        Ok(shared)
+    }
+
+    fn spec(&mut self) -> Result<Arc<ConnSpec>> {
+        let socket = self.shared()?;
+        let mut session = SessionConfig::new(self.kind.zmtp_type());
+        if let Some(max) = self.opts.max_msg_size {
+            session.max_frame_size = max;
+            session.max_message_size = session.max_message_size.max(max);
+        }
+        Ok(Arc::new(ConnSpec {
+            socket,
+            opts: self.opts.clone(),
+            session,
+        }))
+    }
+
+    fn pick_reactor(&self) -> usize {
+        self.ctx.next_reactor.fetch_add(1, Ordering::Relaxed) % self.ctx.reactors.len()
+    }
+
+    /// Binds to `endpoint` and returns the endpoint actually bound (with
+    /// the port the kernel chose for `tcp://HOST:*`).
+    pub fn bind(&mut self, endpoint: &str) -> Result<String> {
+        let parsed = Endpoint::parse(endpoint)?;
+        let spec = self.spec()?;
+        let io = |source| Error::Io {
+            what: format!("cannot bind {endpoint}"),
+            source,
+        };
+        let (fd, bound) = match &parsed {
+            Endpoint::Tcp { .. } => {
+                let addr = parsed.bind_addrs()?[0];
+                let (fd, local) = sys::tcp_listen(addr).map_err(io)?;
+                let shown = match local {
+                    std::net::SocketAddr::V6(a) => format!("tcp://[{}]:{}", a.ip(), a.port()),
+                    std::net::SocketAddr::V4(a) => format!("tcp://{a}"),
+                };
+                (fd, shown)
+            }
+            Endpoint::Ipc(path) => (sys::ipc_listen(path).map_err(io)?, parsed.to_string()),
+        };
+        sys::set_backlog(fd.as_raw_fd(), self.opts.backlog);
+        let reactor = self.pick_reactor();
+        self.ctx.reactors.post(
+            reactor,
+            Command::Listen {
+                spec,
+                fd,
+                name: bound.clone(),
+            },
+        );
+        self.endpoints.push(bound.clone());
+        Ok(bound)
+    }
+
+    /// Connects to `endpoint`, reconnecting whenever the connection drops
+    /// (RECONNECT_IVL). Without IMMEDIATE, messages queue for the peer from
+    /// now on, as in libzmq.
+    pub fn connect(&mut self, endpoint: &str) -> Result<()> {
+        let parsed = Endpoint::parse(endpoint)?;
+        let targets = match &parsed {
+            Endpoint::Tcp { .. } => parsed
+                .connect_addrs()?
+                .into_iter()
+                .map(Target::Tcp)
+                .collect(),
+            Endpoint::Ipc(path) => vec![Target::Ipc(path.clone())],
+        };
+        let spec = self.spec()?;
+        let reactor = self.pick_reactor();
+        let pipe = if self.opts.immediate {
+            None
+        } else {
+            let pipe = Arc::new(Pipe::new(
+                spec.socket.new_pipe_id(),
+                reactor,
+                self.opts.sndhwm,
+            ));
+            self.add_pipe(pipe.clone(), false);
+            if matches!(self.kind, SocketKind::Sub | SocketKind::Xsub) {
+                self.replay_subscriptions(pipe.id);
+                self.pipes.last_mut().expect("just added").fresh = true;
+            }
+            Some(pipe)
+        };
+        self.ctx.reactors.post(
+            reactor,
+            Command::Connect {
+                spec,
+                targets,
+                pipe,
+                name: parsed.to_string(),
+            },
+        );
+        self.endpoints.push(parsed.to_string());
+        Ok(())
+    }
+
+    /// A file descriptor that is readable while a message or event waits.
+    /// After it polls readable, call [`Socket::recv`] with
+    /// [`Wait::DontWait`] until it returns [`Error::WouldBlock`].
+    pub fn fd(&mut self) -> Result<RawFd> {
+        Ok(self.shared()?.onloop.readiness().raw_fd())
+    }
+
+    /// A snapshot of the socket's counters.
+    pub fn stats(&self) -> SocketStats {
+        self.shared
+            .as_ref()
+            .map(|s| s.counters.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Topics subscribed: by peers (PUB, XPUB) or by us (SUB, XSUB).
+    pub fn topic_count(&mut self) -> usize {
+        self.process_events();
+        self.subscribers.len() + self.own_subs.len()
+    }
+
+    /// Peers with a pipe now.
+    pub fn peer_count(&mut self) -> usize {
+        self.process_events();
+        self.pipes.len()
+    }
+
+    // ---- control events ----
+
+    fn add_pipe(&mut self, pipe: Arc<Pipe>, up: bool) {
+        self.by_id.insert(pipe.id, self.pipes.len());
+        self.pipes.push(PipeEntry {
+            pipe,
+            up,
+            fresh: false,
+        });
+    }
+
+    fn remove_pipe(&mut self, pipe_id: u64) {
+        let Some(index) = self.by_id.remove(&pipe_id) else {
+            return;
+        };
+        let entry = self.pipes.remove(index);
+        for (i, e) in self.pipes.iter().enumerate().skip(index) {
+            self.by_id.insert(e.pipe.id, i);
+        }
+        // The reactor no longer reads it: what is left is lost.
+        let mut lost = 0;
+        while let Some(item) = entry.pipe.pop() {
+            if item.is_message() {
+                lost += 1;
+            }
+        }
+        entry.pipe.release(lost);
+        if let Some(s) = &self.shared {
+            s.counters
+                .disconnect_drops
+                .fetch_add(lost as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn process_events(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        while let Some(event) = shared.next_event() {
+            match event {
+                CoreEvent::Up { pipe, new } => {
+                    let id = pipe.id;
+                    let mut replay = true;
+                    if new {
+                        self.add_pipe(pipe, true);
+                    } else if let Some(&i) = self.by_id.get(&id) {
+                        let entry = &mut self.pipes[i];
+                        entry.up = true;
+                        replay = !std::mem::take(&mut entry.fresh);
+                    }
+                    if replay && matches!(self.kind, SocketKind::Sub | SocketKind::Xsub) {
+                        self.replay_subscriptions(id);
+                    }
+                }
+                CoreEvent::Down { pipe_id, remove } => {
+                    if matches!(self.kind, SocketKind::Pub | SocketKind::Xpub) {
+                        self.unsubscribe_pipe(pipe_id);
+                    }
+                    if remove {
+                        self.remove_pipe(pipe_id);
+                    } else if let Some(&i) = self.by_id.get(&pipe_id) {
+                        self.pipes[i].up = false;
+                    }
+                }
+                CoreEvent::Subscription { pipe_id, sub } => {
+                    self.apply_subscription(pipe_id, sub.action, sub.topic);
+                }
+            }
+        }
+    }
+
+    fn notify(&mut self, action: SubscriptionAction, topic: &[u8]) {
+        if self.kind != SocketKind::Xpub {
+            return;
+        }
+        let mut body = Vec::with_capacity(topic.len() + 1);
+        body.push(match action {
+            SubscriptionAction::Subscribe => 1,
+            SubscriptionAction::Cancel => 0,
+        });
+        body.extend_from_slice(topic);
+        self.notifications.push_back(Message::from_frames(&[body]));
+    }
+
+    /// A peer's (un)subscription, with libzmq's per-peer set semantics and
+    /// VERBOSE/VERBOSER reporting, except that a cancel of a topic the peer
+    /// never held is reported only with VERBOSER (libzmq always reports it,
+    /// which lets one peer cut a topic for everyone through a proxy).
+    fn apply_subscription(&mut self, pipe_id: u64, action: SubscriptionAction, topic: Bytes) {
+        if !self.by_id.contains_key(&pipe_id) {
+            return;
+        }
+        let (verbose, verboser) = (self.opts.xpub_verbose, self.opts.xpub_verboser);
+        let report = match action {
+            SubscriptionAction::Subscribe => {
+                let holders = self.subscribers.entry(&topic, Vec::new);
+                let first = holders.is_empty();
+                if !holders.contains(&pipe_id) {
+                    holders.push(pipe_id);
+                    self.pipe_topics
+                        .entry(pipe_id)
+                        .or_default()
+                        .insert(topic.clone());
+                }
+                first || verbose || verboser
+            }
+            SubscriptionAction::Cancel => {
+                let held = self
+                    .pipe_topics
+                    .get_mut(&pipe_id)
+                    .is_some_and(|t| t.remove(&topic));
+                if held {
+                    self.drop_holder(&topic, pipe_id) || verboser
+                } else {
+                    verboser
+                }
+            }
+        };
+        if report {
+            self.notify(action, &topic);
+        }
+    }
+
+    /// Removes one holder of `topic`; true if nobody holds it now.
+    fn drop_holder(&mut self, topic: &[u8], pipe_id: u64) -> bool {
+        let Some(holders) = self.subscribers.get_mut(topic) else {
+            return false;
+        };
+        holders.retain(|&p| p != pipe_id);
+        if holders.is_empty() {
+            self.subscribers.remove(topic);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn unsubscribe_pipe(&mut self, pipe_id: u64) {
+        let Some(topics) = self.pipe_topics.remove(&pipe_id) else {
+            return;
+        };
+        let mut topics: Vec<Bytes> = topics.into_iter().collect();
+        topics.sort();
+        for topic in topics {
+            if self.drop_holder(&topic, pipe_id) || self.opts.xpub_verboser {
+                self.notify(SubscriptionAction::Cancel, &topic);
+            }
+        }
+    }
+
+    fn replay_subscriptions(&mut self, pipe_id: u64) {
+        let Some(&i) = self.by_id.get(&pipe_id) else {
+            return;
+        };
+        let pipe = self.pipes[i].pipe.clone();
+        for (topic, _) in self.own_subs.iter() {
+            let item = Outgoing::Subscription(SubscriptionAction::Subscribe, Bytes::from(topic));
+            let _ = pipe.push(item);
+        }
+        self.wake(&pipe);
+    }
+
+    fn wake(&self, pipe: &Arc<Pipe>) {
+        if pipe.schedule() {
+            self.ctx
+                .reactors
+                .post(pipe.reactor, Command::PipeReady(pipe.clone()));
+        }
+    }
+
+    // ---- subscriptions we make (SUB, XSUB) ----
+
+    /// Subscribes to messages whose first frame starts with `topic` (SUB,
+    /// XSUB). SUB tells peers only about new topics; XSUB forwards every
+    /// subscribe, as libzmq does.
+    pub fn subscribe(&mut self, topic: &[u8]) -> Result<()> {
+        self.change_subscription(SubscriptionAction::Subscribe, topic)
+    }
+
+    /// Undoes one [`Socket::subscribe`]; peers hear of it when no
+    /// subscription to `topic` is left. Unknown topics are ignored.
+    pub fn unsubscribe(&mut self, topic: &[u8]) -> Result<()> {
+        self.change_subscription(SubscriptionAction::Cancel, topic)
+    }
+
+    fn change_subscription(&mut self, action: SubscriptionAction, topic: &[u8]) -> Result<()> {
+        if !matches!(self.kind, SocketKind::Sub | SocketKind::Xsub) {
+            return Err(Error::NotSupported {
+                kind: self.kind.name(),
+                op: "subscribe",
+            });
+        }
+        self.process_events();
+        let forward = match action {
+            SubscriptionAction::Subscribe => {
+                let count = self.own_subs.entry(topic, || 0);
+                *count += 1;
+                *count == 1 || self.kind == SocketKind::Xsub
+            }
+            SubscriptionAction::Cancel => match self.own_subs.get_mut(topic) {
+                None => false,
+                Some(count) => {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.own_subs.remove(topic);
+                        true
+                    } else {
+                        false
+                    }
+                }
+            },
+        };
+        if forward {
+            let topic = Bytes::copy_from_slice(topic);
+            for entry in self.pipes.iter().filter(|e| e.takes_subscriptions()) {
+                let _ = entry
+                    .pipe
+                    .push(Outgoing::Subscription(action, topic.clone()));
+                self.wake(&entry.pipe);
+            }
+        }
+        Ok(())
+    }
+
+    // ---- sending ----
+
+    /// Sends a multipart message given as frames, without copying them.
+    pub fn send_frames(&mut self, frames: Vec<Bytes>, wait: Wait) -> Result<()> {
+        if frames.is_empty() {
+            return Err(Error::EmptyMessage);
+        }
+        if self.kind == SocketKind::Xsub && frames.len() == 1 {
+            if let Some((&flag @ (0 | 1), topic)) = frames[0].split_first() {
+                let action = if flag == 1 {
+                    SubscriptionAction::Subscribe
+                } else {
+                    SubscriptionAction::Cancel
+                };
+                return self.change_subscription(action, topic);
+            }
+        }
+        self.send_item(Outgoing::Frames(frames.into()), wait)
+    }
+
+    /// Sends a message in wire form, e.g. one received on another socket:
+    /// its bytes go out as they are.
+    pub fn send_message(&mut self, message: &Message, wait: Wait) -> Result<()> {
+        if self.kind == SocketKind::Xsub && message.frame_count() == 1 {
+            return self.send_frames(message.to_frames(), wait);
+        }
+        self.send_item(Outgoing::Wire(message.clone()), wait)
+    }
+
+    /// Sends a message made of byte slices (copied), blocking.
+    pub fn send<B: AsRef<[u8]>>(&mut self, frames: &[B]) -> Result<()> {
+        let frames = frames
+            .iter()
+            .map(|f| Bytes::copy_from_slice(f.as_ref()))
+            .collect();
+        self.send_frames(frames, Wait::Block)
+    }
+
+    fn send_item(&mut self, item: Outgoing, wait: Wait) -> Result<()> {
+        if !self.kind.can_send() {
+            return Err(Error::NotSupported {
+                kind: self.kind.name(),
+                op: "send",
+            });
+        }
+        let deadline = match wait {
+            Wait::Timeout(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        let mut prepared = false;
+        loop {
+            self.process_events();
+            match self.route(&item) {
+                Ok(()) => return Ok(()),
+                Err(Error::WouldBlock) => {}
+                Err(e) => return Err(e),
+            }
+            match wait {
+                Wait::DontWait => return Err(Error::WouldBlock),
+                Wait::Timeout(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(Error::TimedOut)
+                }
+                _ => {}
+            }
+            let shared = self.shared()?;
+            if !prepared {
+                // Announce the wait, then try again before sleeping, so a
+                // slot freed in between is not missed.
+                shared.prepare_wait_writable();
+                prepared = true;
+                continue;
+            }
+            shared.wait_writable(wait_ms(deadline));
+            prepared = false;
+        }
+    }
+
+    fn route(&mut self, item: &Outgoing) -> Result<()> {
+        match self.kind {
+            SocketKind::Push => self.route_round_robin(item),
+            SocketKind::Pub | SocketKind::Xpub => self.route_fan_out(item),
+            SocketKind::Xsub => self.route_all(item),
+            SocketKind::Sub | SocketKind::Pull => unreachable!("checked by can_send"),
+        }
+    }
+
+    fn route_round_robin(&mut self, item: &Outgoing) -> Result<()> {
+        let n = self.pipes.len();
+        for step in 0..n {
+            let i = (self.rr + step) % n;
+            let pipe = self.pipes[i].pipe.clone();
+            if pipe.push(item.clone()).is_ok() {
+                self.rr = i + 1;
+                self.wake(&pipe);
+                return Ok(());
+            }
+        }
+        Err(Error::WouldBlock)
+    }
+
+    fn first_frame(item: &Outgoing) -> &[u8] {
+        match item {
+            Outgoing::Wire(m) => m.first_frame(),
+            Outgoing::Frames(f) => &f[0],
+            Outgoing::Subscription(..) => &[],
+        }
+    }
+
+    fn route_fan_out(&mut self, item: &Outgoing) -> Result<()> {
+        let mut targets: Vec<u64> = Vec::new();
+        self.subscribers
+            .for_each_prefix(Self::first_frame(item), |holders| {
+                targets.extend_from_slice(holders)
+            });
+        targets.sort_unstable();
+        targets.dedup();
+        let pipes: Vec<Arc<Pipe>> = targets
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .map(|&i| self.pipes[i].pipe.clone())
+            .collect();
+        if self.opts.xpub_nodrop && pipes.iter().any(|p| p.is_full()) {
+            return Err(Error::WouldBlock);
+        }
+        self.push_all(pipes, item);
+        Ok(())
+    }
+
+    fn route_all(&mut self, item: &Outgoing) -> Result<()> {
+        let pipes: Vec<Arc<Pipe>> = self
+            .pipes
+            .iter()
+            .filter(|e| e.up)
+            .map(|e| e.pipe.clone())
+            .collect();
+        self.push_all(pipes, item);
+        Ok(())
+    }
+
+    fn push_all(&mut self, pipes: Vec<Arc<Pipe>>, item: &Outgoing) {
+        let mut dropped = 0;
+        for pipe in pipes {
+            if pipe.push(item.clone()).is_ok() {
+                self.wake(&pipe);
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            if let Some(s) = &self.shared {
+                s.counters.hwm_drops.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+    }
+
+    // ---- receiving ----
+
+    /// Receives the next message (for XPUB also subscription reports,
+    /// `\x01topic` / `\x00topic`).
+    pub fn recv(&mut self, wait: Wait) -> Result<Message> {
+        if !self.kind.can_recv() {
+            return Err(Error::NotSupported {
+                kind: self.kind.name(),
+                op: "receive",
+            });
+        }
+        let shared = self.shared()?;
+        let deadline = match wait {
+            Wait::Timeout(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        loop {
+            self.process_events();
+            if let Some(m) = self.notifications.pop_front() {
+                return Ok(m);
+            }
+            if let Some(m) = shared.onloop.pop() {
+                self.after_pop(&shared);
+                if self.kind == SocketKind::Sub && !self.own_subs.matches(m.first_frame()) {
+                    shared
+                        .counters
+                        .filtered_messages
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                return Ok(m);
+            }
+            match wait {
+                Wait::DontWait => return Err(Error::WouldBlock),
+                Wait::Timeout(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(Error::TimedOut)
+                }
+                _ => shared.onloop.readiness().wait(wait_ms(deadline)),
+            }
+        }
+    }
+
+    /// Resumes reactors that paused peers once the queue is half empty
+    /// (waking them per message would cost more than it frees).
+    fn after_pop(&self, shared: &SocketShared) {
+        let onloop = &shared.onloop;
+        if onloop.is_nodrop() && onloop.len() <= onloop.capacity() / 2 {
+            for reactor in shared.take_paused() {
+                self.ctx.reactors.post(reactor, Command::Resume(self.id));
+            }
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.shared.is_none() {
+            return;
+        }
+        for reactor in 0..self.ctx.reactors.len() {
+            self.ctx
+                .reactors
+                .post(reactor, Command::CloseSocket(self.id));
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The part of a socket its reactors share with the application thread:
+//! the onloop queue, the control queue, counters and wake-ups.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::SegQueue;
+use zmtp_codec::{Message, Subscription};
+
+use super::options::SocketKind;
+use super::pipe::Pipe;
+use crate::onloop::Onloop;
+use crate::reactor::sys;
+use crate::reactor::waker::Waker;
+
+/// Something a reactor tells the socket's owner. These are never dropped
+/// and hold no HWM slot.
+#[derive(Debug)]
+pub(crate) enum CoreEvent {
+    /// A peer finished its handshake and `pipe` now reaches it. `new` is
+    /// false when the pipe existed before (connect without IMMEDIATE).
+    Up { pipe: Arc<Pipe>, new: bool },
+    /// The connection behind pipe `pipe_id` is gone; `remove` when the pipe
+    /// goes with it (else it waits for a reconnect).
+    Down { pipe_id: u64, remove: bool },
+    /// A peer (un)subscribed (PUB and XPUB).
+    Subscription { pipe_id: u64, sub: Subscription },
+}
+
+macro_rules! counters {
+    ($(#[$doc:meta] $name:ident),* $(,)?) => {
+        /// Live counters of one socket.
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters { $(pub(crate) $name: AtomicU64,)* }
+
+        /// A snapshot of a socket's counters.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct SocketStats {
+            $(#[$doc] pub $name: u64,)*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> SocketStats {
+                SocketStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Data messages received from peers.
+    messages_in,
+    /// Bytes of frame bodies received from peers.
+    bytes_in,
+    /// Data messages handed to the kernel.
+    messages_out,
+    /// Bytes written to peers (all wire bytes).
+    bytes_out,
+    /// Received messages dropped because the onloop queue was full.
+    onloop_drops,
+    /// Messages not queued for a peer because its pipe was at SNDHWM.
+    hwm_drops,
+    /// Queued messages lost because their peer disconnected.
+    disconnect_drops,
+    /// Messages the socket type ignores (e.g. a PUB's peer sending data).
+    ignored_messages,
+    /// Received messages a SUB discarded for matching no subscription.
+    filtered_messages,
+    /// Connections accepted on bound endpoints.
+    connections_accepted,
+    /// Outgoing connections established.
+    connections_established,
+    /// Handshakes completed.
+    handshakes,
+    /// Connections closed, for any reason.
+    disconnects,
+    /// Connections closed because the peer broke the protocol or a limit.
+    protocol_errors,
+    /// Connections closed because a heartbeat or the handshake timed out.
+    timeouts,
+    /// Failed connection attempts.
+    connect_failures,
+    /// Subscriptions received from peers.
+    subscriptions_in,
+    /// Cancels received from peers.
+    cancels_in,
+    /// Received bytes copied out of small receive buffers.
+    copied_small_bytes,
+}
+
+/// State shared between a socket and the reactors serving its connections.
+#[derive(Debug)]
+pub(crate) struct SocketShared {
+    pub(crate) id: u64,
+    pub(crate) kind: SocketKind,
+    /// Messages for the application.
+    pub(crate) onloop: Onloop<Message>,
+    /// Events for the application thread's socket logic.
+    control: SegQueue<CoreEvent>,
+    pub(crate) counters: Counters,
+    /// Per reactor: it has connections paused because the onloop queue was full.
+    paused: Box<[AtomicBool]>,
+    /// Wakes a sender blocked on full pipes.
+    writable: Waker,
+    writer_waiting: AtomicBool,
+    next_pipe_id: AtomicU64,
+}
+
+impl SocketShared {
+    pub(crate) fn new(
+        id: u64,
+        kind: SocketKind,
+        rcvhwm: usize,
+        rcv_nodrop: bool,
+        reactors: usize,
+    ) -> std::io::Result<SocketShared> {
+        Ok(SocketShared {
+            id,
+            kind,
+            onloop: Onloop::new(rcvhwm, rcv_nodrop)?,
+            control: SegQueue::new(),
+            counters: Counters::default(),
+            paused: (0..reactors).map(|_| AtomicBool::new(false)).collect(),
+            writable: Waker::new_nonblocking()?,
+            writer_waiting: AtomicBool::new(false),
+            next_pipe_id: AtomicU64::new(1),
+        })
+    }
+
+    pub(crate) fn new_pipe_id(&self) -> u64 {
+        self.next_pipe_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a control event and makes the readiness fd readable.
+    pub(crate) fn post(&self, event: CoreEvent) {
+        self.control.push(event);
+        self.onloop.readiness().produced();
+    }
+
+    /// Takes the next control event (application thread).
+    pub(crate) fn next_event(&self) -> Option<CoreEvent> {
+        let event = self.control.pop()?;
+        self.onloop.readiness().consumed();
+        Some(event)
+    }
+
+    pub(crate) fn set_paused(&self, reactor: usize) {
+        self.paused[reactor].store(true, Ordering::SeqCst);
+    }
+
+    /// Reactors that paused connections since the last call (application thread).
+    pub(crate) fn take_paused(&self) -> impl Iterator<Item = usize> + '_ {
+        self.paused
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.load(Ordering::SeqCst) && p.swap(false, Ordering::SeqCst))
+            .map(|(i, _)| i)
+    }
+
+    /// A blocked sender is about to wait for pipe space.
+    pub(crate) fn prepare_wait_writable(&self) {
+        self.writer_waiting.store(true, Ordering::SeqCst);
+        self.writable.prepare_sleep();
+    }
+
+    /// Waits for a slot to free or a peer to arrive (or `timeout_ms`).
+    pub(crate) fn wait_writable(&self, timeout_ms: i32) {
+        sys::wait_readable(self.writable.raw_fd(), timeout_ms);
+        sys::eventfd_drain(self.writable.raw_fd());
+        self.writer_waiting.store(false, Ordering::SeqCst);
+    }
+
+    /// A slot freed or a pipe arrived (reactor).
+    pub(crate) fn notify_writable(&self) {
+        if self.writer_waiting.load(Ordering::SeqCst) {
+            self.writable.wake();
+        }
+    }
+}
