@@ -1232,11 +1232,6 @@ impl Reactor {
             socket.notify_writable();
         }
         counters.disconnect_drops.fetch_add(lost, Ordering::Relaxed);
-        if let Some(reason) = &conn.closing {
-            if reason.contains("timed out") {
-                counters.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         drop(conn);
         if let Some(ck) = connecter {
             if let Some(c) = self.connecters.get_mut(ck) {
@@ -1363,7 +1358,10 @@ impl Reactor {
         };
         if let Some(reason) = reason {
             if reason.contains("timed out") {
-                tracing::warn!(peer = %conn.peer, "{reason}");
+                // Counted before the close, so the peer seeing its socket
+                // shut means the counter already moved.
+                let counters = &conn.spec.socket.counters;
+                counters.timeouts.fetch_add(1, Ordering::Relaxed);
             }
             self.close_conn(key, reason.into());
             return;

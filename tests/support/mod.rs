@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 mod pyzmq;
+pub mod raw;
 mod zmq_crate;
 
 /// A libzmq socket the test drives. Dropping it closes the socket at once.
