@@ -365,7 +365,19 @@ struct Connecter {
     conn: Option<Key>,
     ivl: Option<Duration>,
     retry_at: Option<Instant>,
+    /// The socket was closed.
     closing: bool,
+    /// Closed with messages still queued and a non-zero LINGER: keep
+    /// connecting until they are sent or `linger_deadline` passes.
+    lingering: bool,
+    linger_deadline: Option<Instant>,
+}
+
+impl Connecter {
+    /// Whether it should still try to connect.
+    fn active(&self) -> bool {
+        !self.closing || self.lingering
+    }
 }
 
 /// What one step of a connection's session did.
@@ -612,6 +624,8 @@ impl Reactor {
                     ivl,
                     retry_at: None,
                     closing: false,
+                    lingering: false,
+                    linger_deadline: None,
                 });
                 if let Some(pipe) = self.connecters.get_mut(key).and_then(|c| c.pipe.clone()) {
                     pipe.conn.store(NO_CONN, Ordering::Release);
@@ -703,7 +717,7 @@ impl Reactor {
         let Some(c) = self.connecters.get_mut(key) else {
             return;
         };
-        if c.closing || c.connecting || c.conn.is_some() || c.targets.is_empty() {
+        if !c.active() || c.connecting || c.conn.is_some() || c.targets.is_empty() {
             return;
         }
         let target = c.targets[c.next_target % c.targets.len()].clone();
@@ -736,7 +750,7 @@ impl Reactor {
         };
         c.connecting = false;
         let fd = c.fd.take();
-        if c.closing {
+        if !c.active() {
             self.connecters.remove(key);
             return;
         }
@@ -750,9 +764,17 @@ impl Reactor {
                     .counters
                     .connections_established
                     .fetch_add(1, Ordering::Relaxed);
+                let (lingering, deadline) = (c.lingering, c.linger_deadline);
                 let conn = self.add_conn(fd, spec, peer, Origin::Connected(key), pipe);
                 if let Some(c) = self.connecters.get_mut(key) {
                     c.conn = Some(conn);
+                }
+                if lingering {
+                    if let Some(conn) = self.conns.get_mut(conn) {
+                        conn.lingering = true;
+                        conn.linger_deadline = deadline;
+                    }
+                    self.schedule_timer(conn);
                 }
             }
             _ => {
@@ -772,7 +794,7 @@ impl Reactor {
         let Some(c) = self.connecters.get_mut(key) else {
             return;
         };
-        if c.closing {
+        if !c.active() {
             return;
         }
         let Some(ivl) = c.ivl else {
@@ -787,6 +809,37 @@ impl Reactor {
             c.ivl = Some((ivl * 2).min(max));
         }
         self.timers.push(Reverse((at, TimerKey::Connecter(key))));
+    }
+
+    /// Gives up on a closed socket's connecter whose linger ran out.
+    fn abandon_connecter(&mut self, key: Key) {
+        let Some(c) = self.connecters.get_mut(key) else {
+            return;
+        };
+        if let Some(conn) = c.conn {
+            // Its connection has the same deadline and closes itself.
+            let _ = conn;
+            return;
+        }
+        if c.connecting {
+            self.cancel(user_data(OP_CONNECT, key));
+            return;
+        }
+        let c = self.connecters.remove(key).expect("present");
+        if let Some(pipe) = c.pipe {
+            let mut lost = 0;
+            while let Some(item) = pipe.pop() {
+                if item.is_message() {
+                    lost += 1;
+                }
+            }
+            pipe.release(lost);
+            let counters = &c.spec.socket.counters;
+            counters
+                .disconnect_drops
+                .fetch_add(lost as u64, Ordering::Relaxed);
+        }
+        tracing::info!(endpoint = %c.name, "linger expired before a connection was made");
     }
 
     // ---- connections ----
@@ -804,7 +857,7 @@ impl Reactor {
         let key = self
             .conns
             .insert_with(|key| Box::new(Conn::new(key, fd, spec, peer, origin, pipe, now)));
-        if self.shutting_down {
+        if self.shutting_down && origin == Origin::Accepted {
             self.close_conn(key, "reactor shutting down".into());
             return key;
         }
@@ -1236,7 +1289,8 @@ impl Reactor {
         if let Some(ck) = connecter {
             if let Some(c) = self.connecters.get_mut(ck) {
                 c.conn = None;
-                if c.closing {
+                let queued = c.pipe.as_ref().is_some_and(|p| !p.is_queue_empty());
+                if c.closing && !(c.lingering && queued) {
                     self.connecters.remove(ck);
                 } else {
                     self.schedule_reconnect(ck);
@@ -1261,11 +1315,20 @@ impl Reactor {
         }
         for key in self.connecters.keys() {
             let c = self.connecters.get_mut(key).expect("listed");
-            if !matches(&c.spec) {
+            if !matches(&c.spec) || c.closing {
                 continue;
             }
             c.closing = true;
-            if c.connecting {
+            let linger = c.spec.opts.linger;
+            let queued = c.pipe.as_ref().is_some_and(|p| !p.is_queue_empty());
+            if queued && linger != Some(Duration::ZERO) && c.conn.is_none() {
+                // Keep trying to deliver what the application queued.
+                c.lingering = true;
+                c.linger_deadline = linger.map(|d| Instant::now() + d);
+                if let Some(at) = c.linger_deadline {
+                    self.timers.push(Reverse((at, TimerKey::Connecter(key))));
+                }
+            } else if c.connecting {
                 self.cancel(user_data(OP_CONNECT, key));
             } else if c.conn.is_none() {
                 self.connecters.remove(key);
@@ -1274,7 +1337,7 @@ impl Reactor {
         let now = Instant::now();
         for key in self.conns.keys() {
             let conn = self.conns.get_mut(key).expect("listed");
-            if !matches(&conn.spec) {
+            if !matches(&conn.spec) || conn.lingering {
                 continue;
             }
             let linger = conn.spec.opts.linger;
@@ -1323,6 +1386,11 @@ impl Reactor {
                 TimerKey::Conn(key) => self.conn_timer(key, now),
                 TimerKey::Connecter(key) => {
                     if let Some(c) = self.connecters.get_mut(key) {
+                        if c.lingering && c.linger_deadline.is_some_and(|d| d <= now) {
+                            c.lingering = false;
+                            self.abandon_connecter(key);
+                            continue;
+                        }
                         if c.retry_at.is_some_and(|r| r <= now) {
                             c.retry_at = None;
                             self.start_connect(key);
