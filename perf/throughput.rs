@@ -1,0 +1,324 @@
+//! End-to-end throughput: zring and libzmq in one run, on one machine.
+//!
+//! Each side of each test is its own process, so its CPU time can be read
+//! from `/proc/self/stat` (utime + stime) and nothing is shared but the
+//! loopback. Patterns: PUSH→PULL, and XPUB (NODROP, so nothing is lost and
+//! the count is exact) → SUB. The receiver times from its first message to
+//! its last; each side reports its CPU time. The table gives messages per
+//! second and CPU microseconds per message for both implementations, and
+//! zring's ratio to libzmq.
+//!
+//! ```text
+//! cargo run --release --example throughput            # the full table
+//! cargo run --release --example throughput -- --runs 1 --count-64 200000
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Impl {
+    Zring,
+    Libzmq,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pattern {
+    PushPull,
+    PubSub,
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+fn parse_args() -> std::collections::HashMap<String, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut map = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < args.len() {
+        let key = args[i].trim_start_matches("--").to_owned();
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        map.insert(key, value);
+        i += 2;
+    }
+    map
+}
+
+fn main() {
+    let args = parse_args();
+    match args.get("role").map(String::as_str) {
+        Some("recv") => receiver(&args),
+        Some("send") => sender(&args),
+        _ => orchestrate(&args),
+    }
+}
+
+fn get<T: std::str::FromStr>(args: &std::collections::HashMap<String, String>, k: &str) -> T {
+    args.get(k)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("missing or bad --{k}"))
+}
+
+fn parse_impl(s: &str) -> Impl {
+    match s {
+        "zring" => Impl::Zring,
+        "libzmq" => Impl::Libzmq,
+        other => panic!("unknown impl {other}"),
+    }
+}
+
+fn parse_pattern(s: &str) -> Pattern {
+    match s {
+        "pushpull" => Pattern::PushPull,
+        "pubsub" => Pattern::PubSub,
+        other => panic!("unknown pattern {other}"),
+    }
+}
+
+/// Binds, prints `ready ENDPOINT`, receives `count` messages, prints
+/// `done SECONDS CPU`.
+fn receiver(args: &std::collections::HashMap<String, String>) {
+    let imp = parse_impl(&args["impl"]);
+    let pattern = parse_pattern(&args["pattern"]);
+    let count: u64 = get(args, "count");
+    let (first, last) = match imp {
+        Impl::Zring => {
+            let ctx = zring::Context::new().unwrap();
+            let kind = match pattern {
+                Pattern::PushPull => zring::SocketKind::Pull,
+                Pattern::PubSub => zring::SocketKind::Sub,
+            };
+            let mut s = ctx.socket(kind);
+            if pattern == Pattern::PubSub {
+                s.subscribe(b"").unwrap();
+            }
+            let endpoint = s.bind("tcp://127.0.0.1:*").unwrap();
+            println!("ready {endpoint}");
+            let _ = s.recv(zring::Wait::Block).unwrap();
+            let first = Instant::now();
+            for _ in 1..count {
+                let _ = s.recv(zring::Wait::Block).unwrap();
+            }
+            (first, Instant::now())
+        }
+        Impl::Libzmq => {
+            let ctx = zmq::Context::new();
+            let kind = match pattern {
+                Pattern::PushPull => zmq::PULL,
+                Pattern::PubSub => zmq::SUB,
+            };
+            let s = ctx.socket(kind).unwrap();
+            if pattern == Pattern::PubSub {
+                s.set_subscribe(b"").unwrap();
+            }
+            s.bind("tcp://127.0.0.1:*").unwrap();
+            println!("ready {}", s.get_last_endpoint().unwrap().unwrap());
+            let mut msg = zmq::Message::new();
+            s.recv(&mut msg, 0).unwrap();
+            let first = Instant::now();
+            for _ in 1..count {
+                s.recv(&mut msg, 0).unwrap();
+            }
+            (first, Instant::now())
+        }
+    };
+    println!("done {} {}", (last - first).as_secs_f64(), cpu_seconds());
+}
+
+/// Connects, sends `count` messages of `size` bytes, prints `done CPU`.
+fn sender(args: &std::collections::HashMap<String, String>) {
+    let imp = parse_impl(&args["impl"]);
+    let pattern = parse_pattern(&args["pattern"]);
+    let count: u64 = get(args, "count");
+    let size: usize = get(args, "size");
+    let endpoint = &args["endpoint"];
+    let payload = vec![b'z'; size];
+    match imp {
+        Impl::Zring => {
+            let ctx = zring::Context::new().unwrap();
+            let kind = match pattern {
+                Pattern::PushPull => zring::SocketKind::Push,
+                Pattern::PubSub => zring::SocketKind::Xpub,
+            };
+            let mut s = ctx.socket(kind);
+            s.set(zring::SocketOption::XpubNodrop(true)).unwrap();
+            s.connect(endpoint).unwrap();
+            if pattern == Pattern::PubSub {
+                // XPUB reports the subscription: then nothing is lost.
+                let _ = s.recv(zring::Wait::Block).unwrap();
+            }
+            for _ in 0..count {
+                let frame = Bytes::copy_from_slice(&payload);
+                s.send_frames(vec![frame], zring::Wait::Block).unwrap();
+            }
+            drop(s);
+            drop(ctx); // lingers until everything is sent
+        }
+        Impl::Libzmq => {
+            let ctx = zmq::Context::new();
+            let kind = match pattern {
+                Pattern::PushPull => zmq::PUSH,
+                Pattern::PubSub => zmq::XPUB,
+            };
+            let mut s = ctx.socket(kind).unwrap();
+            if pattern == Pattern::PubSub {
+                let one: i32 = 1;
+                // SAFETY: a live socket and a live i32 of the size given;
+                // 69 is ZMQ_XPUB_NODROP, which the zmq crate does not wrap.
+                let rc = unsafe {
+                    zmq_sys::zmq_setsockopt(
+                        s.as_mut_ptr(),
+                        69,
+                        (&one as *const i32).cast(),
+                        std::mem::size_of::<i32>(),
+                    )
+                };
+                assert_eq!(rc, 0, "ZMQ_XPUB_NODROP");
+            }
+            s.connect(endpoint).unwrap();
+            if pattern == Pattern::PubSub {
+                let _ = s.recv_bytes(0).unwrap();
+            }
+            for _ in 0..count {
+                s.send(&payload[..], 0).unwrap();
+            }
+            drop(s);
+            drop(ctx);
+        }
+    }
+    println!("done {}", cpu_seconds());
+}
+
+struct Sample {
+    rate: f64,
+    send_cpu_us: f64,
+    recv_cpu_us: f64,
+}
+
+fn run_once(imp: Impl, pattern: Pattern, size: usize, count: u64) -> Sample {
+    let exe = std::env::current_exe().unwrap();
+    let name = |i: Impl| if i == Impl::Zring { "zring" } else { "libzmq" };
+    let pat = if pattern == Pattern::PushPull {
+        "pushpull"
+    } else {
+        "pubsub"
+    };
+    let mut recv = Command::new(&exe)
+        .args(["--role", "recv", "--impl", name(imp), "--pattern", pat])
+        .args(["--count", &count.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(recv.stdout.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    let endpoint = ready.strip_prefix("ready ").unwrap().to_owned();
+    let send = Command::new(&exe)
+        .args(["--role", "send", "--impl", name(imp), "--pattern", pat])
+        .args(["--count", &count.to_string(), "--size", &size.to_string()])
+        .args(["--endpoint", &endpoint])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let done = lines.next().unwrap().unwrap();
+    recv.wait().unwrap();
+    let send_out = String::from_utf8(send.stdout).unwrap();
+    let send_cpu: f64 = send_out
+        .trim()
+        .strip_prefix("done ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut parts = done.strip_prefix("done ").unwrap().split(' ');
+    let elapsed: f64 = parts.next().unwrap().parse().unwrap();
+    let recv_cpu: f64 = parts.next().unwrap().parse().unwrap();
+    Sample {
+        rate: (count - 1) as f64 / elapsed,
+        send_cpu_us: send_cpu * 1e6 / count as f64,
+        recv_cpu_us: recv_cpu * 1e6 / count as f64,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn orchestrate(args: &std::collections::HashMap<String, String>) {
+    let runs: usize = args.get("runs").and_then(|v| v.parse().ok()).unwrap_or(3);
+    let count_64: u64 = args
+        .get("count-64")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let count_4k: u64 = args
+        .get("count-4k")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    println!(
+        "| pattern | size | impl | msg/s | send CPU µs/msg | recv CPU µs/msg | total CPU µs/msg |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for pattern in [Pattern::PushPull, Pattern::PubSub] {
+        for (size, count) in [(64usize, count_64), (4096, count_4k)] {
+            let mut results = Vec::new();
+            for imp in [Impl::Libzmq, Impl::Zring] {
+                let samples: Vec<Sample> = (0..runs)
+                    .map(|_| {
+                        std::thread::sleep(Duration::from_millis(200));
+                        run_once(imp, pattern, size, count)
+                    })
+                    .collect();
+                let rate = median(samples.iter().map(|s| s.rate).collect());
+                let send = median(samples.iter().map(|s| s.send_cpu_us).collect());
+                let recv = median(samples.iter().map(|s| s.recv_cpu_us).collect());
+                println!(
+                    "| {} | {size} B | {} | {:.0} | {send:.3} | {recv:.3} | {:.3} |",
+                    if pattern == Pattern::PushPull {
+                        "PUSH→PULL"
+                    } else {
+                        "XPUB→SUB"
+                    },
+                    if imp == Impl::Zring {
+                        "zring"
+                    } else {
+                        "libzmq 4.3.4"
+                    },
+                    rate,
+                    send + recv
+                );
+                results.push((rate, send + recv));
+            }
+            ratios.push((
+                pattern,
+                size,
+                results[1].0 / results[0].0,
+                results[1].1 / results[0].1,
+            ));
+        }
+    }
+    println!();
+    println!("| pattern | size | zring/libzmq msg/s | zring/libzmq CPU per msg |");
+    println!("|---|---|---|---|");
+    for (pattern, size, rate, cpu) in ratios {
+        println!(
+            "| {} | {size} B | {rate:.2}× | {cpu:.2}× |",
+            if pattern == Pattern::PushPull {
+                "PUSH→PULL"
+            } else {
+                "XPUB→SUB"
+            }
+        );
+    }
+}
