@@ -17,8 +17,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
     Zring,
@@ -57,6 +55,12 @@ fn parse_args() -> std::collections::HashMap<String, String> {
 }
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     let args = parse_args();
     match args.get("role").map(String::as_str) {
         Some("recv") => receiver(&args),
@@ -159,9 +163,9 @@ fn sender(args: &std::collections::HashMap<String, String>) {
                 // XPUB reports the subscription: then nothing is lost.
                 let _ = s.recv(zring::Wait::Block).unwrap();
             }
+            // Copying the payload, as zmq_send does.
             for _ in 0..count {
-                let frame = Bytes::copy_from_slice(&payload);
-                s.send_frames(vec![frame], zring::Wait::Block).unwrap();
+                s.send_copy(&[&payload], zring::Wait::Block).unwrap();
             }
             drop(s);
             drop(ctx); // lingers until everything is sent

@@ -9,51 +9,56 @@
 //! application's own event loop can wait on it.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use crate::reactor::sys;
 
-/// An eventfd that is readable exactly while `pending` is non-zero.
+/// An eventfd the consumer sleeps on, signalled only when it is waiting.
 ///
-/// Producers signal on the 0→1 transition; the consumer clears the fd on
-/// 1→0 and re-checks, so a producer racing with the clear re-signals.
+/// The consumer arms it when it finds nothing to take, then looks once
+/// more before sleeping; a producer that makes work available afterwards
+/// sees the arm and signals. The fd therefore becomes readable when work
+/// arrives for a consumer that ran dry, and stays readable until the
+/// consumer runs dry again: poll it, then take until nothing is left (the
+/// contract of libzmq's ZMQ_FD). Producers pay one load per notification
+/// while the consumer is busy, and no system call.
 #[derive(Debug)]
 pub struct Readiness {
     fd: OwnedFd,
-    pending: AtomicUsize,
+    waiting: AtomicBool,
 }
 
 impl Readiness {
-    /// A new, not readable, readiness fd.
+    /// A new readiness fd, armed (the consumer starts out with nothing),
+    /// not readable.
     pub fn new() -> std::io::Result<Readiness> {
         Ok(Readiness {
             fd: sys::eventfd(true)?,
-            pending: AtomicUsize::new(0),
+            waiting: AtomicBool::new(true),
         })
     }
 
-    /// One more item waits.
-    pub fn produced(&self) {
-        if self.pending.fetch_add(1, Ordering::SeqCst) == 0 {
+    /// Producer: work was made available.
+    pub fn notify(&self) {
+        // Orders the producer's publication before the load (Dekker with
+        // `arm`): either the consumer's re-check sees the work, or this sees
+        // the consumer waiting.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::AcqRel) {
             sys::eventfd_signal(self.fd.as_raw_fd());
         }
     }
 
-    /// One item was taken.
-    pub fn consumed(&self) {
-        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+    /// Consumer: found nothing. Clears a stale signal and announces the
+    /// wait; the caller must look for work once more before sleeping.
+    pub fn arm(&self) {
+        if !self.waiting.load(Ordering::Relaxed) {
             sys::eventfd_drain(self.fd.as_raw_fd());
-            if self.pending.load(Ordering::SeqCst) > 0 {
-                sys::eventfd_signal(self.fd.as_raw_fd());
-            }
+            self.waiting.store(true, Ordering::Relaxed);
         }
-    }
-
-    /// Items waiting.
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::SeqCst)
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// The fd to poll for readability.
@@ -61,11 +66,9 @@ impl Readiness {
         self.fd.as_raw_fd()
     }
 
-    /// Blocks until something is pending or `timeout_ms` passes (-1: forever).
+    /// Blocks until signalled or `timeout_ms` passes (-1: forever).
     pub fn wait(&self, timeout_ms: i32) {
-        if self.pending() == 0 {
-            sys::wait_readable(self.raw_fd(), timeout_ms);
-        }
+        sys::wait_readable(self.raw_fd(), timeout_ms);
     }
 }
 
@@ -123,7 +126,7 @@ impl<T> Onloop<T> {
         };
         match pushed {
             Ok(()) => {
-                self.readiness.produced();
+                self.readiness.notify();
                 Offer::Queued
             }
             Err(item) if self.nodrop => Offer::Full(item),
@@ -136,12 +139,10 @@ impl<T> Onloop<T> {
 
     /// Takes the oldest item (consumer side).
     pub fn pop(&self) -> Option<T> {
-        let item = match &self.ring {
+        match &self.ring {
             Ring::Bounded(q) => q.pop(),
             Ring::Unbounded(q) => q.pop(),
-        }?;
-        self.readiness.consumed();
-        Some(item)
+        }
     }
 
     /// Items queued now.
@@ -175,7 +176,7 @@ impl<T> Onloop<T> {
         self.drops.load(Ordering::Relaxed)
     }
 
-    /// The readiness fd shared by everything the consumer should wake for.
+    /// The consumer's wake-up, shared with anything else it should wake for.
     pub fn readiness(&self) -> &Readiness {
         &self.readiness
     }
@@ -207,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn fd_is_readable_exactly_while_items_wait() {
+    fn fd_turns_readable_when_work_reaches_an_armed_consumer() {
         let q = Onloop::new(0, false).unwrap();
         let readable = |q: &Onloop<u32>| {
             let mut pfd = libc::pollfd {
@@ -223,8 +224,10 @@ mod tests {
         q.offer(2);
         assert!(readable(&q));
         q.pop();
-        assert!(readable(&q));
+        assert!(readable(&q), "stays readable until the consumer runs dry");
         q.pop();
+        assert!(q.pop().is_none());
+        q.readiness().arm();
         assert!(!readable(&q));
     }
 
@@ -251,6 +254,5 @@ mod tests {
             }
         }
         assert_eq!(got + q.drops(), 200_000);
-        assert_eq!(q.readiness().pending(), 0);
     }
 }

@@ -379,6 +379,9 @@ fn sndhwm_is_exact_for_an_unreachable_peer() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap(); // accepts, never speaks
     let mut push = ctx.socket(SocketKind::Push);
     push.set(SocketOption::SndHwm(7)).unwrap();
+    // The peer never takes them: do not linger on close.
+    push.set(SocketOption::Linger(Some(Duration::ZERO)))
+        .unwrap();
     push.connect(&format!("tcp://{}", listener.local_addr().unwrap()))
         .unwrap();
     for i in 0..7 {
@@ -623,4 +626,29 @@ fn bad_peers_cost_only_their_own_connection() {
     let stats = pull.stats();
     assert!(stats.protocol_errors >= 3, "{stats:?}");
     assert_eq!(stats.onloop_drops, 0);
+}
+
+#[test]
+fn a_peer_that_closes_while_paused_still_delivers_everything() {
+    // The sender hands everything to the kernel and closes while the
+    // receiving connection is paused on a full onloop queue; what it sent
+    // before closing must still arrive.
+    let ctx = Context::new().unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    pull.set(SocketOption::RcvHwm(4)).unwrap();
+    let endpoint = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let push = zsock(zmq::PUSH);
+    push.set_linger(-1).unwrap();
+    push.connect(&endpoint).unwrap();
+    const SENT: u32 = 10_000;
+    for i in 0..SENT {
+        push.send(&i.to_be_bytes()[..], 0).unwrap();
+    }
+    drop(push); // libzmq keeps sending in the background, then closes
+    std::thread::sleep(Duration::from_millis(300));
+    for expected in 0..SENT {
+        let m = pull.recv(T).unwrap();
+        assert_eq!(m.first_frame(), expected.to_be_bytes());
+    }
+    wait_until("the close", || pull.stats().disconnects == 1);
 }

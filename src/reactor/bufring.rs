@@ -53,7 +53,10 @@ impl BufPool {
     fn give_back(&self, bid: u16) {
         // Cannot fail: the queue holds every buffer id and each is returned once.
         let _ = self.returned.push(bid);
-        if self.starved.load(Ordering::Acquire) {
+        // Pairs with the fence in `set_starved`: either the reactor sees
+        // this buffer when it looks after starving, or this sees the flag.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.starved.load(Ordering::Relaxed) {
             self.waker.wake();
         }
     }
@@ -215,7 +218,8 @@ impl BufRing {
 
     /// Marks the ring as exhausted: the next returned buffer wakes the reactor.
     pub(crate) fn set_starved(&self, starved: bool) {
-        self.pool.starved.store(starved, Ordering::Release);
+        self.pool.starved.store(starved, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// The data of buffer `bid`, filled with `len` bytes by a completion, as

@@ -43,6 +43,8 @@ pub(super) struct Conn {
     pub(super) paused: bool,
     /// The message that did not fit the onloop queue.
     pub(super) held: Option<Message>,
+    /// The peer closed its side; close once what it sent is delivered.
+    pub(super) eof: bool,
     /// Why the connection is closing, once it is.
     pub(super) closing: Option<String>,
     /// The socket closed; send what is queued, then close.
@@ -100,6 +102,7 @@ impl Conn {
             recv_armed: false,
             paused: false,
             held: None,
+            eof: false,
             closing: None,
             lingering: false,
             inflight: Outbox::new(),
@@ -137,6 +140,7 @@ impl Conn {
             let Some(item) = pipe.pop() else { break };
             match &item {
                 Outgoing::Wire(m) => self.session.send(m)?,
+                Outgoing::Single(body) => self.session.send_frame(body.clone(), false)?,
                 Outgoing::Frames(frames) => self.session.send_frames(frames)?,
                 Outgoing::Subscription(action, topic) => {
                     self.session.send_subscription(*action, topic.clone())?
@@ -168,6 +172,14 @@ impl Conn {
         let mut largest = 0;
         for slice in &slices[..n] {
             largest = largest.max(slice.len());
+            // Messages encoded back to back in one arena are contiguous:
+            // send a run of them as one iovec.
+            if let Some(last) = self.iovecs.last_mut() {
+                if (last.iov_base as *const u8).wrapping_add(last.iov_len) == slice.as_ptr() {
+                    last.iov_len += slice.len();
+                    continue;
+                }
+            }
             self.iovecs.push(libc::iovec {
                 iov_base: slice.as_ptr() as *mut libc::c_void,
                 iov_len: slice.len(),

@@ -321,6 +321,9 @@ fn build_ring(entries: u32) -> Result<IoUring, ReactorError> {
     })
 }
 
+/// Why a connection closed when its peer closed it: not an error.
+const PEER_CLOSED: &str = "peer closed the connection";
+
 // Completion kinds, in the top byte of user_data.
 const OP_WAKE: u64 = 1;
 const OP_ACCEPT: u64 = 2;
@@ -872,7 +875,7 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.recv_armed || conn.paused || conn.closing.is_some() {
+        if conn.recv_armed || conn.paused || conn.eof || conn.closing.is_some() {
             return;
         }
         conn.recv_armed = true;
@@ -921,8 +924,16 @@ impl Reactor {
                 self.bufs.put_back(bid);
             }
             match -res {
-                0 => self.close_conn(key, "peer closed the connection".into()),
+                0 => {
+                    // Deliver what the peer sent before it closed: a paused
+                    // connection still holds decoded messages.
+                    conn.eof = true;
+                    if !conn.paused {
+                        self.close_conn(key, PEER_CLOSED.into());
+                    }
+                }
                 libc::ENOBUFS => {
+                    tracing::debug!(reactor = self.id, "receive buffers exhausted");
                     self.bufs.set_starved(true);
                     self.starved.push(key);
                     // Buffers may have come back between the failure and now.
@@ -946,7 +957,7 @@ impl Reactor {
         };
         if conn.closing.is_some() {
             self.try_finish(key);
-        } else if !conn.recv_armed && !conn.paused {
+        } else if !conn.recv_armed && !conn.paused && !conn.eof {
             self.arm_recv(key);
         }
     }
@@ -1077,6 +1088,7 @@ impl Reactor {
                     Offer::Dropped => unreachable!("a NODROP queue never drops"),
                     Offer::Full(message) => {
                         conn.held = Some(message);
+                        tracing::trace!(peer = %conn.peer, "onloop queue full: pausing");
                         if !conn.paused {
                             conn.paused = true;
                             let recv = conn.recv_armed;
@@ -1097,8 +1109,10 @@ impl Reactor {
     /// queue fills again.
     fn resume(&mut self, socket: u64) {
         let Some(keys) = self.paused.remove(&socket) else {
+            tracing::trace!(socket, "resume: nothing paused");
             return;
         };
+        tracing::trace!(socket, paused = keys.len(), "resume");
         let mut turn: VecDeque<Key> = keys.into();
         for key in &turn {
             if let Some(conn) = self.conns.get_mut(*key) {
@@ -1109,6 +1123,10 @@ impl Reactor {
             match self.step(key) {
                 Step::Delivered => turn.push_back(key),
                 Step::Idle => {
+                    if self.conns.get_mut(key).is_some_and(|c| c.eof) {
+                        self.close_conn(key, PEER_CLOSED.into());
+                        continue;
+                    }
                     self.schedule_timer(key);
                     self.arm_recv(key);
                     self.pump_send(key);
@@ -1229,7 +1247,8 @@ impl Reactor {
         if conn.closing.is_some() {
             return;
         }
-        let quiet = reason == "socket closed" || reason == "reactor shutting down";
+        let quiet =
+            reason == "socket closed" || reason == "reactor shutting down" || reason == PEER_CLOSED;
         if quiet {
             tracing::debug!(peer = %conn.peer, "closing: {reason}");
         } else {

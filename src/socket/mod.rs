@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use zmtp_codec::{Message, SessionConfig, SubscriptionAction};
 
 pub use self::options::{SocketKind, SocketOption, SocketOptions};
@@ -96,6 +96,7 @@ impl Context {
             pipe_topics: HashMap::new(),
             notifications: VecDeque::new(),
             endpoints: Vec::new(),
+            arena: BytesMut::new(),
         }
     }
 }
@@ -138,6 +139,8 @@ pub struct Socket {
     /// XPUB: subscription reports waiting for the application.
     notifications: VecDeque<Message>,
     endpoints: Vec<String>,
+    /// Where copied messages are encoded, back to back (see `Message::encode_in`).
+    arena: BytesMut,
 }
 
 impl std::fmt::Debug for Socket {
@@ -369,9 +372,13 @@ impl Socket {
     }
 
     fn process_events(&mut self) {
-        let Some(shared) = self.shared.clone() else {
+        let Some(shared) = &self.shared else {
             return;
         };
+        if !shared.has_events() {
+            return;
+        }
+        let shared = shared.clone();
         while let Some(event) = shared.next_event() {
             match event {
                 CoreEvent::Up { pipe, new } => {
@@ -575,6 +582,10 @@ impl Socket {
                 return self.change_subscription(action, topic);
             }
         }
+        if frames.len() == 1 {
+            let frame = frames.into_iter().next().expect("one frame");
+            return self.send_item(Outgoing::Single(frame), wait);
+        }
         self.send_item(Outgoing::Frames(frames.into()), wait)
     }
 
@@ -587,13 +598,31 @@ impl Socket {
         self.send_item(Outgoing::Wire(message.clone()), wait)
     }
 
-    /// Sends a message made of byte slices (copied), blocking.
+    /// Sends a message made of byte slices, blocking. They are copied,
+    /// once, into the message's wire form.
     pub fn send<B: AsRef<[u8]>>(&mut self, frames: &[B]) -> Result<()> {
-        let frames = frames
-            .iter()
-            .map(|f| Bytes::copy_from_slice(f.as_ref()))
-            .collect();
-        self.send_frames(frames, Wait::Block)
+        self.send_copy(frames, Wait::Block)
+    }
+
+    /// Like [`Socket::send`], with a choice of waiting.
+    pub fn send_copy<B: AsRef<[u8]>>(&mut self, frames: &[B], wait: Wait) -> Result<()> {
+        if frames.is_empty() {
+            return Err(Error::EmptyMessage);
+        }
+        let message = Message::encode_in(frames, &mut self.arena);
+        if self.kind == SocketKind::Xsub {
+            // Single frames may be (un)subscriptions.
+            return self.send_message(&message, wait);
+        }
+        self.send_item(Outgoing::Wire(message), wait)
+    }
+
+    /// Sends a single-frame message without copying `frame`.
+    pub fn send_bytes(&mut self, frame: Bytes, wait: Wait) -> Result<()> {
+        if self.kind == SocketKind::Xsub {
+            return self.send_frames(vec![frame], wait);
+        }
+        self.send_item(Outgoing::Single(frame), wait)
     }
 
     fn send_item(&mut self, item: Outgoing, wait: Wait) -> Result<()> {
@@ -608,12 +637,12 @@ impl Socket {
             _ => None,
         };
         let mut prepared = false;
+        let mut item = item;
         loop {
             self.process_events();
-            match self.route(&item) {
+            match self.route(item) {
                 Ok(()) => return Ok(()),
-                Err(Error::WouldBlock) => {}
-                Err(e) => return Err(e),
+                Err(back) => item = back,
             }
             match wait {
                 Wait::DontWait => return Err(Error::WouldBlock),
@@ -635,76 +664,80 @@ impl Socket {
         }
     }
 
-    fn route(&mut self, item: &Outgoing) -> Result<()> {
+    /// Queues `item` where the socket type sends it; gives it back when it
+    /// must wait (no peer, or full pipes where the type does not drop).
+    fn route(&mut self, item: Outgoing) -> Result<(), Outgoing> {
         match self.kind {
             SocketKind::Push => self.route_round_robin(item),
             SocketKind::Pub | SocketKind::Xpub => self.route_fan_out(item),
-            SocketKind::Xsub => self.route_all(item),
+            SocketKind::Xsub => {
+                let pipes: Vec<usize> = (0..self.pipes.len())
+                    .filter(|&i| self.pipes[i].up)
+                    .collect();
+                self.push_all(&pipes, item);
+                Ok(())
+            }
             SocketKind::Sub | SocketKind::Pull => unreachable!("checked by can_send"),
         }
     }
 
-    fn route_round_robin(&mut self, item: &Outgoing) -> Result<()> {
+    fn route_round_robin(&mut self, mut item: Outgoing) -> Result<(), Outgoing> {
         let n = self.pipes.len();
         for step in 0..n {
             let i = (self.rr + step) % n;
-            let pipe = self.pipes[i].pipe.clone();
-            if pipe.push(item.clone()).is_ok() {
-                self.rr = i + 1;
-                self.wake(&pipe);
-                return Ok(());
+            match self.pipes[i].pipe.push(item) {
+                Ok(()) => {
+                    self.rr = i + 1;
+                    self.wake(&self.pipes[i].pipe);
+                    return Ok(());
+                }
+                Err(back) => item = back,
             }
         }
-        Err(Error::WouldBlock)
+        Err(item)
     }
 
     fn first_frame(item: &Outgoing) -> &[u8] {
         match item {
             Outgoing::Wire(m) => m.first_frame(),
+            Outgoing::Single(f) => f,
             Outgoing::Frames(f) => &f[0],
             Outgoing::Subscription(..) => &[],
         }
     }
 
-    fn route_fan_out(&mut self, item: &Outgoing) -> Result<()> {
-        let mut targets: Vec<u64> = Vec::new();
+    fn route_fan_out(&mut self, item: Outgoing) -> Result<(), Outgoing> {
+        let mut targets: Vec<usize> = Vec::new();
+        let by_id = &self.by_id;
         self.subscribers
-            .for_each_prefix(Self::first_frame(item), |holders| {
-                targets.extend_from_slice(holders)
+            .for_each_prefix(Self::first_frame(&item), |holders| {
+                targets.extend(holders.iter().filter_map(|id| by_id.get(id)))
             });
         targets.sort_unstable();
         targets.dedup();
-        let pipes: Vec<Arc<Pipe>> = targets
-            .iter()
-            .filter_map(|id| self.by_id.get(id))
-            .map(|&i| self.pipes[i].pipe.clone())
-            .collect();
-        if self.opts.xpub_nodrop && pipes.iter().any(|p| p.is_full()) {
-            return Err(Error::WouldBlock);
+        if self.opts.xpub_nodrop && targets.iter().any(|&i| self.pipes[i].pipe.is_full()) {
+            return Err(item);
         }
-        self.push_all(pipes, item);
+        self.push_all(&targets, item);
         Ok(())
     }
 
-    fn route_all(&mut self, item: &Outgoing) -> Result<()> {
-        let pipes: Vec<Arc<Pipe>> = self
-            .pipes
-            .iter()
-            .filter(|e| e.up)
-            .map(|e| e.pipe.clone())
-            .collect();
-        self.push_all(pipes, item);
-        Ok(())
-    }
-
-    fn push_all(&mut self, pipes: Vec<Arc<Pipe>>, item: &Outgoing) {
+    /// Queues `item` on the pipes at `indexes`, dropping (and counting) it
+    /// for full ones. The last pipe gets the item itself, the others clones.
+    fn push_all(&mut self, indexes: &[usize], item: Outgoing) {
+        let Some((&last, rest)) = indexes.split_last() else {
+            return;
+        };
         let mut dropped = 0;
-        for pipe in pipes {
-            if pipe.push(item.clone()).is_ok() {
-                self.wake(&pipe);
-            } else {
-                dropped += 1;
+        for &i in rest {
+            match self.pipes[i].pipe.push(item.clone()) {
+                Ok(()) => self.wake(&self.pipes[i].pipe),
+                Err(_) => dropped += 1,
             }
+        }
+        match self.pipes[last].pipe.push(item) {
+            Ok(()) => self.wake(&self.pipes[last].pipe),
+            Err(_) => dropped += 1,
         }
         if dropped > 0 {
             if let Some(s) = &self.shared {
@@ -731,18 +764,13 @@ impl Socket {
         };
         loop {
             self.process_events();
-            if let Some(m) = self.notifications.pop_front() {
+            if let Some(m) = self.take(&shared) {
                 return Ok(m);
             }
-            if let Some(m) = shared.onloop.pop() {
-                self.after_pop(&shared);
-                if self.kind == SocketKind::Sub && !self.own_subs.matches(m.first_frame()) {
-                    shared
-                        .counters
-                        .filtered_messages
-                        .fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
+            // Nothing: arm the wake-up, then look once more before waiting.
+            shared.onloop.readiness().arm();
+            self.process_events();
+            if let Some(m) = self.take(&shared) {
                 return Ok(m);
             }
             match wait {
@@ -753,6 +781,26 @@ impl Socket {
                 _ => shared.onloop.readiness().wait(wait_ms(deadline)),
             }
         }
+    }
+
+    /// The next deliverable message: a subscription report (XPUB) or a
+    /// received message (SUB drops what matches none of its subscriptions).
+    fn take(&mut self, shared: &SocketShared) -> Option<Message> {
+        if let Some(m) = self.notifications.pop_front() {
+            return Some(m);
+        }
+        while let Some(m) = shared.onloop.pop() {
+            self.after_pop(shared);
+            if self.kind == SocketKind::Sub && !self.own_subs.matches(m.first_frame()) {
+                shared
+                    .counters
+                    .filtered_messages
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            return Some(m);
+        }
+        None
     }
 
     /// Resumes reactors that paused peers once the queue is half empty

@@ -5,13 +5,14 @@
 //! that owns the connection). A data message holds a slot from the moment it
 //! is queued until the last byte of its last frame is handed to the kernel,
 //! so a pipe never holds more than HWM whole messages and a slot frees the
-//! moment its message leaves. Subscription changes ride the same queue, in
-//! order, but hold no slot: subscription traffic is never dropped.
+//! moment its message leaves. Subscription changes travel in a queue of
+//! their own, hold no slot and go out before queued messages: subscription
+//! traffic is never dropped (libzmq drops it at SNDHWM).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use crossbeam_queue::SegQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use zmtp_codec::{Message, SubscriptionAction};
 
 /// No connection serves the pipe right now.
@@ -22,6 +23,8 @@ pub(crate) const NO_CONN: u64 = u64::MAX;
 pub(crate) enum Outgoing {
     /// A message in wire form (e.g. received from another peer).
     Wire(Message),
+    /// A single-frame message: the application's buffer, sent without copying.
+    Single(Bytes),
     /// A message as the application's frames, sent without copying.
     Frames(std::sync::Arc<[Bytes]>),
     /// A subscription change for the peer (SUB and XSUB).
@@ -34,6 +37,12 @@ impl Outgoing {
     }
 }
 
+#[derive(Debug)]
+enum Queue {
+    Bounded(ArrayQueue<Outgoing>),
+    Unbounded(SegQueue<Outgoing>),
+}
+
 /// The queue towards one peer.
 #[derive(Debug)]
 pub(crate) struct Pipe {
@@ -41,7 +50,8 @@ pub(crate) struct Pipe {
     pub(crate) id: u64,
     /// The reactor that serves it.
     pub(crate) reactor: usize,
-    queue: SegQueue<Outgoing>,
+    messages: Queue,
+    subscriptions: SegQueue<Outgoing>,
     /// Data messages queued or in a send batch not yet handed to the kernel.
     held: AtomicUsize,
     hwm: usize,
@@ -56,7 +66,14 @@ impl Pipe {
         Pipe {
             id,
             reactor,
-            queue: SegQueue::new(),
+            // `held` bounds the queue to `hwm`, so a ring of that size never
+            // refuses a push.
+            messages: if hwm == 0 {
+                Queue::Unbounded(SegQueue::new())
+            } else {
+                Queue::Bounded(ArrayQueue::new(hwm))
+            },
+            subscriptions: SegQueue::new(),
             held: AtomicUsize::new(0),
             hwm,
             scheduled: AtomicBool::new(false),
@@ -71,20 +88,32 @@ impl Pipe {
 
     /// Queues an item (producer). A data message is refused at HWM.
     pub(crate) fn push(&self, item: Outgoing) -> Result<(), Outgoing> {
-        if item.is_message() {
-            if self.is_full() {
-                return Err(item);
-            }
-            // Only this thread adds, so the check above cannot be overtaken.
-            self.held.fetch_add(1, Ordering::AcqRel);
+        if !item.is_message() {
+            self.subscriptions.push(item);
+            return Ok(());
         }
-        self.queue.push(item);
+        if self.is_full() {
+            return Err(item);
+        }
+        // Only this thread adds, so the check above cannot be overtaken.
+        self.held.fetch_add(1, Ordering::AcqRel);
+        match &self.messages {
+            Queue::Bounded(q) => {
+                if let Err(item) = q.push(item) {
+                    self.held.fetch_sub(1, Ordering::AcqRel);
+                    return Err(item);
+                }
+            }
+            Queue::Unbounded(q) => q.push(item),
+        }
         Ok(())
     }
 
     /// Marks the pipe as having work; true if the reactor must be told.
     pub(crate) fn schedule(&self) -> bool {
-        !self.scheduled.swap(true, Ordering::AcqRel)
+        // A plain load first: while the reactor has not looked yet the flag
+        // stays set and the cache line stays shared.
+        !self.scheduled.load(Ordering::Acquire) && !self.scheduled.swap(true, Ordering::AcqRel)
     }
 
     /// The reactor is looking at the queue now (consumer).
@@ -92,9 +121,16 @@ impl Pipe {
         self.scheduled.store(false, Ordering::Release);
     }
 
-    /// Takes the next item (consumer). Messages keep their slot until `release`.
+    /// Takes the next item (consumer), subscriptions first. Messages keep
+    /// their slot until `release`.
     pub(crate) fn pop(&self) -> Option<Outgoing> {
-        self.queue.pop()
+        if let Some(item) = self.subscriptions.pop() {
+            return Some(item);
+        }
+        match &self.messages {
+            Queue::Bounded(q) => q.pop(),
+            Queue::Unbounded(q) => q.pop(),
+        }
     }
 
     /// `n` messages left for the kernel (or were dropped): their slots free.
@@ -104,9 +140,13 @@ impl Pipe {
         }
     }
 
-    /// Whether nothing waits in the queue.
+    /// Whether nothing waits in the queues.
     pub(crate) fn is_queue_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.subscriptions.is_empty()
+            && match &self.messages {
+                Queue::Bounded(q) => q.is_empty(),
+                Queue::Unbounded(q) => q.is_empty(),
+            }
     }
 }
 
@@ -129,7 +169,11 @@ mod tests {
             .is_ok(),
             "subscriptions take no slot"
         );
-        assert!(pipe.pop().is_some());
+        assert!(
+            matches!(pipe.pop(), Some(Outgoing::Subscription(..))),
+            "subscriptions go first"
+        );
+        assert!(matches!(pipe.pop(), Some(Outgoing::Wire(_))));
         assert!(
             pipe.push(msg()).is_err(),
             "popped but not yet sent: still held"

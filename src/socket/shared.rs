@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use zmtp_codec::{Message, Subscription};
 
 use super::options::SocketKind;
@@ -97,7 +98,8 @@ pub(crate) struct SocketShared {
     pub(crate) onloop: Onloop<Message>,
     /// Events for the application thread's socket logic.
     control: SegQueue<CoreEvent>,
-    pub(crate) counters: Counters,
+    /// Written by reactors per batch, read rarely: on a cache line of its own.
+    pub(crate) counters: CachePadded<Counters>,
     /// Per reactor: it has connections paused because the onloop queue was full.
     paused: Box<[AtomicBool]>,
     /// Wakes a sender blocked on full pipes.
@@ -119,7 +121,7 @@ impl SocketShared {
             kind,
             onloop: Onloop::new(rcvhwm, rcv_nodrop)?,
             control: SegQueue::new(),
-            counters: Counters::default(),
+            counters: CachePadded::new(Counters::default()),
             paused: (0..reactors).map(|_| AtomicBool::new(false)).collect(),
             writable: Waker::new_nonblocking()?,
             writer_waiting: AtomicBool::new(false),
@@ -131,17 +133,20 @@ impl SocketShared {
         self.next_pipe_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues a control event and makes the readiness fd readable.
+    /// Queues a control event and wakes the application if it waits.
     pub(crate) fn post(&self, event: CoreEvent) {
         self.control.push(event);
-        self.onloop.readiness().produced();
+        self.onloop.readiness().notify();
+    }
+
+    /// Whether control events wait.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.control.is_empty()
     }
 
     /// Takes the next control event (application thread).
     pub(crate) fn next_event(&self) -> Option<CoreEvent> {
-        let event = self.control.pop()?;
-        self.onloop.readiness().consumed();
-        Some(event)
+        self.control.pop()
     }
 
     pub(crate) fn set_paused(&self, reactor: usize) {
