@@ -115,8 +115,18 @@ impl<T> Onloop<T> {
         })
     }
 
-    /// Offers an item (producer side).
+    /// Offers an item (producer side) and wakes a waiting consumer.
     pub fn offer(&self, item: T) -> Offer<T> {
+        let offer = self.offer_quiet(item);
+        if matches!(offer, Offer::Queued) {
+            self.readiness.notify();
+        }
+        offer
+    }
+
+    /// Offers an item without waking the consumer: for a producer that
+    /// offers a batch and then calls `readiness().notify()` once.
+    pub fn offer_quiet(&self, item: T) -> Offer<T> {
         let pushed = match &self.ring {
             Ring::Bounded(q) => q.push(item),
             Ring::Unbounded(q) => {
@@ -125,10 +135,7 @@ impl<T> Onloop<T> {
             }
         };
         match pushed {
-            Ok(()) => {
-                self.readiness.notify();
-                Offer::Queued
-            }
+            Ok(()) => Offer::Queued,
             Err(item) if self.nodrop => Offer::Full(item),
             Err(_) => {
                 self.drops.fetch_add(1, Ordering::Relaxed);

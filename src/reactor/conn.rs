@@ -43,6 +43,9 @@ pub(super) struct Conn {
     pub(super) paused: bool,
     /// The message that did not fit the onloop queue.
     pub(super) held: Option<Message>,
+    /// Bytes received while paused: reading goes on (so the connection has
+    /// messages ready when its turn comes) up to a bound.
+    pub(super) read_ahead: usize,
     /// The peer closed its side; close once what it sent is delivered.
     pub(super) eof: bool,
     /// Why the connection is closing, once it is.
@@ -102,6 +105,7 @@ impl Conn {
             recv_armed: false,
             paused: false,
             held: None,
+            read_ahead: 0,
             eof: false,
             closing: None,
             lingering: false,

@@ -321,6 +321,9 @@ fn build_ring(entries: u32) -> Result<IoUring, ReactorError> {
     })
 }
 
+/// Bytes a paused connection keeps reading before it stops.
+const READ_AHEAD: usize = 64 * 1024;
+
 /// Why a connection closed when its peer closed it: not an error.
 const PEER_CLOSED: &str = "peer closed the connection";
 
@@ -917,7 +920,17 @@ impl Reactor {
                 }
                 conn.heard_from_peer();
                 conn.session.feed(bytes);
-                self.process(key);
+                if !conn.paused {
+                    self.process(key);
+                } else {
+                    // A paused connection delivers in its turn, from
+                    // `resume`; it reads ahead up to a bound, then stops,
+                    // so TCP pushes back on the peer.
+                    conn.read_ahead += res as usize;
+                    if conn.read_ahead > READ_AHEAD && conn.recv_armed {
+                        self.cancel(user_data(OP_RECV, key));
+                    }
+                }
             }
         } else {
             if let Some(bid) = cqueue::buffer_select(flags) {
@@ -965,7 +978,12 @@ impl Reactor {
     /// Delivers everything the session has decoded, until it runs dry or
     /// the onloop queue is full.
     fn process(&mut self, key: Key) {
+        let Some(socket) = self.conns.get_mut(key).map(|c| c.spec.socket.clone()) else {
+            return;
+        };
         while let Step::Delivered = self.step(key) {}
+        // One wake-up for everything this batch delivered.
+        socket.onloop.readiness().notify();
         self.schedule_timer(key);
         self.pump_send(key);
     }
@@ -979,7 +997,6 @@ impl Reactor {
         if conn.closing.is_some() {
             return Step::Idle;
         }
-        let socket = conn.spec.socket.clone();
         if let Some(held) = conn.held.take() {
             return self.offer(key, held);
         }
@@ -989,7 +1006,7 @@ impl Reactor {
                 Ok(None) => return Step::Idle,
                 Err(e) => {
                     let ready = conn.session.is_ready();
-                    let counters = &socket.counters;
+                    let counters = &conn.spec.socket.counters;
                     counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     let phase = if ready { "" } else { " during the handshake" };
                     self.close_conn(key, format!("protocol error{phase}: {e}"));
@@ -998,6 +1015,7 @@ impl Reactor {
             };
             match event {
                 Event::Ready(peer) => {
+                    let socket = conn.spec.socket.clone();
                     conn.handshake_deadline = None;
                     let now = Instant::now();
                     conn.next_ping = conn.spec.opts.heartbeat_ivl.map(|d| now + d);
@@ -1028,6 +1046,7 @@ impl Reactor {
                     return Step::Delivered;
                 }
                 Event::Message(message) => {
+                    let socket = &conn.spec.socket;
                     let counters = &socket.counters;
                     counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     counters
@@ -1041,6 +1060,7 @@ impl Reactor {
                     }
                 }
                 Event::Subscription(sub) => {
+                    let socket = &conn.spec.socket;
                     let counter = match sub.action {
                         SubscriptionAction::Subscribe => &socket.counters.subscriptions_in,
                         SubscriptionAction::Cancel => &socket.counters.cancels_in,
@@ -1066,42 +1086,49 @@ impl Reactor {
         }
     }
 
-    /// Offers a received message to the application.
+    /// Offers a received message to the application. The caller wakes the
+    /// application once its batch is done.
     fn offer(&mut self, key: Key, message: Message) -> Step {
         let Some(conn) = self.conns.get_mut(key) else {
             return Step::Idle;
         };
-        let socket = conn.spec.socket.clone();
-        match socket.onloop.offer(message) {
-            Offer::Queued => Step::Delivered,
-            Offer::Dropped => {
-                socket.counters.onloop_drops.fetch_add(1, Ordering::Relaxed);
-                Step::Delivered
-            }
-            Offer::Full(message) => {
-                // Announce the pause before retrying once: either the
-                // application sees the flag after making room, or the
-                // retry sees the room.
-                socket.set_paused(self.id);
-                match socket.onloop.offer(message) {
-                    Offer::Queued => Step::Delivered,
-                    Offer::Dropped => unreachable!("a NODROP queue never drops"),
-                    Offer::Full(message) => {
-                        conn.held = Some(message);
-                        tracing::trace!(peer = %conn.peer, "onloop queue full: pausing");
-                        if !conn.paused {
-                            conn.paused = true;
-                            let recv = conn.recv_armed;
-                            self.paused.entry(socket.id).or_default().push(key);
-                            if recv {
-                                self.cancel(user_data(OP_RECV, key));
-                            }
-                        }
-                        Step::Paused
-                    }
+        let socket = &conn.spec.socket;
+        // Peers already waiting for room go first: take a place in line
+        // rather than the room they wait for (fair queuing).
+        let others_wait = self.paused.get(&socket.id).is_some_and(|l| !l.is_empty());
+        let message = match others_wait {
+            true => message,
+            false => match socket.onloop.offer_quiet(message) {
+                Offer::Queued => return Step::Delivered,
+                Offer::Dropped => {
+                    socket.counters.onloop_drops.fetch_add(1, Ordering::Relaxed);
+                    return Step::Delivered;
                 }
-            }
+                Offer::Full(message) => message,
+            },
+        };
+        // Announce the pause before retrying once: either the application
+        // sees the flag after making room, or the retry sees the room.
+        socket.set_paused(self.id);
+        // What is already queued must wake the application, or nothing will.
+        socket.onloop.readiness().notify();
+        let message = match others_wait {
+            true => message,
+            false => match socket.onloop.offer_quiet(message) {
+                Offer::Queued => return Step::Delivered,
+                Offer::Dropped => unreachable!("a NODROP queue never drops"),
+                Offer::Full(message) => message,
+            },
+        };
+        let socket_id = socket.id;
+        conn.held = Some(message);
+        tracing::trace!(peer = %conn.peer, "onloop queue full: pausing");
+        if !conn.paused {
+            conn.paused = true;
+            conn.read_ahead = 0;
+            self.paused.entry(socket_id).or_default().push(key);
         }
+        Step::Paused
     }
 
     /// The application made room: deliver from paused connections one
@@ -1113,6 +1140,9 @@ impl Reactor {
             return;
         };
         tracing::trace!(socket, paused = keys.len(), "resume");
+        let shared = keys
+            .iter()
+            .find_map(|&k| self.conns.get_mut(k).map(|c| c.spec.socket.clone()));
         let mut turn: VecDeque<Key> = keys.into();
         for key in &turn {
             if let Some(conn) = self.conns.get_mut(*key) {
@@ -1141,6 +1171,9 @@ impl Reactor {
                     }
                 }
             }
+        }
+        if let Some(shared) = shared {
+            shared.onloop.readiness().notify();
         }
     }
 

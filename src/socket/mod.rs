@@ -757,22 +757,24 @@ impl Socket {
                 op: "receive",
             });
         }
-        let shared = self.shared()?;
+        self.shared()?;
         let deadline = match wait {
             Wait::Timeout(d) => Some(Instant::now() + d),
             _ => None,
         };
         loop {
             self.process_events();
-            if let Some(m) = self.take(&shared) {
+            if let Some(m) = self.take() {
                 return Ok(m);
             }
+            let shared = self.shared.as_ref().expect("made above");
             // Nothing: arm the wake-up, then look once more before waiting.
             shared.onloop.readiness().arm();
             self.process_events();
-            if let Some(m) = self.take(&shared) {
+            if let Some(m) = self.take() {
                 return Ok(m);
             }
+            let shared = self.shared.as_ref().expect("made above");
             match wait {
                 Wait::DontWait => return Err(Error::WouldBlock),
                 Wait::Timeout(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
@@ -785,12 +787,13 @@ impl Socket {
 
     /// The next deliverable message: a subscription report (XPUB) or a
     /// received message (SUB drops what matches none of its subscriptions).
-    fn take(&mut self, shared: &SocketShared) -> Option<Message> {
+    fn take(&mut self) -> Option<Message> {
         if let Some(m) = self.notifications.pop_front() {
             return Some(m);
         }
+        let shared = self.shared.as_ref()?;
         while let Some(m) = shared.onloop.pop() {
-            self.after_pop(shared);
+            after_pop(&self.ctx, self.id, shared);
             if self.kind == SocketKind::Sub && !self.own_subs.matches(m.first_frame()) {
                 shared
                     .counters
@@ -802,15 +805,15 @@ impl Socket {
         }
         None
     }
+}
 
-    /// Resumes reactors that paused peers once the queue is half empty
-    /// (waking them per message would cost more than it frees).
-    fn after_pop(&self, shared: &SocketShared) {
-        let onloop = &shared.onloop;
-        if onloop.is_nodrop() && onloop.len() <= onloop.capacity() / 2 {
-            for reactor in shared.take_paused() {
-                self.ctx.reactors.post(reactor, Command::Resume(self.id));
-            }
+/// Resumes reactors that paused peers, once the queue is half empty
+/// (waking them per message would cost more than it frees).
+fn after_pop(ctx: &ContextInner, socket: u64, shared: &SocketShared) {
+    let onloop = &shared.onloop;
+    if shared.any_paused() && onloop.len() <= onloop.capacity() / 2 {
+        for reactor in shared.take_paused() {
+            ctx.reactors.post(reactor, Command::Resume(socket));
         }
     }
 }

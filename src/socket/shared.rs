@@ -153,6 +153,11 @@ impl SocketShared {
         self.paused[reactor].store(true, Ordering::SeqCst);
     }
 
+    /// Whether any reactor paused connections (one load per reactor).
+    pub(crate) fn any_paused(&self) -> bool {
+        self.paused.iter().any(|p| p.load(Ordering::SeqCst))
+    }
+
     /// Reactors that paused connections since the last call (application thread).
     pub(crate) fn take_paused(&self) -> impl Iterator<Item = usize> + '_ {
         self.paused
