@@ -58,3 +58,94 @@ fn pub_sub_prefix_matching() {
     ));
     let _ = SocketOption::SndHwm(1);
 }
+
+#[test]
+fn receive_buffers_come_back_when_messages_drop_on_another_thread() {
+    // Eight 64 KiB buffers: holding received 4 KiB messages pins them
+    // (zero copy), so the reactor runs dry; dropping the messages on another
+    // thread must hand the buffers back and let reception resume.
+    let config = zring::ReactorConfig {
+        cores: vec![Some(0)],
+        buffer_count: 8,
+        buffer_size: 64 * 1024,
+        ..Default::default()
+    };
+    let ctx = Context::with_config(&config).unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    pull.set(SocketOption::RcvHwm(0)).unwrap(); // unbounded: buffers are the limit
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let mut push = ctx.socket(SocketKind::Push);
+    push.connect(&bound).unwrap();
+    const TOTAL: usize = 2000; // 8 MiB: sixteen times the pool
+    let sender = std::thread::spawn(move || {
+        for i in 0..TOTAL as u32 {
+            let mut body = vec![0u8; 4096];
+            body[..4].copy_from_slice(&i.to_be_bytes());
+            push.send_copy(&[&body], Wait::Block).unwrap();
+        }
+        push
+    });
+    let mut held = Vec::new();
+    let mut next = 0u32;
+    let mut starved = 0;
+    while (next as usize) < TOTAL {
+        match pull.recv(Wait::Timeout(Duration::from_millis(200))) {
+            Ok(m) => {
+                assert_eq!(m.first_frame()[..4], next.to_be_bytes());
+                next += 1;
+                held.push(m);
+            }
+            Err(zring::Error::TimedOut) => {
+                // Starved: release everything from another thread.
+                assert!(!held.is_empty(), "stalled with nothing held");
+                starved += 1;
+                let batch = std::mem::take(&mut held);
+                std::thread::spawn(move || drop(batch)).join().unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+        if held.len() >= 400 {
+            let batch = std::mem::take(&mut held);
+            std::thread::spawn(move || drop(batch)).join().unwrap();
+        }
+    }
+    drop(sender.join().unwrap());
+    assert!(starved > 0, "the test must exhaust the pool");
+}
+
+#[test]
+fn ipv6_and_interface_endpoints() {
+    let ctx = Context::new().unwrap();
+    for endpoint in ["tcp://[::1]:*", "tcp://lo:*"] {
+        let mut pull = ctx.socket(SocketKind::Pull);
+        let bound = match pull.bind(endpoint) {
+            Ok(b) => b,
+            Err(e) if endpoint.contains("::1") => {
+                eprintln!("skipping IPv6: {e}");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut push = ctx.socket(SocketKind::Push);
+        push.connect(&bound).unwrap();
+        push.send(&[b"over ".as_slice(), bound.as_bytes()]).unwrap();
+        let m = pull.recv(T).unwrap();
+        assert_eq!(m.frame(1).unwrap(), bound.as_bytes());
+    }
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let ctx = Context::new().unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    let err = pull.bind("tcp://127.0.0.1").unwrap_err().to_string();
+    assert!(err.contains("no port"), "{err}");
+    let err = pull.send(&[b"x"]).unwrap_err().to_string();
+    assert_eq!(err, "a pull socket cannot send");
+    let taken = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let mut other = ctx.socket(SocketKind::Pull);
+    let err = other.bind(&taken).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("cannot bind {taken}")), "{err}");
+    let err = pull.set(SocketOption::RcvHwm(5)).unwrap_err().to_string();
+    assert!(err.contains("before the first bind"), "{err}");
+}

@@ -89,7 +89,7 @@ impl Context {
             opts: SocketOptions::defaults(kind),
             shared: None,
             pipes: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: PipeIndex::default(),
             rr: 0,
             own_subs: Trie::default(),
             subscribers: Trie::default(),
@@ -97,9 +97,33 @@ impl Context {
             notifications: VecDeque::new(),
             endpoints: Vec::new(),
             arena: BytesMut::new(),
+            fanout: Vec::new(),
         }
     }
 }
+
+/// Pipe ids are small sequential integers: they hash to themselves (the
+/// default SipHash costs more than the fan-out it serves).
+#[derive(Default, Clone, Copy)]
+struct PipeIdHasher(u64);
+
+impl std::hash::Hasher for PipeIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
+type PipeIndex = HashMap<u64, usize, std::hash::BuildHasherDefault<PipeIdHasher>>;
 
 struct PipeEntry {
     pipe: Arc<Pipe>,
@@ -127,7 +151,7 @@ pub struct Socket {
     /// Made at the first bind or connect, with the options of that moment.
     shared: Option<Arc<SocketShared>>,
     pipes: Vec<PipeEntry>,
-    by_id: HashMap<u64, usize>,
+    by_id: PipeIndex,
     /// PUSH round-robin cursor.
     rr: usize,
     /// SUB/XSUB: our subscriptions, reference-counted.
@@ -141,6 +165,8 @@ pub struct Socket {
     endpoints: Vec<String>,
     /// Where copied messages are encoded, back to back (see `Message::encode_in`).
     arena: BytesMut,
+    /// Scratch list of fan-out targets, kept to avoid an allocation per message.
+    fanout: Vec<usize>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -707,19 +733,29 @@ impl Socket {
     }
 
     fn route_fan_out(&mut self, item: Outgoing) -> Result<(), Outgoing> {
-        let mut targets: Vec<usize> = Vec::new();
+        let mut targets = std::mem::take(&mut self.fanout);
+        targets.clear();
+        let mut nodes = 0;
         let by_id = &self.by_id;
         self.subscribers
             .for_each_prefix(Self::first_frame(&item), |holders| {
+                nodes += 1;
                 targets.extend(holders.iter().filter_map(|id| by_id.get(id)))
             });
-        targets.sort_unstable();
-        targets.dedup();
-        if self.opts.xpub_nodrop && targets.iter().any(|&i| self.pipes[i].pipe.is_full()) {
-            return Err(item);
+        if nodes > 1 {
+            // A peer subscribed to two prefixes of the topic gets it once.
+            targets.sort_unstable();
+            targets.dedup();
         }
-        self.push_all(&targets, item);
-        Ok(())
+        let result =
+            if self.opts.xpub_nodrop && targets.iter().any(|&i| self.pipes[i].pipe.is_full()) {
+                Err(item)
+            } else {
+                self.push_all(&targets, item);
+                Ok(())
+            };
+        self.fanout = targets;
+        result
     }
 
     /// Queues `item` on the pipes at `indexes`, dropping (and counting) it
