@@ -149,3 +149,74 @@ fn errors_name_what_is_wrong() {
     let err = pull.set(SocketOption::RcvHwm(5)).unwrap_err().to_string();
     assert!(err.contains("before the first bind"), "{err}");
 }
+
+#[test]
+fn connections_spread_over_two_reactors() {
+    // The listener's reactor hands every other accepted connection to the
+    // second reactor through the mesh.
+    let config = zring::ReactorConfig {
+        cores: vec![None, None],
+        ..Default::default()
+    };
+    let ctx = Context::with_config(&config).unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let mut pushes: Vec<_> = (0..4)
+        .map(|_| {
+            let mut p = ctx.socket(SocketKind::Push);
+            p.connect(&bound).unwrap();
+            p
+        })
+        .collect();
+    for (i, p) in pushes.iter_mut().enumerate() {
+        for n in 0..250u32 {
+            p.send(&[[i as u8], n.to_be_bytes()[..1].try_into().unwrap()])
+                .unwrap();
+        }
+    }
+    let mut per_peer = [0u32; 4];
+    for _ in 0..1000 {
+        let m = pull.recv(T).unwrap();
+        per_peer[m.first_frame()[0] as usize] += 1;
+    }
+    assert_eq!(per_peer, [250; 4]);
+    assert_eq!(pull.stats().connections_accepted, 4);
+}
+
+#[test]
+fn the_fd_polls_readable_when_a_message_waits() {
+    let ctx = Context::new().unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let fd = pull.fd().unwrap();
+    let poll = |timeout_ms| {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) == 1 }
+    };
+    assert!(!poll(50), "nothing sent yet");
+    let mut push = ctx.socket(SocketKind::Push);
+    push.connect(&bound).unwrap();
+    push.send(&[b"one"]).unwrap();
+    push.send(&[b"two"]).unwrap();
+    assert!(poll(5000));
+    // Drain until WouldBlock, as the contract says; then it is quiet again.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match pull.recv(Wait::DontWait) {
+            Ok(m) => got.push(m.first_frame().to_vec()),
+            Err(zring::Error::WouldBlock) => assert!(poll(5000)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+    assert!(matches!(
+        pull.recv(Wait::DontWait),
+        Err(zring::Error::WouldBlock)
+    ));
+    assert!(!poll(50));
+}
