@@ -822,9 +822,8 @@ impl Reactor {
         let Some(c) = self.connecters.get_mut(key) else {
             return;
         };
-        if let Some(conn) = c.conn {
+        if c.conn.is_some() {
             // Its connection has the same deadline and closes itself.
-            let _ = conn;
             return;
         }
         if c.connecting {
