@@ -1093,32 +1093,30 @@ impl Reactor {
         };
         let socket = &conn.spec.socket;
         // Peers already waiting for room go first: take a place in line
-        // rather than the room they wait for (fair queuing).
+        // rather than the room they wait for (fair queuing). They also
+        // guarantee a Resume is coming.
         let others_wait = self.paused.get(&socket.id).is_some_and(|l| !l.is_empty());
-        let message = match others_wait {
-            true => message,
-            false => match socket.onloop.offer_quiet(message) {
+        let mut message = message;
+        if !others_wait {
+            message = match socket.onloop.offer_quiet(message) {
                 Offer::Queued => return Step::Delivered,
                 Offer::Dropped => {
                     socket.counters.onloop_drops.fetch_add(1, Ordering::Relaxed);
                     return Step::Delivered;
                 }
                 Offer::Full(message) => message,
-            },
-        };
-        // Announce the pause before retrying once: either the application
-        // sees the flag after making room, or the retry sees the room.
-        socket.set_paused(self.id);
-        // What is already queued must wake the application, or nothing will.
-        socket.onloop.readiness().notify();
-        let message = match others_wait {
-            true => message,
-            false => match socket.onloop.offer_quiet(message) {
+            };
+            // Announce the pause before retrying once: either the
+            // application sees the flag after making room, or the retry
+            // sees the room. What is queued must wake it, or nothing will.
+            socket.set_paused(self.id);
+            socket.onloop.readiness().notify();
+            message = match socket.onloop.offer_quiet(message) {
                 Offer::Queued => return Step::Delivered,
                 Offer::Dropped => unreachable!("a NODROP queue never drops"),
                 Offer::Full(message) => message,
-            },
-        };
+            };
+        }
         let socket_id = socket.id;
         conn.held = Some(message);
         tracing::trace!(peer = %conn.peer, "onloop queue full: pausing");

@@ -36,7 +36,9 @@ impl Waker {
 
     /// Wakes the sleeper if it is (about to be) asleep.
     pub(crate) fn wake(&self) {
-        if self.asleep.swap(false, Ordering::SeqCst) {
+        // A load first: while the owner is awake this stays a read of a
+        // shared cache line, not a write to it.
+        if self.asleep.load(Ordering::SeqCst) && self.asleep.swap(false, Ordering::SeqCst) {
             sys::eventfd_signal(self.fd.as_raw_fd());
         }
     }

@@ -104,7 +104,6 @@ pub(crate) struct SocketShared {
     paused: Box<[AtomicBool]>,
     /// Wakes a sender blocked on full pipes.
     writable: Waker,
-    writer_waiting: AtomicBool,
     next_pipe_id: AtomicU64,
 }
 
@@ -124,7 +123,6 @@ impl SocketShared {
             counters: CachePadded::new(Counters::default()),
             paused: (0..reactors).map(|_| AtomicBool::new(false)).collect(),
             writable: Waker::new_nonblocking()?,
-            writer_waiting: AtomicBool::new(false),
             next_pipe_id: AtomicU64::new(1),
         })
     }
@@ -169,7 +167,6 @@ impl SocketShared {
 
     /// A blocked sender is about to wait for pipe space.
     pub(crate) fn prepare_wait_writable(&self) {
-        self.writer_waiting.store(true, Ordering::SeqCst);
         self.writable.prepare_sleep();
     }
 
@@ -177,13 +174,11 @@ impl SocketShared {
     pub(crate) fn wait_writable(&self, timeout_ms: i32) {
         sys::wait_readable(self.writable.raw_fd(), timeout_ms);
         sys::eventfd_drain(self.writable.raw_fd());
-        self.writer_waiting.store(false, Ordering::SeqCst);
+        self.writable.cancel_sleep();
     }
 
     /// A slot freed or a pipe arrived (reactor).
     pub(crate) fn notify_writable(&self) {
-        if self.writer_waiting.load(Ordering::SeqCst) {
-            self.writable.wake();
-        }
+        self.writable.wake();
     }
 }
