@@ -11,7 +11,12 @@
 //! ```text
 //! cargo run --release --example throughput            # the full table
 //! cargo run --release --example throughput -- --runs 1 --count-64 200000
+//! cargo run --release --example throughput -- --pattern pushpull --size 64
 //! ```
+//!
+//! Runs alternate between libzmq and zring, so that a change in the load of
+//! a shared machine during a cell falls on both; medians are per
+//! implementation.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -260,7 +265,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn orchestrate(args: &std::collections::HashMap<String, String>) {
-    let runs: usize = args.get("runs").and_then(|v| v.parse().ok()).unwrap_or(3);
+    let runs: usize = args.get("runs").and_then(|v| v.parse().ok()).unwrap_or(5);
     let count_64: u64 = args
         .get("count-64")
         .and_then(|v| v.parse().ok())
@@ -273,17 +278,30 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
         "| pattern | size | impl | msg/s | send CPU µs/msg | recv CPU µs/msg | total CPU µs/msg |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let patterns: Vec<Pattern> = match args.get("pattern").map(String::as_str) {
+        None => vec![Pattern::PushPull, Pattern::PubSub],
+        Some(p) => vec![parse_pattern(p)],
+    };
+    let sizes: Vec<(usize, u64)> = match args.get("size").map(String::as_str) {
+        None => vec![(64, count_64), (4096, count_4k)],
+        Some("64") => vec![(64, count_64)],
+        Some("4096") => vec![(4096, count_4k)],
+        Some(other) => panic!("--size is 64 or 4096, not {other}"),
+    };
     let mut ratios = Vec::new();
-    for pattern in [Pattern::PushPull, Pattern::PubSub] {
-        for (size, count) in [(64usize, count_64), (4096, count_4k)] {
+    for &pattern in &patterns {
+        for &(size, count) in &sizes {
+            // Runs alternate between the implementations, so that a change
+            // in the machine's load over the cell touches both alike.
+            let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..runs {
+                for (i, imp) in [Impl::Libzmq, Impl::Zring].into_iter().enumerate() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    samples[i].push(run_once(imp, pattern, size, count));
+                }
+            }
             let mut results = Vec::new();
-            for imp in [Impl::Libzmq, Impl::Zring] {
-                let samples: Vec<Sample> = (0..runs)
-                    .map(|_| {
-                        std::thread::sleep(Duration::from_millis(200));
-                        run_once(imp, pattern, size, count)
-                    })
-                    .collect();
+            for (imp, samples) in [Impl::Libzmq, Impl::Zring].into_iter().zip(&samples) {
                 let rate = median(samples.iter().map(|s| s.rate).collect());
                 let send = median(samples.iter().map(|s| s.send_cpu_us).collect());
                 let recv = median(samples.iter().map(|s| s.recv_cpu_us).collect());
