@@ -145,7 +145,7 @@ fn forward(c: &mut Criterion) {
                 let (mut push, _pull) = ready_pair();
                 b.iter(|| {
                     for m in received {
-                        push.send(m).expect("ready");
+                        push.send(m.clone()).expect("ready");
                     }
                     assert_eq!(write_out(push.outbox()), BATCH as u64);
                 });

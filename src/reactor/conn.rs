@@ -2,6 +2,7 @@
 //! send state, and its deadlines.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,6 +44,9 @@ pub(super) struct Conn {
     pub(super) paused: bool,
     /// The message that did not fit the onloop queue.
     pub(super) held: Option<Message>,
+    /// Messages and body bytes received since the socket's counters were
+    /// last updated: they are added once per batch, not per message.
+    pub(super) unflushed_in: (u64, u64),
     /// Bytes received while paused: reading goes on (so the connection has
     /// messages ready when its turn comes) up to a bound.
     pub(super) read_ahead: usize,
@@ -105,6 +109,7 @@ impl Conn {
             recv_armed: false,
             paused: false,
             held: None,
+            unflushed_in: (0, 0),
             read_ahead: 0,
             eof: false,
             closing: None,
@@ -128,6 +133,16 @@ impl Conn {
         self.fd.as_raw_fd()
     }
 
+    /// Adds the messages received since the last call to the socket's counters.
+    pub(super) fn flush_received_counters(&mut self) {
+        let (messages, bytes) = std::mem::take(&mut self.unflushed_in);
+        if messages > 0 {
+            let counters = &self.spec.socket.counters;
+            counters.messages_in.fetch_add(messages, Ordering::Relaxed);
+            counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// Moves queued items from the pipe into the session, up to one batch.
     /// Errors are the session's (a mechanism failing to seal).
     pub(super) fn fill_from_pipe(&mut self) -> zmtp_codec::Result<()> {
@@ -138,21 +153,25 @@ impl Conn {
             return Ok(());
         };
         pipe.unschedule();
-        while self.session.outbox().chunk_count() < MAX_IOVECS
-            && self.session.outbox().remaining() < BATCH_BYTES
-        {
-            let Some(item) = pipe.pop() else { break };
-            match &item {
+        let room = |session: &mut Session| {
+            session.outbox().chunk_count() < MAX_IOVECS
+                && session.outbox().remaining() < BATCH_BYTES
+        };
+        while room(&mut self.session) {
+            let Some((action, topic)) = pipe.pop_subscription() else {
+                break;
+            };
+            self.session.send_subscription(action, topic)?;
+        }
+        let mut reader = pipe.reader();
+        while room(&mut self.session) {
+            let Some(item) = reader.take() else { break };
+            match item {
                 Outgoing::Wire(m) => self.session.send(m)?,
-                Outgoing::Single(body) => self.session.send_frame(body.clone(), false)?,
-                Outgoing::Frames(frames) => self.session.send_frames(frames)?,
-                Outgoing::Subscription(action, topic) => {
-                    self.session.send_subscription(*action, topic.clone())?
-                }
+                Outgoing::Single(body) => self.session.send_frame(body, false)?,
+                Outgoing::Frames(frames) => self.session.send_frames(&frames)?,
             }
-            if item.is_message() {
-                self.batch_messages += 1;
-            }
+            self.batch_messages += 1;
         }
         Ok(())
     }

@@ -387,6 +387,15 @@ impl Connecter {
 }
 
 /// What one step of a connection's session did.
+/// How many messages `Reactor::step` may deliver.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Delivery {
+    /// Everything the connection's input holds, while the queue has room.
+    Batch,
+    /// One: the connection takes turns with other paused ones.
+    One,
+}
+
 enum Step {
     /// A message went to the application (or was dropped and counted).
     Delivered,
@@ -832,13 +841,7 @@ impl Reactor {
         }
         let c = self.connecters.remove(key).expect("present");
         if let Some(pipe) = c.pipe {
-            let mut lost = 0;
-            while let Some(item) = pipe.pop() {
-                if item.is_message() {
-                    lost += 1;
-                }
-            }
-            pipe.release(lost);
+            let lost = pipe.discard_queued();
             let counters = &c.spec.socket.counters;
             counters
                 .disconnect_drops
@@ -980,15 +983,19 @@ impl Reactor {
         let Some(socket) = self.conns.get_mut(key).map(|c| c.spec.socket.clone()) else {
             return;
         };
-        while let Step::Delivered = self.step(key) {}
+        while let Step::Delivered = self.step(key, Delivery::Batch) {}
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.flush_received_counters();
+        }
         // One wake-up for everything this batch delivered.
         socket.onloop.readiness().notify();
         self.schedule_timer(key);
         self.pump_send(key);
     }
 
-    /// Advances one connection's session to its next delivered message.
-    fn step(&mut self, key: Key) -> Step {
+    /// Advances one connection's session to its next delivered message, or
+    /// with `Delivery::Batch` past every data message its input holds.
+    fn step(&mut self, key: Key, delivery: Delivery) -> Step {
         let reactor = self.id;
         let Some(conn) = self.conns.get_mut(key) else {
             return Step::Idle;
@@ -998,6 +1005,42 @@ impl Reactor {
         }
         if let Some(held) = conn.held.take() {
             return self.offer(key, held);
+        }
+        let socket = &conn.spec.socket;
+        if delivery == Delivery::Batch
+            && socket.kind.can_recv()
+            && (self.paused.is_empty() || !self.paused.contains_key(&socket.id))
+        {
+            // The data plane: no event per message, one counter update per
+            // batch. Anything else (a full queue, a command, a message across
+            // chunks) takes the general path below.
+            let (mut messages, mut bytes, mut drops) = (0u64, 0u64, 0u64);
+            let back = conn.session.drain_messages(|message| {
+                messages += 1;
+                bytes += message.body_len();
+                match socket.onloop.offer_quiet(message) {
+                    Offer::Queued => None,
+                    Offer::Dropped => {
+                        drops += 1;
+                        None
+                    }
+                    Offer::Full(message) => Some(message),
+                }
+            });
+            conn.unflushed_in.0 += messages;
+            conn.unflushed_in.1 += bytes;
+            if drops > 0 {
+                socket
+                    .counters
+                    .onloop_drops
+                    .fetch_add(drops, Ordering::Relaxed);
+            }
+            if let Some(message) = back {
+                return self.offer(key, message);
+            }
+            if messages > 0 {
+                return Step::Delivered;
+            }
         }
         loop {
             let event = match conn.session.poll() {
@@ -1020,21 +1063,18 @@ impl Reactor {
                     conn.next_ping = conn.spec.opts.heartbeat_ivl.map(|d| now + d);
                     socket.counters.handshakes.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(peer = %conn.peer, version = ?peer.version, "handshake done");
-                    let (pipe, new) = match &conn.pipe {
-                        Some(p) => (p.clone(), false),
+                    let (pipe, writer) = match &conn.pipe {
+                        Some(p) => (p.clone(), None),
                         None => {
-                            let pipe = Arc::new(Pipe::new(
-                                socket.new_pipe_id(),
-                                reactor,
-                                conn.spec.opts.sndhwm,
-                            ));
+                            let (pipe, writer) =
+                                Pipe::new(socket.new_pipe_id(), reactor, conn.spec.opts.sndhwm);
                             conn.pipe = Some(pipe.clone());
-                            (pipe, true)
+                            (pipe, Some(writer))
                         }
                     };
                     pipe.conn.store(conn.key.to_u64(), Ordering::Release);
                     conn.announced = true;
-                    socket.post(CoreEvent::Up { pipe, new });
+                    socket.post(CoreEvent::Up { pipe, writer });
                     // A sender blocked for want of peers may go on.
                     socket.notify_writable();
                     if let Origin::Connected(ck) = conn.origin {
@@ -1045,14 +1085,12 @@ impl Reactor {
                     return Step::Delivered;
                 }
                 Event::Message(message) => {
+                    conn.unflushed_in.0 += 1;
+                    conn.unflushed_in.1 += message.body_len();
                     let socket = &conn.spec.socket;
-                    let counters = &socket.counters;
-                    counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .bytes_in
-                        .fetch_add(message.body_len(), Ordering::Relaxed);
                     match socket.kind {
                         SocketKind::Pub | SocketKind::Push => {
+                            let counters = &socket.counters;
                             counters.ignored_messages.fetch_add(1, Ordering::Relaxed);
                         }
                         _ => return self.offer(key, message),
@@ -1095,7 +1133,8 @@ impl Reactor {
         // Peers already waiting for room go first: take a place in line
         // rather than the room they wait for (fair queuing). They also
         // guarantee a Resume is coming.
-        let others_wait = self.paused.get(&socket.id).is_some_and(|l| !l.is_empty());
+        let others_wait =
+            !self.paused.is_empty() && self.paused.get(&socket.id).is_some_and(|l| !l.is_empty());
         let mut message = message;
         if !others_wait {
             message = match socket.onloop.offer_quiet(message) {
@@ -1147,7 +1186,20 @@ impl Reactor {
             }
         }
         while let Some(key) = turn.pop_front() {
-            match self.step(key) {
+            // Alone in line, a connection needs no turns: it delivers its batch.
+            let delivery = if turn.is_empty() {
+                Delivery::Batch
+            } else {
+                Delivery::One
+            };
+            let mut step = self.step(key, delivery);
+            while turn.is_empty() && matches!(step, Step::Delivered) {
+                step = self.step(key, Delivery::Batch);
+            }
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.flush_received_counters();
+            }
+            match step {
                 Step::Delivered => turn.push_back(key),
                 Step::Idle => {
                     if self.conns.get_mut(key).is_some_and(|c| c.eof) {
@@ -1277,6 +1329,7 @@ impl Reactor {
         if conn.closing.is_some() {
             return;
         }
+        conn.flush_received_counters();
         let quiet =
             reason == "socket closed" || reason == "reactor shutting down" || reason == PEER_CLOSED;
         if quiet {

@@ -10,6 +10,7 @@
 
 pub mod options;
 pub(crate) mod pipe;
+mod ring;
 pub(crate) mod shared;
 pub(crate) mod trie;
 
@@ -23,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use zmtp_codec::{Message, SessionConfig, SubscriptionAction};
 
 pub use self::options::{SocketKind, SocketOption, SocketOptions};
-use self::pipe::{Outgoing, Pipe};
+use self::pipe::{Outgoing, Pipe, PipeWriter};
 pub use self::shared::SocketStats;
 use self::shared::{CoreEvent, SocketShared};
 use self::trie::Trie;
@@ -127,6 +128,7 @@ type PipeIndex = HashMap<u64, usize, std::hash::BuildHasherDefault<PipeIdHasher>
 
 struct PipeEntry {
     pipe: Arc<Pipe>,
+    writer: PipeWriter,
     /// A connection serves it now.
     up: bool,
     /// A connect pipe that has our subscriptions queued from the start (as
@@ -311,12 +313,8 @@ impl Socket {
         let pipe = if self.opts.immediate {
             None
         } else {
-            let pipe = Arc::new(Pipe::new(
-                spec.socket.new_pipe_id(),
-                reactor,
-                self.opts.sndhwm,
-            ));
-            self.add_pipe(pipe.clone(), false);
+            let (pipe, writer) = Pipe::new(spec.socket.new_pipe_id(), reactor, self.opts.sndhwm);
+            self.add_pipe(pipe.clone(), writer, false);
             if matches!(self.kind, SocketKind::Sub | SocketKind::Xsub) {
                 self.replay_subscriptions(pipe.id);
                 self.pipes.last_mut().expect("just added").fresh = true;
@@ -365,10 +363,11 @@ impl Socket {
 
     // ---- control events ----
 
-    fn add_pipe(&mut self, pipe: Arc<Pipe>, up: bool) {
+    fn add_pipe(&mut self, pipe: Arc<Pipe>, writer: PipeWriter, up: bool) {
         self.by_id.insert(pipe.id, self.pipes.len());
         self.pipes.push(PipeEntry {
             pipe,
+            writer,
             up,
             fresh: false,
         });
@@ -383,13 +382,7 @@ impl Socket {
             self.by_id.insert(e.pipe.id, i);
         }
         // The reactor no longer reads it: what is left is lost.
-        let mut lost = 0;
-        while let Some(item) = entry.pipe.pop() {
-            if item.is_message() {
-                lost += 1;
-            }
-        }
-        entry.pipe.release(lost);
+        let lost = entry.pipe.discard_queued();
         if let Some(s) = &self.shared {
             s.counters
                 .disconnect_drops
@@ -407,11 +400,11 @@ impl Socket {
         let shared = shared.clone();
         while let Some(event) = shared.next_event() {
             match event {
-                CoreEvent::Up { pipe, new } => {
+                CoreEvent::Up { pipe, writer } => {
                     let id = pipe.id;
                     let mut replay = true;
-                    if new {
-                        self.add_pipe(pipe, true);
+                    if let Some(writer) = writer {
+                        self.add_pipe(pipe, writer, true);
                     } else if let Some(&i) = self.by_id.get(&id) {
                         let entry = &mut self.pipes[i];
                         entry.up = true;
@@ -523,8 +516,7 @@ impl Socket {
         };
         let pipe = self.pipes[i].pipe.clone();
         for (topic, _) in self.own_subs.iter() {
-            let item = Outgoing::Subscription(SubscriptionAction::Subscribe, Bytes::from(topic));
-            let _ = pipe.push(item);
+            pipe.push_subscription(SubscriptionAction::Subscribe, Bytes::from(topic));
         }
         self.wake(&pipe);
     }
@@ -582,9 +574,7 @@ impl Socket {
         if forward {
             let topic = Bytes::copy_from_slice(topic);
             for entry in self.pipes.iter().filter(|e| e.takes_subscriptions()) {
-                let _ = entry
-                    .pipe
-                    .push(Outgoing::Subscription(action, topic.clone()));
+                entry.pipe.push_subscription(action, topic.clone());
                 self.wake(&entry.pipe);
             }
         }
@@ -711,7 +701,7 @@ impl Socket {
         let n = self.pipes.len();
         for step in 0..n {
             let i = (self.rr + step) % n;
-            match self.pipes[i].pipe.push(item) {
+            match self.pipes[i].writer.push(item) {
                 Ok(()) => {
                     self.rr = i + 1;
                     self.wake(&self.pipes[i].pipe);
@@ -728,7 +718,6 @@ impl Socket {
             Outgoing::Wire(m) => m.first_frame(),
             Outgoing::Single(f) => f,
             Outgoing::Frames(f) => &f[0],
-            Outgoing::Subscription(..) => &[],
         }
     }
 
@@ -748,7 +737,7 @@ impl Socket {
             targets.dedup();
         }
         let result =
-            if self.opts.xpub_nodrop && targets.iter().any(|&i| self.pipes[i].pipe.is_full()) {
+            if self.opts.xpub_nodrop && targets.iter().any(|&i| self.pipes[i].writer.is_full()) {
                 Err(item)
             } else {
                 self.push_all(&targets, item);
@@ -766,12 +755,12 @@ impl Socket {
         };
         let mut dropped = 0;
         for &i in rest {
-            match self.pipes[i].pipe.push(item.clone()) {
+            match self.pipes[i].writer.push(item.clone()) {
                 Ok(()) => self.wake(&self.pipes[i].pipe),
                 Err(_) => dropped += 1,
             }
         }
-        match self.pipes[last].pipe.push(item) {
+        match self.pipes[last].writer.push(item) {
             Ok(()) => self.wake(&self.pipes[last].pipe),
             Err(_) => dropped += 1,
         }
@@ -793,7 +782,9 @@ impl Socket {
                 op: "receive",
             });
         }
-        self.shared()?;
+        if self.shared.is_none() {
+            self.shared()?;
+        }
         let deadline = match wait {
             Wait::Timeout(d) => Some(Instant::now() + d),
             _ => None,

@@ -9,16 +9,19 @@
 //! their own, hold no slot and go out before queued messages: subscription
 //! traffic is never dropped (libzmq drops it at SNDHWM).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use crossbeam_queue::{ArrayQueue, SegQueue};
+use crossbeam_queue::SegQueue;
 use zmtp_codec::{Message, SubscriptionAction};
+
+use super::ring::{self, Consumer, Producer};
 
 /// No connection serves the pipe right now.
 pub(crate) const NO_CONN: u64 = u64::MAX;
 
-/// One item for a peer.
+/// One data message for a peer.
 #[derive(Debug, Clone)]
 pub(crate) enum Outgoing {
     /// A message in wire form (e.g. received from another peer).
@@ -26,87 +29,119 @@ pub(crate) enum Outgoing {
     /// A single-frame message: the application's buffer, sent without copying.
     Single(Bytes),
     /// A message as the application's frames, sent without copying.
-    Frames(std::sync::Arc<[Bytes]>),
-    /// A subscription change for the peer (SUB and XSUB).
-    Subscription(SubscriptionAction, Bytes),
+    Frames(Arc<[Bytes]>),
 }
 
-impl Outgoing {
-    pub(crate) fn is_message(&self) -> bool {
-        !matches!(self, Outgoing::Subscription(..))
-    }
-}
-
-#[derive(Debug)]
-enum Queue {
-    Bounded(ArrayQueue<Outgoing>),
-    Unbounded(SegQueue<Outgoing>),
-}
-
-/// The queue towards one peer.
+/// The queue towards one peer: shared by the socket's owner, which writes
+/// through its [`PipeWriter`], and the reactor serving the peer.
 #[derive(Debug)]
 pub(crate) struct Pipe {
     /// Unique within its socket.
     pub(crate) id: u64,
     /// The reactor that serves it.
     pub(crate) reactor: usize,
-    messages: Queue,
-    subscriptions: SegQueue<Outgoing>,
-    /// Data messages queued or in a send batch not yet handed to the kernel.
-    held: AtomicUsize,
-    hwm: usize,
+    /// The reading end, locked once per send batch by the serving reactor
+    /// (or, after the reactor let go of the pipe, by whoever discards it).
+    reader: Mutex<MessageReader>,
+    subscriptions: SegQueue<(SubscriptionAction, Bytes)>,
     /// Set when the reactor has been told there is work, cleared when it looks.
     scheduled: AtomicBool,
     /// The reactor's key of the connection serving it, or `NO_CONN`.
     pub(crate) conn: AtomicU64,
 }
 
+/// The writing end of a pipe's messages, owned by the socket.
+pub(crate) enum PipeWriter {
+    /// SNDHWM > 0: a message holds a slot until it is sent.
+    Bounded(Producer<Outgoing>),
+    /// SNDHWM 0: no limit.
+    Unbounded(Arc<SegQueue<Outgoing>>),
+}
+
+/// The reading end of a pipe's messages.
+pub(crate) enum MessageReader {
+    /// Taken messages keep their slots until `release`.
+    Bounded(Consumer<Outgoing>),
+    /// Nothing to release.
+    Unbounded(Arc<SegQueue<Outgoing>>),
+}
+
+impl std::fmt::Debug for PipeWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PipeWriter")
+    }
+}
+
+impl std::fmt::Debug for MessageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageReader")
+    }
+}
+
 impl Pipe {
-    pub(crate) fn new(id: u64, reactor: usize, hwm: usize) -> Pipe {
-        Pipe {
+    /// A pipe holding at most `hwm` unsent messages (0: unbounded), and the
+    /// writer for the socket's owner.
+    pub(crate) fn new(id: u64, reactor: usize, hwm: usize) -> (Arc<Pipe>, PipeWriter) {
+        let (writer, reader) = if hwm == 0 {
+            let queue = Arc::new(SegQueue::new());
+            (
+                PipeWriter::Unbounded(queue.clone()),
+                MessageReader::Unbounded(queue),
+            )
+        } else {
+            let (producer, consumer) = ring::ring(hwm);
+            (
+                PipeWriter::Bounded(producer),
+                MessageReader::Bounded(consumer),
+            )
+        };
+        let pipe = Pipe {
             id,
             reactor,
-            // `held` bounds the queue to `hwm`, so a ring of that size never
-            // refuses a push.
-            messages: if hwm == 0 {
-                Queue::Unbounded(SegQueue::new())
-            } else {
-                Queue::Bounded(ArrayQueue::new(hwm))
-            },
+            reader: Mutex::new(reader),
             subscriptions: SegQueue::new(),
-            held: AtomicUsize::new(0),
-            hwm,
             scheduled: AtomicBool::new(false),
             conn: AtomicU64::new(NO_CONN),
+        };
+        (Arc::new(pipe), writer)
+    }
+
+    /// Queues a subscription change (any thread). These hold no slot, are
+    /// never refused, and go out before queued messages.
+    pub(crate) fn push_subscription(&self, action: SubscriptionAction, topic: Bytes) {
+        self.subscriptions.push((action, topic));
+    }
+
+    /// Takes the next subscription change.
+    pub(crate) fn pop_subscription(&self) -> Option<(SubscriptionAction, Bytes)> {
+        self.subscriptions.pop()
+    }
+
+    /// The reading end, for one send batch.
+    pub(crate) fn reader(&self) -> MutexGuard<'_, MessageReader> {
+        // A panic while holding the lock leaves the indices consistent.
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `n` taken messages left for the kernel (or were dropped): their slots free.
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 {
+            self.reader().release(n);
         }
     }
 
-    /// Whether a data message would be refused.
-    pub(crate) fn is_full(&self) -> bool {
-        self.hwm != 0 && self.held.load(Ordering::Acquire) >= self.hwm
-    }
-
-    /// Queues an item (producer). A data message is refused at HWM.
-    pub(crate) fn push(&self, item: Outgoing) -> Result<(), Outgoing> {
-        if !item.is_message() {
-            self.subscriptions.push(item);
-            return Ok(());
+    /// Drops every queued message and subscription change; returns how
+    /// many messages were lost. For a pipe no connection serves: nothing
+    /// taken may be in flight.
+    pub(crate) fn discard_queued(&self) -> usize {
+        while self.subscriptions.pop().is_some() {}
+        let mut reader = self.reader();
+        let mut lost = 0;
+        while reader.take().is_some() {
+            lost += 1;
         }
-        if self.is_full() {
-            return Err(item);
-        }
-        // Only this thread adds, so the check above cannot be overtaken.
-        self.held.fetch_add(1, Ordering::AcqRel);
-        match &self.messages {
-            Queue::Bounded(q) => {
-                if let Err(item) = q.push(item) {
-                    self.held.fetch_sub(1, Ordering::AcqRel);
-                    return Err(item);
-                }
-            }
-            Queue::Unbounded(q) => q.push(item),
-        }
-        Ok(())
+        reader.release(lost);
+        lost
     }
 
     /// Marks the pipe as having work; true if the reactor must be told.
@@ -121,32 +156,54 @@ impl Pipe {
         self.scheduled.store(false, Ordering::Release);
     }
 
-    /// Takes the next item (consumer), subscriptions first. Messages keep
-    /// their slot until `release`.
-    pub(crate) fn pop(&self) -> Option<Outgoing> {
-        if let Some(item) = self.subscriptions.pop() {
-            return Some(item);
-        }
-        match &self.messages {
-            Queue::Bounded(q) => q.pop(),
-            Queue::Unbounded(q) => q.pop(),
-        }
-    }
-
-    /// `n` messages left for the kernel (or were dropped): their slots free.
-    pub(crate) fn release(&self, n: usize) {
-        if n > 0 {
-            self.held.fetch_sub(n, Ordering::AcqRel);
-        }
-    }
-
     /// Whether nothing waits in the queues.
     pub(crate) fn is_queue_empty(&self) -> bool {
-        self.subscriptions.is_empty()
-            && match &self.messages {
-                Queue::Bounded(q) => q.is_empty(),
-                Queue::Unbounded(q) => q.is_empty(),
+        self.subscriptions.is_empty() && self.reader().is_empty()
+    }
+}
+
+impl PipeWriter {
+    /// Whether a message would be refused.
+    pub(crate) fn is_full(&mut self) -> bool {
+        match self {
+            PipeWriter::Bounded(p) => p.is_full(),
+            PipeWriter::Unbounded(_) => false,
+        }
+    }
+
+    /// Queues a message, or gives it back at HWM.
+    pub(crate) fn push(&mut self, item: Outgoing) -> Result<(), Outgoing> {
+        match self {
+            PipeWriter::Bounded(p) => p.push(item),
+            PipeWriter::Unbounded(q) => {
+                q.push(item);
+                Ok(())
             }
+        }
+    }
+}
+
+impl MessageReader {
+    /// Takes the next message; it keeps its slot until `release`.
+    pub(crate) fn take(&mut self) -> Option<Outgoing> {
+        match self {
+            MessageReader::Bounded(c) => c.take(),
+            MessageReader::Unbounded(q) => q.pop(),
+        }
+    }
+
+    /// Frees the slots of the oldest `n` taken messages.
+    pub(crate) fn release(&mut self, n: usize) {
+        if let MessageReader::Bounded(c) = self {
+            c.release(n);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            MessageReader::Bounded(c) => c.is_empty(),
+            MessageReader::Unbounded(q) => q.is_empty(),
+        }
     }
 }
 
@@ -156,29 +213,36 @@ mod tests {
 
     #[test]
     fn holds_exactly_hwm_messages_until_released() {
-        let pipe = Pipe::new(1, 0, 2);
+        let (pipe, mut writer) = Pipe::new(1, 0, 2);
         let msg = || Outgoing::Wire(Message::from_frames(&[b"x"]));
-        assert!(pipe.push(msg()).is_ok());
-        assert!(pipe.push(msg()).is_ok());
-        assert!(pipe.push(msg()).is_err(), "third message exceeds HWM 2");
+        assert!(writer.push(msg()).is_ok());
+        assert!(writer.push(msg()).is_ok());
+        assert!(writer.push(msg()).is_err(), "third message exceeds HWM 2");
+        pipe.push_subscription(SubscriptionAction::Subscribe, Bytes::new());
         assert!(
-            pipe.push(Outgoing::Subscription(
-                SubscriptionAction::Subscribe,
-                Bytes::new()
-            ))
-            .is_ok(),
+            pipe.pop_subscription().is_some(),
             "subscriptions take no slot"
         );
+        assert!(matches!(pipe.reader().take(), Some(Outgoing::Wire(_))));
         assert!(
-            matches!(pipe.pop(), Some(Outgoing::Subscription(..))),
-            "subscriptions go first"
-        );
-        assert!(matches!(pipe.pop(), Some(Outgoing::Wire(_))));
-        assert!(
-            pipe.push(msg()).is_err(),
-            "popped but not yet sent: still held"
+            writer.push(msg()).is_err(),
+            "taken but not yet sent: still held"
         );
         pipe.release(1);
-        assert!(pipe.push(msg()).is_ok());
+        assert!(writer.push(msg()).is_ok());
+        assert_eq!(pipe.discard_queued(), 2);
+        assert!(pipe.is_queue_empty());
+    }
+
+    #[test]
+    fn hwm_zero_is_unbounded() {
+        let (pipe, mut writer) = Pipe::new(1, 0, 0);
+        for _ in 0..10_000 {
+            assert!(writer
+                .push(Outgoing::Single(Bytes::from_static(b"x")))
+                .is_ok());
+        }
+        assert!(!writer.is_full());
+        assert_eq!(pipe.discard_queued(), 10_000);
     }
 }

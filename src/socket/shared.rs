@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use zmtp_codec::{Message, Subscription};
 
 use super::options::SocketKind;
-use super::pipe::Pipe;
+use super::pipe::{Pipe, PipeWriter};
 use crate::onloop::Onloop;
 use crate::reactor::sys;
 use crate::reactor::waker::Waker;
@@ -18,9 +18,13 @@ use crate::reactor::waker::Waker;
 /// and hold no HWM slot.
 #[derive(Debug)]
 pub(crate) enum CoreEvent {
-    /// A peer finished its handshake and `pipe` now reaches it. `new` is
-    /// false when the pipe existed before (connect without IMMEDIATE).
-    Up { pipe: Arc<Pipe>, new: bool },
+    /// A peer finished its handshake and `pipe` now reaches it. A new pipe
+    /// comes with its writer; one that existed before (connect without
+    /// IMMEDIATE) without.
+    Up {
+        pipe: Arc<Pipe>,
+        writer: Option<PipeWriter>,
+    },
     /// The connection behind pipe `pipe_id` is gone; `remove` when the pipe
     /// goes with it (else it waits for a reconnect).
     Down { pipe_id: u64, remove: bool },

@@ -114,6 +114,16 @@ impl FrameHeader {
         }
     }
 
+    /// The length of the header [`FrameHeader::new`] makes for a body of
+    /// `body_len` bytes: 2, or 9 with LONG.
+    pub fn encoded_len(body_len: usize) -> usize {
+        if body_len > 255 {
+            MAX_HEADER_LEN
+        } else {
+            2
+        }
+    }
+
     /// The header bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]

@@ -130,6 +130,9 @@ pub struct SessionStats {
 pub struct Session {
     config: SessionConfig,
     mechanism: Box<dyn Mechanism>,
+    /// `mechanism.transforms_frames()`, asked once: the data path checks it
+    /// per message and should not pay a virtual call for it.
+    transforms_frames: bool,
     local_metadata: Metadata,
     phase: Phase,
     greeting: [u8; GREETING_LEN],
@@ -183,6 +186,7 @@ impl Session {
         decoder.set_repair_long_commands(config.socket_type.receives_subscriptions());
         Session {
             config,
+            transforms_frames: mechanism.transforms_frames(),
             mechanism,
             local_metadata,
             phase: Phase::Greeting,
@@ -263,6 +267,34 @@ impl Session {
         }
     }
 
+    /// The data plane's fast path: hands `deliver` each whole data message
+    /// lying within a fed chunk, in order, as a slice of it, exactly as
+    /// [`Session::poll`] would return them as [`Event::Message`], without an
+    /// event per message. Stops, returning `None`, where `poll` is needed: a
+    /// command, a message that straddles chunks or breaks a limit, a socket
+    /// type that receives subscriptions, an encrypting mechanism, a pending
+    /// event, the handshake. `deliver` returns a message it has no room for;
+    /// draining stops and that message is returned, received and owned by
+    /// the caller now.
+    pub fn drain_messages(
+        &mut self,
+        mut deliver: impl FnMut(Message) -> Option<Message>,
+    ) -> Option<Message> {
+        if self.phase != Phase::Ready
+            || !self.pending.is_empty()
+            || self.config.socket_type.receives_subscriptions()
+        {
+            return None;
+        }
+        while let Some(message) = self.next_whole_message() {
+            self.stats.messages_received += 1;
+            if let Some(back) = deliver(message) {
+                return Some(back);
+            }
+        }
+        None
+    }
+
     /// Takes greeting bytes from the input. Returns true once the greeting is
     /// complete and the handshake has started.
     fn read_greeting(&mut self) -> Result<bool> {
@@ -336,10 +368,7 @@ impl Session {
     /// straddles chunks, a frame over the limits, an encrypting mechanism)
     /// is left to the frame-by-frame path, which also reports the errors.
     fn next_whole_message(&mut self) -> Option<Message> {
-        if self.mechanism.transforms_frames()
-            || !self.builder.is_empty()
-            || self.decoder.has_partial()
-        {
+        if self.transforms_frames || !self.builder.is_empty() || self.decoder.has_partial() {
             return None;
         }
         let chunk = self.input.front_mut()?;
@@ -373,7 +402,7 @@ impl Session {
     /// The slow path: one frame at a time, for commands and for messages
     /// that straddle chunks.
     fn on_traffic_frame(&mut self, raw: RawFrame) -> Result<Option<Event>> {
-        let frame = if self.mechanism.transforms_frames() {
+        let frame = if self.transforms_frames {
             self.mechanism.open(raw.into_frame())?
         } else if raw.flags.is_command() {
             raw.into_frame()
@@ -522,7 +551,7 @@ impl Session {
         self.ensure_ready()?;
         let flags = FrameFlags::data(more);
         self.stats.frames_sent += 1;
-        if self.mechanism.transforms_frames() {
+        if self.transforms_frames {
             let sealed = self.mechanism.seal(flags, body)?;
             self.outbox.push_frame(sealed.flags, sealed.body, !more);
         } else {
@@ -546,10 +575,11 @@ impl Session {
 
     /// Queues a message, e.g. one received from another session. Without
     /// encryption its wire bytes go out as they are: one segment, no copy,
-    /// no re-encoding.
-    pub fn send(&mut self, message: &Message) -> Result<()> {
+    /// no re-encoding. Taken by value: the outbox keeps the caller's
+    /// reference instead of taking another (clone first to keep one).
+    pub fn send(&mut self, message: Message) -> Result<()> {
         self.ensure_ready()?;
-        if self.mechanism.transforms_frames() {
+        if self.transforms_frames {
             let mut frames = message.to_frames().into_iter().peekable();
             while let Some(frame) = frames.next() {
                 self.send_frame(frame, frames.peek().is_some())?;
@@ -557,7 +587,7 @@ impl Session {
             return Ok(());
         }
         self.stats.frames_sent += message.frame_count() as u64;
-        self.outbox.push_message_wire(message.wire().clone());
+        self.outbox.push_message_wire(message.into_wire());
         Ok(())
     }
 
@@ -597,7 +627,7 @@ impl Session {
 
     fn queue_command(&mut self, command: &Command) -> Result<()> {
         let body = command.encode();
-        if self.phase == Phase::Ready && self.mechanism.transforms_frames() {
+        if self.phase == Phase::Ready && self.transforms_frames {
             let sealed = self.mechanism.seal(FrameFlags::command(), body)?;
             self.outbox.push_frame(sealed.flags, sealed.body, false);
         } else {

@@ -426,7 +426,7 @@ fn received_messages_are_forwarded_as_their_wire_bytes() {
     let [Event::Message(m)] = &events[..] else {
         panic!("{events:?}")
     };
-    xpub_side.send(m).unwrap();
+    xpub_side.send(m.clone()).unwrap();
     assert_eq!(xpub_side.outbox().chunk_count(), 1);
     let n = xpub_side.outbox().remaining();
     assert_eq!(xpub_side.outbox().copy_to_bytes(n), published);

@@ -45,6 +45,7 @@ pub trait Mechanism: Send + std::fmt::Debug {
     /// Whether data frames must pass through [`Mechanism::seal`] and
     /// [`Mechanism::open`] after the handshake. NULL and PLAIN send them as
     /// they are, which keeps their data path free of any per-frame work.
+    /// Asked once, when the session is made: the answer must not change.
     fn transforms_frames(&self) -> bool {
         false
     }
