@@ -220,3 +220,33 @@ fn the_fd_polls_readable_when_a_message_waits() {
     ));
     assert!(!poll(50));
 }
+
+/// Each burst ends with the reactor finding the pipe empty and taking its
+/// "scheduled" flag down; the next burst must wake it. A flag left up (or a
+/// lost wake-up) leaves a message sitting in the pipe, and `recv` times out.
+/// Bursts of varying length reach that edge with and without a send in
+/// flight.
+#[test]
+fn no_message_waits_for_the_next_one() {
+    let ctx = Context::new().unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let mut push = ctx.socket(SocketKind::Push);
+    push.set(SocketOption::SndHwm(4)).unwrap();
+    push.connect(&bound).unwrap();
+    let prompt = Wait::Timeout(Duration::from_secs(2));
+    let mut sent = 0u32;
+    for round in 0..3000u32 {
+        let burst = 1 + round % 7;
+        for _ in 0..burst {
+            push.send(&[sent.to_be_bytes()]).unwrap();
+            sent += 1;
+        }
+        for expected in sent - burst..sent {
+            let m = pull
+                .recv(prompt)
+                .unwrap_or_else(|e| panic!("message {expected} (round {round}): {e}"));
+            assert_eq!(m.first_frame(), expected.to_be_bytes());
+        }
+    }
+}

@@ -145,14 +145,34 @@ impl Conn {
 
     /// Moves queued items from the pipe into the session, up to one batch.
     /// Errors are the session's (a mechanism failing to seal).
+    ///
+    /// While a send is coming, the pipe stays scheduled: the send's
+    /// completion looks at the pipe again, so the socket need not wake this
+    /// reactor for every message it queues meanwhile. Only a batch that
+    /// finds nothing to send takes the flag down.
     pub(super) fn fill_from_pipe(&mut self) -> zmtp_codec::Result<()> {
         if !self.session.is_ready() {
             return Ok(());
         }
-        let Some(pipe) = &self.pipe else {
+        let Some(pipe) = self.pipe.clone() else {
             return Ok(());
         };
-        pipe.unschedule();
+        loop {
+            self.take_from_pipe(&pipe)?;
+            if !self.session.outbox().is_empty() {
+                return Ok(());
+            }
+            pipe.unschedule();
+            // The socket queues, then checks the flag; we lowered the flag,
+            // then check the queue (both sequentially consistent): either it
+            // saw the flag down and will wake us, or we see its message here.
+            if pipe.is_queue_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn take_from_pipe(&mut self, pipe: &Pipe) -> zmtp_codec::Result<()> {
         let room = |session: &mut Session| {
             session.outbox().chunk_count() < MAX_IOVECS
                 && session.outbox().remaining() < BATCH_BYTES

@@ -699,8 +699,9 @@ impl Socket {
 
     fn route_round_robin(&mut self, mut item: Outgoing) -> Result<(), Outgoing> {
         let n = self.pipes.len();
-        for step in 0..n {
-            let i = (self.rr + step) % n;
+        // `rr` may point past the end after a pipe left: start over there.
+        let mut i = if self.rr < n { self.rr } else { 0 };
+        for _ in 0..n {
             match self.pipes[i].writer.push(item) {
                 Ok(()) => {
                     self.rr = i + 1;
@@ -708,6 +709,10 @@ impl Socket {
                     return Ok(());
                 }
                 Err(back) => item = back,
+            }
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
         Err(item)

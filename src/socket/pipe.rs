@@ -144,16 +144,20 @@ impl Pipe {
         lost
     }
 
-    /// Marks the pipe as having work; true if the reactor must be told.
+    /// After queueing: marks the pipe as having work; true if the reactor
+    /// must be told. The flag stays up while the reactor has a send coming
+    /// for the pipe, so streaming costs one load here per message.
     pub(crate) fn schedule(&self) -> bool {
-        // A plain load first: while the reactor has not looked yet the flag
-        // stays set and the cache line stays shared.
-        !self.scheduled.load(Ordering::Acquire) && !self.scheduled.swap(true, Ordering::AcqRel)
+        // SeqCst, with the queue's SeqCst publication before it and the
+        // reactor's `unschedule` then `is_queue_empty`: a wake-up is never
+        // lost between the two threads.
+        !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
-    /// The reactor is looking at the queue now (consumer).
+    /// The reactor found nothing to send: the next message needs a wake-up.
+    /// It must check `is_queue_empty` after this.
     pub(crate) fn unschedule(&self) {
-        self.scheduled.store(false, Ordering::Release);
+        self.scheduled.store(false, Ordering::SeqCst);
     }
 
     /// Whether nothing waits in the queues.

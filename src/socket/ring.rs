@@ -129,7 +129,9 @@ impl<T> Producer<T> {
         // the Release store below publishes it.
         unsafe { (*slot.get()).write(item) };
         self.tail = self.tail.wrapping_add(1);
-        self.shared.tail.store(self.tail, Ordering::Release);
+        // SeqCst (not just Release): a pipe's wake-up protocol loads its
+        // `scheduled` flag next and must not see it from before this store.
+        self.shared.tail.store(self.tail, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -171,9 +173,10 @@ impl<T> Consumer<T> {
         self.taken.wrapping_sub(self.head)
     }
 
-    /// Whether an item waits to be taken.
+    /// Whether an item waits to be taken. SeqCst, for the same reason as
+    /// the producer's store.
     pub(crate) fn is_empty(&self) -> bool {
-        self.taken == self.shared.tail.load(Ordering::Acquire)
+        self.taken == self.shared.tail.load(Ordering::SeqCst)
     }
 }
 
