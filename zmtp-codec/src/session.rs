@@ -549,13 +549,20 @@ impl Session {
     /// follows. The body is not copied (unless the mechanism encrypts).
     pub fn send_frame(&mut self, body: Bytes, more: bool) -> Result<()> {
         self.ensure_ready()?;
+        self.queue_data_frame(body, more, !more)
+    }
+
+    /// Queues a data frame; `ends_message` says whether taking its last
+    /// byte counts as a completed application message in the outbox.
+    fn queue_data_frame(&mut self, body: Bytes, more: bool, ends_message: bool) -> Result<()> {
         let flags = FrameFlags::data(more);
         self.stats.frames_sent += 1;
         if self.transforms_frames {
             let sealed = self.mechanism.seal(flags, body)?;
-            self.outbox.push_frame(sealed.flags, sealed.body, !more);
+            self.outbox
+                .push_frame(sealed.flags, sealed.body, ends_message);
         } else {
-            self.outbox.push_frame(flags, body, !more);
+            self.outbox.push_frame(flags, body, ends_message);
         }
         Ok(())
     }
@@ -603,7 +610,9 @@ impl Session {
         if self.peer_uses_commands {
             self.queue_command(&sub.to_command())
         } else {
-            self.send_frame(sub.to_legacy_body(), false)
+            // A data frame on the wire, but not an application message: it
+            // must not count as one completed (that count frees HWM slots).
+            self.queue_data_frame(sub.to_legacy_body(), false, false)
         }
     }
 

@@ -152,6 +152,11 @@ fn subscriptions_use_commands_for_31_and_data_frames_for_30() {
             .unwrap();
         let n = sub.outbox().remaining();
         let wire = sub.outbox().copy_to_bytes(n);
+        assert_eq!(
+            sub.outbox().take_completed_messages(),
+            0,
+            "a subscription is not an application message, whatever its form"
+        );
         if minor == 1 {
             assert_eq!(&wire[..], b"\x04\x0f\x09SUBSCRIBEzeek.");
         } else {
