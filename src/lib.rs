@@ -6,6 +6,7 @@
 
 pub use zmtp_codec as codec;
 
+pub mod broker;
 pub mod cat;
 pub mod endpoint;
 pub mod error;

@@ -16,10 +16,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The central XPUB/XSUB broker for Zeek clusters (a drop-in for Zeek's zmq_proxy).
+    /// The central XPUB/XSUB broker of a Zeek cluster (a drop-in for Zeek's zmq_proxy).
     ///
-    /// Not built yet: this prints the plan and exits.
-    Broker,
+    /// With no arguments it listens where Zeek's nodes look for their broker:
+    /// XPUB side on tcp://127.0.0.1:5555 (nodes' XSUBs connect), XSUB side on
+    /// tcp://127.0.0.1:5556 (nodes' XPUBs connect). Options are named after
+    /// Zeek's Cluster::Backend::ZeroMQ options; a TOML file (--config) may
+    /// set the same keys with underscores, and flags override it. Stops
+    /// cleanly on SIGINT or SIGTERM. See docs/operations.md.
+    Broker(BrokerArgs),
     /// Print what a socket receives, or send stdin's lines, one message per line.
     ///
     /// Receivers (sub, xsub, pull) print each message as its frames joined
@@ -32,6 +37,72 @@ enum Command {
     ///   printf 'log-write|payload\n' | zring cat push tcp://logger:5557
     #[command(verbatim_doc_comment)]
     Cat(CatArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BrokerArgs {
+    /// TOML file with any of the options below (keys with underscores).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Where nodes' XSUB sockets connect [default: tcp://127.0.0.1:5555].
+    #[arg(long, value_name = "ENDPOINT")]
+    listen_xpub_endpoint: Option<String>,
+    /// Where nodes' XPUB sockets connect [default: tcp://127.0.0.1:5556].
+    #[arg(long, value_name = "ENDPOINT")]
+    listen_xsub_endpoint: Option<String>,
+    /// Messages queued per subscriber (per reactor) before the
+    /// slow-subscriber policy applies; 0 = unlimited [default: 1000].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    xpub_sndhwm: Option<i64>,
+    /// Accepted for compatibility; zring keeps no receive queue per
+    /// publisher (it reads at most 64 KiB ahead of a full subscriber).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    xsub_rcvhwm: Option<i64>,
+    /// SO_SNDBUF for subscriber connections in bytes; -1 = OS default.
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    xpub_sndbuf: Option<i64>,
+    /// SO_RCVBUF for publisher connections in bytes; -1 = OS default.
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    xsub_rcvbuf: Option<i64>,
+    /// Zeek's listen_xpub_nodrop: false drops for a full subscriber (the
+    /// same as --slow-subscriber drop) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    listen_xpub_nodrop: Option<bool>,
+    /// Allow IPv6 endpoints; `*` then binds IPv4 and IPv6 [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    ipv6: Option<bool>,
+    /// How long shutdown may spend sending what is queued [default: 500].
+    #[arg(long, value_name = "MS")]
+    linger_ms: Option<u64>,
+    /// What a subscriber that cannot keep up costs: block (stop reading the
+    /// publishers it slows, so they count xpub_drops; Zeek's behaviour),
+    /// drop (its messages only, counted), or disconnect (block, then close
+    /// it after --stall-timeout-ms) [default: block].
+    #[arg(long, value_enum)]
+    slow_subscriber: Option<Policy>,
+    /// With --slow-subscriber disconnect: how long a subscriber may keep a
+    /// publisher waiting [default: 10000].
+    #[arg(long, value_name = "MS")]
+    stall_timeout_ms: Option<u64>,
+    /// Largest message accepted from a node, in bytes [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<u64>,
+    /// Reactor threads [default: 1; one per --cores entry when given].
+    #[arg(long, value_name = "N")]
+    reactors: Option<usize>,
+    /// Cores to pin reactor threads to, e.g. 2,3 (one per reactor).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Policy {
+    Block,
+    Drop,
+    Disconnect,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -72,17 +143,120 @@ struct CatArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A broker reports its endpoints and every peer by default; `cat`
+    // keeps stderr for problems. RUST_LOG overrides both.
+    let default_level = match cli.command {
+        Command::Broker(_) => "info",
+        Command::Cat(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let cli = Cli::parse();
     match cli.command {
-        Command::Broker => print_quietly(BROKER_PLACEHOLDER.trim()),
+        Command::Broker(args) => broker(args),
         Command::Cat(args) => cat(args),
+    }
+}
+
+fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    use zring::broker::config::Overrides;
+    use zring::broker::metrics::MetricsServer;
+    use zring::broker::{Broker, BrokerConfig, SlowSubscriber};
+
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        config.apply(BrokerConfig::read_file(path)?)?;
+    }
+    let reactors = args.reactors.or(match (&args.cores, args.reactors) {
+        (Some(cores), None) => Some(cores.len()),
+        _ => None,
+    });
+    config.apply(Overrides {
+        listen_xpub_endpoint: args.listen_xpub_endpoint,
+        listen_xsub_endpoint: args.listen_xsub_endpoint,
+        xpub_sndhwm: args.xpub_sndhwm,
+        xsub_rcvhwm: args.xsub_rcvhwm,
+        xpub_sndbuf: args.xpub_sndbuf,
+        xsub_rcvbuf: args.xsub_rcvbuf,
+        listen_xpub_nodrop: args.listen_xpub_nodrop,
+        ipv6: args.ipv6,
+        linger_ms: args.linger_ms,
+        slow_subscriber: args.slow_subscriber.map(|p| match p {
+            Policy::Block => SlowSubscriber::Block,
+            Policy::Drop => SlowSubscriber::Drop,
+            Policy::Disconnect => SlowSubscriber::Disconnect,
+        }),
+        stall_timeout_ms: args.stall_timeout_ms,
+        max_message_size: args.max_message_size,
+        reactors,
+        cores: args.cores,
+        metrics_listen: args.metrics_listen,
+    })?;
+    // Block the stop signals before any thread starts, so every thread
+    // inherits the mask and only `wait_for_stop_signal` receives them.
+    let signals = block_stop_signals();
+    let broker = Broker::start(config)?;
+    let config = broker.config();
+    let cores = if config.cores.is_empty() {
+        "not pinned".to_owned()
+    } else {
+        format!("{:?}", config.cores)
+    };
+    tracing::info!(
+        xpub = broker.xpub_endpoint(),
+        xsub = broker.xsub_endpoint(),
+        reactors = config.reactors,
+        cores,
+        slow_subscriber = config.slow_subscriber.name(),
+        xpub_sndhwm = config.xpub_sndhwm,
+        "zring broker running"
+    );
+    let metrics = match &config.metrics_listen {
+        Some(addr) => {
+            let server = MetricsServer::start(addr, broker.metrics_source())
+                .map_err(|e| anyhow::anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?;
+            tracing::info!("metrics at http://{}/metrics", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let signal = wait_for_stop_signal(&signals);
+    tracing::info!(
+        signal,
+        linger_ms = config.linger.as_millis() as u64,
+        "shutting down"
+    );
+    drop(metrics);
+    broker.shutdown();
+    Ok(())
+}
+
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_stop_signal(set: &libc::sigset_t) -> &'static str {
+    let mut signal: libc::c_int = 0;
+    // SAFETY: `set` was initialised by `block_stop_signals`; sigwait writes
+    // the signal number into a live c_int.
+    while unsafe { libc::sigwait(set, &mut signal) } != 0 {}
+    match signal {
+        libc::SIGINT => "SIGINT",
+        _ => "SIGTERM",
     }
 }
 
@@ -123,29 +297,3 @@ fn cat(args: CatArgs) -> anyhow::Result<()> {
         other => other.map(drop),
     }
 }
-
-/// Prints to stdout; a reader that went away (`zring ... | head`) is not an error.
-fn print_quietly(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    match writeln!(std::io::stdout(), "{text}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
-}
-
-const BROKER_PLACEHOLDER: &str = r#"
-zring broker is not built yet.
-
-What exists today: zmtp-codec, a sans-IO ZMTP 3.0/3.1 codec, and the
-io_uring reactor with PUB/SUB/XPUB/XSUB/PUSH/PULL sockets on it, tested
-against libzmq 4.3.4 and 4.3.5 (`cargo test --workspace`). `zring cat`
-talks to any ZeroMQ peer from the command line.
-
-Coming next:
-  1. `zring broker`: with no arguments it will bind the XPUB side on
-     tcp://127.0.0.1:5555 and the XSUB side on tcp://127.0.0.1:5556, where
-     Zeek's nodes expect their central broker;
-  2. `zring logger`, a Zeek logger node;
-  3. CURVE and PLAIN security.
-See docs/architecture.md.
-"#;

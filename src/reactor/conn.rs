@@ -11,12 +11,18 @@ use zmtp_codec::{Message, Outbox, Session};
 
 use super::slab::Key;
 use super::ConnSpec;
+use crate::broker::egress::Lanes;
 use crate::socket::pipe::{Outgoing, Pipe};
 
 /// Most iovecs in one `sendmsg` (the kernel's UIO_MAXIOV).
 pub(super) const MAX_IOVECS: usize = 1024;
 /// Bytes gathered into one send batch before it is submitted.
 pub(super) const BATCH_BYTES: usize = 4 << 20;
+
+/// Whether a send batch has room for another message.
+fn room(session: &mut Session) -> bool {
+    session.outbox().chunk_count() < MAX_IOVECS && session.outbox().remaining() < BATCH_BYTES
+}
 
 /// Who opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +45,10 @@ pub(super) struct Conn {
     pub(super) pipe: Option<Arc<Pipe>>,
     /// The pipe was announced to the socket (CoreEvent::Up).
     pub(super) announced: bool,
+    /// A broker subscriber's lanes (instead of a pipe's messages).
+    pub(super) lanes: Option<Lanes>,
+    /// A broker connection's id once its handshake is done (0 before).
+    pub(super) broker_id: u64,
     pub(super) recv_armed: bool,
     /// Not reading: the onloop queue is full (NODROP).
     pub(super) paused: bool,
@@ -106,6 +116,8 @@ impl Conn {
             origin,
             pipe,
             announced: false,
+            lanes: None,
+            broker_id: 0,
             recv_armed: false,
             paused: false,
             held: None,
@@ -154,6 +166,14 @@ impl Conn {
         if !self.session.is_ready() {
             return Ok(());
         }
+        if let Some(lanes) = &mut self.lanes {
+            loop {
+                self.batch_messages += lanes.take_into(&mut self.session, room)?;
+                if !self.session.outbox().is_empty() || !lanes.unschedule_and_recheck() {
+                    return Ok(());
+                }
+            }
+        }
         let Some(pipe) = self.pipe.clone() else {
             return Ok(());
         };
@@ -173,10 +193,6 @@ impl Conn {
     }
 
     fn take_from_pipe(&mut self, pipe: &Pipe) -> zmtp_codec::Result<()> {
-        let room = |session: &mut Session| {
-            session.outbox().chunk_count() < MAX_IOVECS
-                && session.outbox().remaining() < BATCH_BYTES
-        };
         while room(&mut self.session) {
             let Some((action, topic)) = pipe.pop_subscription() else {
                 break;
@@ -242,6 +258,7 @@ impl Conn {
             && !self.zc_notif_pending
             && self.session.outbox().is_empty()
             && self.pipe.as_ref().is_none_or(|p| p.is_queue_empty())
+            && self.lanes.as_ref().is_none_or(|l| l.is_empty())
     }
 
     /// The earliest deadline, if any.

@@ -16,6 +16,7 @@
 //!   application threads, with an eventfd wake-up paid only when the
 //!   reactor sleeps.
 
+mod broker;
 pub(crate) mod bufring;
 mod conn;
 mod slab;
@@ -42,6 +43,8 @@ use self::bufring::BufRing;
 use self::conn::{Conn, Origin};
 use self::slab::{Key, Slab};
 use self::waker::Waker;
+use crate::broker::shard::Shard;
+use crate::broker::{BrokerCommand, BrokerRole, BrokerShared};
 use crate::onloop::Offer;
 use crate::socket::options::{SocketKind, SocketOptions};
 use crate::socket::pipe::{Pipe, NO_CONN};
@@ -96,6 +99,9 @@ pub(crate) struct ConnSpec {
     pub(crate) socket: Arc<SocketShared>,
     pub(crate) opts: SocketOptions,
     pub(crate) session: SessionConfig,
+    /// Set for the broker's connections, which are served by the reactor's
+    /// broker part instead of an application's socket.
+    pub(crate) broker: Option<BrokerRole>,
 }
 
 /// Where a connecter connects.
@@ -143,6 +149,10 @@ pub(crate) enum Command {
     CloseSocket(u64),
     /// Close everything and exit once lingering connections are done.
     Shutdown,
+    /// This reactor serves (part of) a broker.
+    BrokerInit(Arc<BrokerShared>),
+    /// Work for the reactor's broker part.
+    Broker(BrokerCommand),
 }
 
 /// Capacity of each single-producer ring between two reactors.
@@ -348,6 +358,8 @@ enum TimerKey {
     Conn(Key),
     Connecter(Key),
     Listener(Key),
+    /// A broker publisher waits for a full subscriber (policy disconnect).
+    Stall(Key),
 }
 
 struct Listener {
@@ -424,6 +436,10 @@ struct Reactor {
     wake_buf: Box<u64>,
     next_adopter: usize,
     shutting_down: bool,
+    /// The broker's part on this reactor, if it serves one.
+    broker: Option<Shard>,
+    /// Broker work this reactor sent itself, in order.
+    broker_local: VecDeque<BrokerCommand>,
 }
 
 impl Reactor {
@@ -468,6 +484,8 @@ impl Reactor {
             wake_buf: Box::new(0),
             next_adopter: id,
             shutting_down: false,
+            broker: None,
+            broker_local: VecDeque::new(),
         };
         reactor.arm_wake();
         Ok(reactor)
@@ -521,7 +539,7 @@ impl Reactor {
                 .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
             let waker = self.mailboxes[self.id].waker.clone();
             waker.prepare_sleep();
-            let wait = !self.mailboxes[self.id].has_work();
+            let wait = !self.mailboxes[self.id].has_work() && self.broker_local.is_empty();
             let result = if !wait {
                 waker.cancel_sleep();
                 self.ring.submit()
@@ -541,6 +559,10 @@ impl Reactor {
                     tracing::error!(reactor = self.id, "io_uring_enter failed: {e}");
                 }
             }
+            // Commands posted before these completions happened go first:
+            // a broker route added before a subscription's echo left must be
+            // in place when a message answering that echo arrives.
+            self.drain_mailbox();
             completions.clear();
             completions.extend(
                 self.ring
@@ -578,6 +600,9 @@ impl Reactor {
         }
         while let Some(cmd) = mailbox.external.pop() {
             self.handle(cmd);
+        }
+        while let Some(cmd) = self.broker_local.pop_front() {
+            self.broker_command(cmd);
         }
     }
 
@@ -659,6 +684,8 @@ impl Reactor {
                 self.shutting_down = true;
                 self.close_socket(None);
             }
+            Command::BrokerInit(shared) => self.broker = Some(Shard::new(self.id, shared)),
+            Command::Broker(cmd) => self.broker_command(cmd),
         }
     }
 
@@ -861,6 +888,12 @@ impl Reactor {
         pipe: Option<Arc<Pipe>>,
     ) -> Key {
         sys::set_nodelay(fd.as_raw_fd());
+        if let Some(bytes) = spec.opts.sndbuf {
+            sys::set_buffer_size(fd.as_raw_fd(), true, bytes);
+        }
+        if let Some(bytes) = spec.opts.rcvbuf {
+            sys::set_buffer_size(fd.as_raw_fd(), false, bytes);
+        }
         let now = Instant::now();
         let key = self
             .conns
@@ -980,9 +1013,14 @@ impl Reactor {
     /// Delivers everything the session has decoded, until it runs dry or
     /// the onloop queue is full.
     fn process(&mut self, key: Key) {
-        let Some(socket) = self.conns.get_mut(key).map(|c| c.spec.socket.clone()) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if conn.spec.broker.is_some() {
+            self.broker_process(key);
+            return;
+        }
+        let socket = conn.spec.socket.clone();
         while let Step::Delivered = self.step(key, Delivery::Batch) {}
         if let Some(conn) = self.conns.get_mut(key) {
             conn.flush_received_counters();
@@ -1310,6 +1348,25 @@ impl Reactor {
             if let Some(pipe) = &conn.pipe {
                 pipe.release(done);
             }
+            if let Some(lanes) = &mut conn.lanes {
+                let sub = lanes.egress.sub;
+                let waiting = lanes.release(done);
+                let remaining = conn.inflight.remaining();
+                for reactor in waiting {
+                    self.broker_send(reactor, BrokerCommand::Space { sub });
+                }
+                if remaining > 0 {
+                    let zero_copy = self
+                        .conns
+                        .get_mut(key)
+                        .expect("present")
+                        .describe_inflight();
+                    self.submit_send(key, zero_copy);
+                } else {
+                    self.pump_send(key);
+                }
+                return;
+            }
             socket.notify_writable();
         }
         if conn.inflight.remaining() > 0 {
@@ -1332,12 +1389,23 @@ impl Reactor {
         conn.flush_received_counters();
         let quiet =
             reason == "socket closed" || reason == "reactor shutting down" || reason == PEER_CLOSED;
-        if quiet {
+        if conn.spec.broker.is_some() {
+            // The broker logs each disconnect once, when it is complete.
+        } else if quiet {
             tracing::debug!(peer = %conn.peer, "closing: {reason}");
         } else {
             tracing::warn!(peer = %conn.peer, "connection closed: {reason}");
         }
         conn.closing = Some(reason);
+        if let Some(lanes) = &conn.lanes {
+            // Publishers stop routing to it now, and those waiting for its
+            // room go on.
+            let sub = lanes.egress.sub;
+            for reactor in lanes.egress.close() {
+                self.broker_send(reactor, BrokerCommand::Space { sub });
+            }
+        }
+        let conn = self.conns.get_mut(key).expect("present");
         // SAFETY: shutdown on an fd we own; it makes pending operations
         // complete promptly.
         unsafe { libc::shutdown(conn.raw_fd(), libc::SHUT_RDWR) };
@@ -1358,7 +1426,10 @@ impl Reactor {
         if conn.closing.is_none() || !conn.idle_in_kernel() {
             return;
         }
-        let conn = self.conns.remove(key).expect("present");
+        let mut conn = self.conns.remove(key).expect("present");
+        if conn.spec.broker.is_some() {
+            self.broker_conn_gone(&mut conn);
+        }
         let socket = conn.spec.socket.clone();
         let counters = &socket.counters;
         counters.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -1500,6 +1571,7 @@ impl Reactor {
                     }
                 }
                 TimerKey::Listener(key) => self.arm_accept(key),
+                TimerKey::Stall(key) => self.broker_stall_timer(key, now),
             }
         }
     }

@@ -154,6 +154,34 @@ pub(crate) fn stream_socket(family: libc::c_int) -> io::Result<OwnedFd> {
 }
 
 /// Turns off Nagle's algorithm, as libzmq does on every TCP connection.
+/// Sets SO_SNDBUF or SO_RCVBUF (ZMQ_SNDBUF/RCVBUF); a refusal is logged,
+/// not fatal, as in libzmq.
+pub(crate) fn set_buffer_size(fd: RawFd, send: bool, bytes: usize) {
+    let value = bytes.min(libc::c_int::MAX as usize) as libc::c_int;
+    let option = if send {
+        libc::SO_SNDBUF
+    } else {
+        libc::SO_RCVBUF
+    };
+    // SAFETY: passes a live c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let which = if send { "SO_SNDBUF" } else { "SO_RCVBUF" };
+        tracing::warn!(
+            "cannot set {which} to {bytes}: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 pub(crate) fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;
     // SAFETY: passes a live c_int of the size given. Fails harmlessly on

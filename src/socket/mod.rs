@@ -10,7 +10,7 @@
 
 pub mod options;
 pub(crate) mod pipe;
-mod ring;
+pub(crate) mod ring;
 pub(crate) mod shared;
 pub(crate) mod trie;
 
@@ -103,10 +103,11 @@ impl Context {
     }
 }
 
-/// Pipe ids are small sequential integers: they hash to themselves (the
-/// default SipHash costs more than the fan-out it serves).
+/// Pipe ids (and the broker's connection ids) are small sequential
+/// integers: they hash to themselves (the default SipHash costs more than
+/// the fan-out it serves).
 #[derive(Default, Clone, Copy)]
-struct PipeIdHasher(u64);
+pub(crate) struct PipeIdHasher(u64);
 
 impl std::hash::Hasher for PipeIdHasher {
     fn finish(&self) -> u64 {
@@ -124,7 +125,9 @@ impl std::hash::Hasher for PipeIdHasher {
     }
 }
 
-type PipeIndex = HashMap<u64, usize, std::hash::BuildHasherDefault<PipeIdHasher>>;
+/// A map keyed by sequential ids.
+pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PipeIdHasher>>;
+type PipeIndex = IdMap<usize>;
 
 struct PipeEntry {
     pipe: Arc<Pipe>,
@@ -253,6 +256,7 @@ impl Socket {
             socket,
             opts: self.opts.clone(),
             session,
+            broker: None,
         }))
     }
 

@@ -100,6 +100,10 @@ pub enum SocketOption {
     /// Batches holding a frame at least this large are sent with zero-copy
     /// send (`None`: never).
     ZeroCopySendAbove(Option<usize>),
+    /// ZMQ_SNDBUF: SO_SNDBUF of each connection (`None`: the OS default).
+    SndBuf(Option<usize>),
+    /// ZMQ_RCVBUF: SO_RCVBUF of each connection (`None`: the OS default).
+    RcvBuf(Option<usize>),
 }
 
 /// All options of one socket.
@@ -139,6 +143,10 @@ pub struct SocketOptions {
     pub backlog: u32,
     /// See [`SocketOption::ZeroCopySendAbove`].
     pub zerocopy_send_above: Option<usize>,
+    /// See [`SocketOption::SndBuf`].
+    pub sndbuf: Option<usize>,
+    /// See [`SocketOption::RcvBuf`].
+    pub rcvbuf: Option<usize>,
 }
 
 impl SocketOptions {
@@ -166,6 +174,8 @@ impl SocketOptions {
             reconnect_ivl_max: Duration::ZERO,
             backlog: 100,
             zerocopy_send_above: Some(256 * 1024),
+            sndbuf: None,
+            rcvbuf: None,
         }
     }
 
@@ -189,6 +199,8 @@ impl SocketOptions {
             SocketOption::ReconnectIvlMax(v) => self.reconnect_ivl_max = v,
             SocketOption::Backlog(v) => self.backlog = v,
             SocketOption::ZeroCopySendAbove(v) => self.zerocopy_send_above = v,
+            SocketOption::SndBuf(v) => self.sndbuf = v,
+            SocketOption::RcvBuf(v) => self.rcvbuf = v,
         }
     }
 

@@ -51,28 +51,46 @@ pub(crate) struct Pipe {
 }
 
 /// The writing end of a pipe's messages, owned by the socket.
-pub(crate) enum PipeWriter {
+pub(crate) enum PipeWriter<T = Outgoing> {
     /// SNDHWM > 0: a message holds a slot until it is sent.
-    Bounded(Producer<Outgoing>),
+    Bounded(Producer<T>),
     /// SNDHWM 0: no limit.
-    Unbounded(Arc<SegQueue<Outgoing>>),
+    Unbounded(Arc<SegQueue<T>>),
 }
 
 /// The reading end of a pipe's messages.
-pub(crate) enum MessageReader {
+pub(crate) enum MessageReader<T = Outgoing> {
     /// Taken messages keep their slots until `release`.
-    Bounded(Consumer<Outgoing>),
+    Bounded(Consumer<T>),
     /// Nothing to release.
-    Unbounded(Arc<SegQueue<Outgoing>>),
+    Unbounded(Arc<SegQueue<T>>),
 }
 
-impl std::fmt::Debug for PipeWriter {
+/// A queue holding at most `hwm` unsent items (0: unbounded): its writing
+/// and reading ends.
+pub(crate) fn queue<T>(hwm: usize) -> (PipeWriter<T>, MessageReader<T>) {
+    if hwm == 0 {
+        let queue = Arc::new(SegQueue::new());
+        (
+            PipeWriter::Unbounded(queue.clone()),
+            MessageReader::Unbounded(queue),
+        )
+    } else {
+        let (producer, consumer) = ring::ring(hwm);
+        (
+            PipeWriter::Bounded(producer),
+            MessageReader::Bounded(consumer),
+        )
+    }
+}
+
+impl<T> std::fmt::Debug for PipeWriter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PipeWriter")
     }
 }
 
-impl std::fmt::Debug for MessageReader {
+impl<T> std::fmt::Debug for MessageReader<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MessageReader")
     }
@@ -82,19 +100,7 @@ impl Pipe {
     /// A pipe holding at most `hwm` unsent messages (0: unbounded), and the
     /// writer for the socket's owner.
     pub(crate) fn new(id: u64, reactor: usize, hwm: usize) -> (Arc<Pipe>, PipeWriter) {
-        let (writer, reader) = if hwm == 0 {
-            let queue = Arc::new(SegQueue::new());
-            (
-                PipeWriter::Unbounded(queue.clone()),
-                MessageReader::Unbounded(queue),
-            )
-        } else {
-            let (producer, consumer) = ring::ring(hwm);
-            (
-                PipeWriter::Bounded(producer),
-                MessageReader::Bounded(consumer),
-            )
-        };
+        let (writer, reader) = queue(hwm);
         let pipe = Pipe {
             id,
             reactor,
@@ -166,7 +172,16 @@ impl Pipe {
     }
 }
 
-impl PipeWriter {
+impl<T> PipeWriter<T> {
+    /// Once the reading end is gone: how many queued items it never took.
+    /// `None` while it lives.
+    pub(crate) fn abandoned(&self) -> Option<usize> {
+        match self {
+            PipeWriter::Bounded(p) => p.abandoned(),
+            PipeWriter::Unbounded(q) => (Arc::strong_count(q) == 1).then(|| q.len()),
+        }
+    }
+
     /// Whether a message would be refused.
     pub(crate) fn is_full(&mut self) -> bool {
         match self {
@@ -176,7 +191,7 @@ impl PipeWriter {
     }
 
     /// Queues a message, or gives it back at HWM.
-    pub(crate) fn push(&mut self, item: Outgoing) -> Result<(), Outgoing> {
+    pub(crate) fn push(&mut self, item: T) -> Result<(), T> {
         match self {
             PipeWriter::Bounded(p) => p.push(item),
             PipeWriter::Unbounded(q) => {
@@ -187,9 +202,9 @@ impl PipeWriter {
     }
 }
 
-impl MessageReader {
+impl<T> MessageReader<T> {
     /// Takes the next message; it keeps its slot until `release`.
-    pub(crate) fn take(&mut self) -> Option<Outgoing> {
+    pub(crate) fn take(&mut self) -> Option<T> {
         match self {
             MessageReader::Bounded(c) => c.take(),
             MessageReader::Unbounded(q) => q.pop(),
@@ -203,7 +218,7 @@ impl MessageReader {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         match self {
             MessageReader::Bounded(c) => c.is_empty(),
             MessageReader::Unbounded(q) => q.is_empty(),

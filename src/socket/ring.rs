@@ -15,7 +15,7 @@
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -33,6 +33,8 @@ struct Shared<T> {
     /// Where the consumer stopped taking, stored when it is dropped, so the
     /// last owner knows which slots still hold items.
     taken_at_drop: AtomicUsize,
+    /// The consumer is gone (`taken_at_drop` is final).
+    consumer_gone: AtomicBool,
 }
 
 // SAFETY: items move from the producer's thread to the consumer's, so `T`
@@ -91,6 +93,7 @@ pub(crate) fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         tail: CachePadded::new(AtomicUsize::new(0)),
         head: CachePadded::new(AtomicUsize::new(0)),
         taken_at_drop: AtomicUsize::new(0),
+        consumer_gone: AtomicBool::new(false),
     });
     (
         Producer {
@@ -133,6 +136,16 @@ impl<T> Producer<T> {
         // `scheduled` flag next and must not see it from before this store.
         self.shared.tail.store(self.tail, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Once the consumer is gone: how many pushed items it never took
+    /// (they are dropped with the ring, unsent). `None` while it lives.
+    pub(crate) fn abandoned(&self) -> Option<usize> {
+        if !self.shared.consumer_gone.load(Ordering::Acquire) {
+            return None;
+        }
+        let taken = self.shared.taken_at_drop.load(Ordering::Relaxed);
+        Some(self.tail.wrapping_sub(taken))
     }
 }
 
@@ -184,7 +197,9 @@ impl<T> Drop for Consumer<T> {
     fn drop(&mut self) {
         self.shared
             .taken_at_drop
-            .store(self.taken, Ordering::Release);
+            .store(self.taken, Ordering::Relaxed);
+        // Release: whoever sees the flag sees the final `taken_at_drop`.
+        self.shared.consumer_gone.store(true, Ordering::Release);
     }
 }
 
@@ -239,6 +254,7 @@ mod tests {
             4,
             "the producer still owns the ring"
         );
+        assert_eq!(p.abandoned(), Some(3), "three pushed, never taken");
         drop(p);
         assert_eq!(Arc::strong_count(&item), 1);
     }

@@ -1,0 +1,412 @@
+//! The broker's configuration: option names follow Zeek's
+//! `Cluster::Backend::ZeroMQ::*` options, so a TOML file reads like the
+//! `redef`s an operator already has.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::reactor::ReactorConfig;
+
+/// What the broker does when a subscriber's lane is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowSubscriber {
+    /// Stop reading from the publishers whose messages it matches, so TCP
+    /// pushes back and Zeek's publishers count `xpub_drops` (libzmq's
+    /// XPUB_NODROP, Zeek's default). Nothing is dropped in the broker.
+    #[default]
+    Block,
+    /// Drop the message for that subscriber only, and count it.
+    Drop,
+    /// Block as above, but close a subscriber that keeps a publisher
+    /// waiting longer than `stall_timeout_ms` (as NATS does with slow
+    /// consumers); what it had not taken is counted as dropped.
+    Disconnect,
+}
+
+impl SlowSubscriber {
+    /// The name used in files, flags and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlowSubscriber::Block => "block",
+            SlowSubscriber::Drop => "drop",
+            SlowSubscriber::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// A broker's settings. Defaults are where Zeek's nodes look for their
+/// broker, with Zeek's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    /// Where nodes' XSUB sockets connect (Zeek: `listen_xpub_endpoint`).
+    pub listen_xpub_endpoint: String,
+    /// Where nodes' XPUB sockets connect (Zeek: `listen_xsub_endpoint`).
+    pub listen_xsub_endpoint: String,
+    /// Messages queued per subscriber (per reactor that publishes to it)
+    /// before the slow-subscriber policy applies; 0 = unlimited.
+    pub xpub_sndhwm: usize,
+    /// Accepted for compatibility with Zeek's option set. zring keeps no
+    /// per-publisher receive queue: a waiting publisher is read ahead by at
+    /// most 64 KiB, then TCP pushes back.
+    pub xsub_rcvhwm: usize,
+    /// SO_SNDBUF of subscriber connections (None: the OS default).
+    pub xpub_sndbuf: Option<usize>,
+    /// SO_RCVBUF of publisher connections (None: the OS default).
+    pub xsub_rcvbuf: Option<usize>,
+    /// Zeek's `listen_xpub_nodrop`: false means policy `drop`.
+    pub listen_xpub_nodrop: bool,
+    /// Allow IPv6 endpoints; `*` then binds both families.
+    pub ipv6: bool,
+    /// How long shutdown may spend sending what is queued.
+    pub linger: Duration,
+    /// What to do with a subscriber that cannot keep up.
+    pub slow_subscriber: SlowSubscriber,
+    /// Policy `disconnect`: how long a subscriber may keep a publisher waiting.
+    pub stall_timeout: Duration,
+    /// Largest message accepted from a peer, in bytes.
+    pub max_message_size: u64,
+    /// Reactor threads.
+    pub reactors: usize,
+    /// Cores to pin reactors to, in order (empty: not pinned).
+    pub cores: Vec<usize>,
+    /// Where to serve Prometheus metrics (None: off).
+    pub metrics_listen: Option<String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen_xpub_endpoint: "tcp://127.0.0.1:5555".into(),
+            listen_xsub_endpoint: "tcp://127.0.0.1:5556".into(),
+            xpub_sndhwm: 1000,
+            xsub_rcvhwm: 1000,
+            xpub_sndbuf: None,
+            xsub_rcvbuf: None,
+            listen_xpub_nodrop: true,
+            ipv6: false,
+            linger: Duration::from_millis(500),
+            slow_subscriber: SlowSubscriber::Block,
+            stall_timeout: Duration::from_secs(10),
+            max_message_size: 256 << 20,
+            reactors: 1,
+            cores: Vec::new(),
+            metrics_listen: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {detail}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    #[error("{path}: {detail}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (it names the key and line).
+        detail: String,
+    },
+    /// Values that contradict each other or are out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Overrides, from a TOML file (keys named as Zeek names the options) or
+/// from flags; `None` keeps what is there.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// See [`BrokerConfig`]'s fields of the same names.
+    pub listen_xpub_endpoint: Option<String>,
+    #[allow(missing_docs)]
+    pub listen_xsub_endpoint: Option<String>,
+    #[allow(missing_docs)]
+    pub xpub_sndhwm: Option<i64>,
+    #[allow(missing_docs)]
+    pub xsub_rcvhwm: Option<i64>,
+    /// -1: the OS default, as in Zeek.
+    pub xpub_sndbuf: Option<i64>,
+    #[allow(missing_docs)]
+    pub xsub_rcvbuf: Option<i64>,
+    #[allow(missing_docs)]
+    pub listen_xpub_nodrop: Option<bool>,
+    #[allow(missing_docs)]
+    pub ipv6: Option<bool>,
+    #[allow(missing_docs)]
+    pub linger_ms: Option<u64>,
+    #[allow(missing_docs)]
+    pub slow_subscriber: Option<SlowSubscriber>,
+    #[allow(missing_docs)]
+    pub stall_timeout_ms: Option<u64>,
+    #[allow(missing_docs)]
+    pub max_message_size: Option<u64>,
+    #[allow(missing_docs)]
+    pub reactors: Option<usize>,
+    #[allow(missing_docs)]
+    pub cores: Option<Vec<usize>>,
+    #[allow(missing_docs)]
+    pub metrics_listen: Option<String>,
+}
+
+fn count(name: &str, v: i64) -> Result<usize, ConfigError> {
+    usize::try_from(v).map_err(|_| {
+        ConfigError::Invalid(format!("{name} must be 0 or more (0 = unlimited), not {v}"))
+    })
+}
+
+fn buffer(name: &str, v: i64) -> Result<Option<usize>, ConfigError> {
+    match v {
+        -1 => Ok(None),
+        v if v > 0 => Ok(Some(v as usize)),
+        v => Err(ConfigError::Invalid(format!(
+            "{name} must be -1 (the OS default) or a positive size in bytes, not {v}"
+        ))),
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file of overrides.
+    pub fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?;
+        Self::parse_file(&shown, &text)
+    }
+
+    /// Parses TOML overrides (`path` only names the source in errors).
+    pub fn parse_file(path: &str, text: &str) -> Result<Overrides, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Applies overrides on top of this configuration.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = o.listen_xpub_endpoint {
+            self.listen_xpub_endpoint = v;
+        }
+        if let Some(v) = o.listen_xsub_endpoint {
+            self.listen_xsub_endpoint = v;
+        }
+        if let Some(v) = o.xpub_sndhwm {
+            self.xpub_sndhwm = count("xpub_sndhwm", v)?;
+        }
+        if let Some(v) = o.xsub_rcvhwm {
+            self.xsub_rcvhwm = count("xsub_rcvhwm", v)?;
+        }
+        if let Some(v) = o.xpub_sndbuf {
+            self.xpub_sndbuf = buffer("xpub_sndbuf", v)?;
+        }
+        if let Some(v) = o.xsub_rcvbuf {
+            self.xsub_rcvbuf = buffer("xsub_rcvbuf", v)?;
+        }
+        if let Some(v) = o.ipv6 {
+            self.ipv6 = v;
+        }
+        if let Some(v) = o.linger_ms {
+            self.linger = Duration::from_millis(v);
+        }
+        if let Some(v) = o.stall_timeout_ms {
+            self.stall_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = o.max_message_size {
+            self.max_message_size = v;
+        }
+        if let Some(v) = o.reactors {
+            self.reactors = v;
+        }
+        if let Some(v) = o.cores {
+            self.cores = v;
+        }
+        if let Some(v) = o.metrics_listen {
+            self.metrics_listen = Some(v).filter(|s| !s.is_empty());
+        }
+        match (o.listen_xpub_nodrop, o.slow_subscriber) {
+            (Some(false), Some(SlowSubscriber::Block)) => {
+                return Err(ConfigError::Invalid(
+                    "listen_xpub_nodrop = false asks for drops, slow_subscriber = \"block\" \
+                     forbids them: set only one"
+                        .into(),
+                ))
+            }
+            (_, Some(policy)) => self.slow_subscriber = policy,
+            (Some(false), None) => self.slow_subscriber = SlowSubscriber::Drop,
+            (Some(true), None) if self.slow_subscriber == SlowSubscriber::Drop => {
+                self.slow_subscriber = SlowSubscriber::Block
+            }
+            _ => {}
+        }
+        if let Some(v) = o.listen_xpub_nodrop {
+            self.listen_xpub_nodrop = v;
+        }
+        self.listen_xpub_nodrop = self.slow_subscriber != SlowSubscriber::Drop;
+        Ok(())
+    }
+
+    /// Checks values that can be wrong whatever their source.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.reactors == 0 || self.reactors > 256 {
+            return Err(ConfigError::Invalid(format!(
+                "reactors must be from 1 to 256, not {}",
+                self.reactors
+            )));
+        }
+        if !self.cores.is_empty() && self.cores.len() != self.reactors {
+            return Err(ConfigError::Invalid(format!(
+                "cores lists {} cores for {} reactors: give one core per reactor, or none",
+                self.cores.len(),
+                self.reactors
+            )));
+        }
+        let available = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(0);
+        if let Some(&bad) = self
+            .cores
+            .iter()
+            .find(|&&c| available > 0 && c >= available)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "core {bad} does not exist: this machine has cores 0 to {}",
+                available - 1
+            )));
+        }
+        if self.slow_subscriber == SlowSubscriber::Disconnect && self.stall_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "stall_timeout_ms must be above 0 with slow_subscriber = \"disconnect\"".into(),
+            ));
+        }
+        if self.max_message_size == 0 {
+            return Err(ConfigError::Invalid(
+                "max_message_size must be above 0".into(),
+            ));
+        }
+        if self.listen_xpub_endpoint == self.listen_xsub_endpoint
+            && !self.listen_xpub_endpoint.ends_with(":*")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "listen_xpub_endpoint and listen_xsub_endpoint are both {:?}: they need \
+                 different ports",
+                self.listen_xpub_endpoint
+            )));
+        }
+        Ok(())
+    }
+
+    /// The reactors this configuration asks for.
+    pub fn reactor_config(&self) -> ReactorConfig {
+        let cores = if self.cores.is_empty() {
+            vec![None; self.reactors.max(1)]
+        } else {
+            self.cores.iter().map(|&c| Some(c)).collect()
+        };
+        ReactorConfig {
+            cores,
+            ..ReactorConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_where_zeek_looks() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.listen_xpub_endpoint, "tcp://127.0.0.1:5555");
+        assert_eq!(c.listen_xsub_endpoint, "tcp://127.0.0.1:5556");
+        assert_eq!(c.slow_subscriber, SlowSubscriber::Block);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_file_with_zeeks_names_applies() {
+        let o = BrokerConfig::parse_file(
+            "b.toml",
+            r#"
+            listen_xpub_endpoint = "tcp://10.0.0.1:27760"
+            listen_xsub_endpoint = "tcp://10.0.0.1:27761"
+            xpub_sndhwm = 0
+            xpub_sndbuf = -1
+            xsub_rcvbuf = 4194304
+            linger_ms = 100
+            slow_subscriber = "disconnect"
+            stall_timeout_ms = 2500
+            "#,
+        )
+        .unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply(o).unwrap();
+        assert_eq!(c.listen_xsub_endpoint, "tcp://10.0.0.1:27761");
+        assert_eq!(c.xpub_sndhwm, 0);
+        assert_eq!(c.xpub_sndbuf, None);
+        assert_eq!(c.xsub_rcvbuf, Some(4 << 20));
+        assert_eq!(c.linger, Duration::from_millis(100));
+        assert_eq!(c.slow_subscriber, SlowSubscriber::Disconnect);
+        assert_eq!(c.stall_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn bad_files_and_values_name_what_is_wrong() {
+        let e = BrokerConfig::parse_file("b.toml", "xpub_sndhwn = 5").unwrap_err();
+        assert!(e.to_string().contains("xpub_sndhwn"), "{e}");
+        let e = BrokerConfig::parse_file("b.toml", "xpub_sndhwm = \"lots\"").unwrap_err();
+        assert!(e.to_string().contains("xpub_sndhwm"), "{e}");
+        let e = BrokerConfig::parse_file("b.toml", "slow_subscriber = \"maybe\"").unwrap_err();
+        assert!(e.to_string().contains("maybe"), "{e}");
+        let mut c = BrokerConfig::default();
+        let e = c
+            .apply(Overrides {
+                xpub_sndhwm: Some(-3),
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("xpub_sndhwm"), "{e}");
+        let e = c
+            .apply(Overrides {
+                xsub_rcvbuf: Some(0),
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("xsub_rcvbuf"), "{e}");
+        c.reactors = 2;
+        c.cores = vec![0];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("one core per reactor"));
+    }
+
+    #[test]
+    fn nodrop_false_means_policy_drop_and_conflicts_with_block() {
+        let mut c = BrokerConfig::default();
+        c.apply(Overrides {
+            listen_xpub_nodrop: Some(false),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.slow_subscriber, SlowSubscriber::Drop);
+        let e = BrokerConfig::default()
+            .apply(Overrides {
+                listen_xpub_nodrop: Some(false),
+                slow_subscriber: Some(SlowSubscriber::Block),
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("listen_xpub_nodrop"), "{e}");
+    }
+}
