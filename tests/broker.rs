@@ -195,8 +195,8 @@ fn wait_report(node: &Node, expected: &str) {
 
 #[test]
 fn subscriptions_are_echoed_to_every_publisher_including_the_originator() {
-    // B2, B4, B6.
-    let broker = broker();
+    // B2, B4, B6, on two reactors: the echo crosses the mesh.
+    let broker = broker_with(|c| c.reactors = 2);
     let a = Node::connect(&broker);
     let b = Node::connect(&broker);
     wait_peers(&broker, 2, 2);
@@ -245,8 +245,8 @@ fn a_shared_topic_is_cancelled_only_after_both_subscribers_leave() {
 
 #[test]
 fn a_departing_node_cancels_what_only_it_held() {
-    // B3, as observed with libzmq: A sees only -onlyB.
-    let broker = broker();
+    // B3, as observed with libzmq: A sees only -onlyB (two reactors).
+    let broker = broker_with(|c| c.reactors = 2);
     let a = Node::connect(&broker);
     let b = Node::connect(&broker);
     wait_peers(&broker, 2, 2);
@@ -345,9 +345,19 @@ fn multipart_messages_arrive_byte_identical_and_in_order() {
 
 #[test]
 fn three_publishers_with_hwm_0_reach_every_subscriber_gap_free() {
+    no_drop_scenario(1);
+}
+
+#[test]
+fn with_two_reactors_three_publishers_reach_every_subscriber_gap_free() {
+    // Connections spread over both reactors: lanes, mesh and coordinator.
+    no_drop_scenario(2);
+}
+
+fn no_drop_scenario(reactors: usize) {
     // Contract §8 overload-no-drop, in miniature.
     const N: u32 = 10_000;
-    let broker = broker();
+    let broker = broker_with(|c| c.reactors = reactors);
     let unlimited = NodeOpts {
         xpub_sndhwm: 0,
         xsub_rcvhwm: 0,
@@ -420,10 +430,22 @@ fn blast(node: &Node, id: &str, topic: &str, n: u32) -> u32 {
 
 #[test]
 fn with_a_slow_subscriber_publishers_drop_and_the_broker_does_not() {
+    slow_subscriber_scenario(1);
+}
+
+#[test]
+fn with_two_reactors_a_slow_subscriber_blocks_only_its_publishers() {
+    slow_subscriber_scenario(2);
+}
+
+fn slow_subscriber_scenario(reactors: usize) {
     // Contract §8 overload-drop: B8 back-pressure. The broker holds at most
     // its HWM per subscriber; the publishers' own HWMs fill and they count
     // drops, while an unrelated publisher/subscriber pair is not stalled.
-    let broker = broker_with(|c| c.xpub_sndhwm = 100);
+    let broker = broker_with(|c| {
+        c.xpub_sndhwm = 100;
+        c.reactors = reactors;
+    });
     let small = NodeOpts {
         xpub_sndhwm: 100,
         xsub_rcvhwm: 50,
