@@ -1,0 +1,495 @@
+//! `zring broker` against libzmq's `zmq_proxy`, configured as Zeek runs it,
+//! driven by the same libzmq 4.3.4 clients in the same run.
+//!
+//! Each broker is a child process (this program re-run with `--role`), so
+//! its CPU time and peak RSS come from `/proc/PID/{stat,status}` and
+//! nothing but the loopback is shared. The clients are threads of the
+//! orchestrator, configured as Zeek's nodes: publishers are XPUB (NODROP,
+//! VERBOSE, SNDHWM 1000) sending 4-frame events with blocking sends (so
+//! the count is exact), subscribers are XSUB (RCVHWM 1000).
+//!
+//! - throughput: P publishers × N messages to S subscribers, all matching;
+//!   delivered = P × N × S, timed from the start to the last delivery;
+//! - latency: one publisher at a fixed rate (default 10k msg/s), one
+//!   subscriber, one-way latency from a timestamp in the payload;
+//! - soak: the broker's RSS, sampled each second during a long run.
+//!
+//! ```text
+//! cargo run --release --example broker                      # the full table
+//! cargo run --release --example broker -- --runs 1 --count 100000 --sizes 64
+//! cargo run --release --example broker -- --soak 60
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Impl {
+    ZmqProxy,
+    Zring,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::ZmqProxy => "zmq_proxy (libzmq 4.3.4)",
+            Impl::Zring => "zring broker",
+        }
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Impl::ZmqProxy => "zmq-proxy",
+            Impl::Zring => "zring",
+        }
+    }
+}
+
+const TOPIC: &[u8] = b"zeek.cluster.manager";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |k: &str| -> Option<String> {
+        args.iter()
+            .position(|a| a == &format!("--{k}"))
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    match arg("role").as_deref() {
+        Some("zmq-proxy") => serve_zmq_proxy(),
+        Some("zring") => serve_zring(arg("reactors").and_then(|v| v.parse().ok()).unwrap_or(1)),
+        _ => orchestrate(&arg),
+    }
+}
+
+/// libzmq's proxy as Zeek's manager runs it (ZeroMQ-Proxy.cc): its own
+/// context with 2 I/O threads, XPUB with VERBOSER and NODROP, default HWMs.
+fn serve_zmq_proxy() {
+    let ctx = zmq::Context::new();
+    ctx.set_io_threads(2).unwrap();
+    let mut xpub = ctx.socket(zmq::XPUB).unwrap();
+    let xsub = ctx.socket(zmq::XSUB).unwrap();
+    for option in [zmq_sys::ZMQ_XPUB_VERBOSER, zmq_sys::ZMQ_XPUB_NODROP] {
+        let one: i32 = 1;
+        // SAFETY: a live socket and a live c_int of the size passed.
+        let rc = unsafe {
+            zmq_sys::zmq_setsockopt(
+                xpub.as_mut_ptr(),
+                option as i32,
+                (&one as *const i32).cast(),
+                4,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    xpub.bind("tcp://127.0.0.1:*").unwrap();
+    xsub.bind("tcp://127.0.0.1:*").unwrap();
+    println!(
+        "ready {} {}",
+        xpub.get_last_endpoint().unwrap().unwrap(),
+        xsub.get_last_endpoint().unwrap().unwrap()
+    );
+    zmq::proxy(&xsub, &xpub).unwrap();
+}
+
+fn serve_zring(reactors: usize) {
+    let broker = zring::broker::Broker::start(zring::broker::BrokerConfig {
+        listen_xpub_endpoint: "tcp://127.0.0.1:*".into(),
+        listen_xsub_endpoint: "tcp://127.0.0.1:*".into(),
+        reactors,
+        ..Default::default()
+    })
+    .unwrap();
+    println!(
+        "ready {} {}",
+        broker.xpub_endpoint(),
+        broker.xsub_endpoint()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// A broker child process.
+struct Server {
+    child: Child,
+    xpub: String,
+    xsub: String,
+}
+
+impl Server {
+    fn start(imp: Impl, reactors: usize) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--role", imp.role(), "--reactors", &reactors.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut parts = line.split_whitespace().skip(1);
+        let xpub = parts.next().expect("xpub endpoint").to_owned();
+        let xsub = parts.next().expect("xsub endpoint").to_owned();
+        Server { child, xpub, xsub }
+    }
+
+    /// CPU seconds (user + system) the broker used so far.
+    fn cpu(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// (current RSS, peak RSS) in KiB.
+    fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn publisher(ctx: &zmq::Context, server: &Server) -> zmq::Socket {
+    let mut s = ctx.socket(zmq::XPUB).unwrap();
+    s.set_linger(0).unwrap();
+    s.set_xpub_verbose(true).unwrap();
+    let one: i32 = 1;
+    // SAFETY: a live socket and a live c_int of the size passed.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            s.as_mut_ptr(),
+            zmq_sys::ZMQ_XPUB_NODROP as i32,
+            (&one as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0);
+    s.connect(&server.xsub).unwrap();
+    s
+}
+
+/// Subscriber `i`: subscribes to TOPIC, then to `sync.i`, which tells the
+/// publishers it is in place (a replay to a late publisher carries each
+/// topic once, so TOPIC alone cannot be counted).
+fn subscriber(ctx: &zmq::Context, server: &Server, i: usize) -> zmq::Socket {
+    let s = ctx.socket(zmq::XSUB).unwrap();
+    s.set_linger(0).unwrap();
+    s.connect(&server.xpub).unwrap();
+    s.send([&[1u8][..], TOPIC].concat(), 0).unwrap();
+    s.send(format!("\x01sync.{i}").into_bytes(), 0).unwrap();
+    s
+}
+
+/// Waits until a publisher's XPUB knows subscribers 0..n.
+fn await_subscribers(xpub: &zmq::Socket, n: usize) {
+    xpub.set_rcvtimeo(10_000).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < n {
+        let m = xpub.recv_bytes(0).expect("subscription report");
+        if m.first() == Some(&1) && m[1..].starts_with(b"sync.") {
+            seen.insert(m);
+        }
+    }
+}
+
+struct Throughput {
+    rate: f64,
+    cpu_s_per_m: f64,
+    peak_rss_kib: u64,
+}
+
+fn throughput(imp: Impl, reactors: usize, p: usize, s: usize, size: usize, n: u64) -> Throughput {
+    let server = Server::start(imp, reactors);
+    // One context (one libzmq I/O thread) per client, as each Zeek node is
+    // a process of its own. In a shared context libzmq puts every socket
+    // on the same I/O thread, which then caps both brokers alike.
+    let subs: Vec<zmq::Socket> = (0..s)
+        .map(|i| subscriber(&zmq::Context::new(), &server, i))
+        .collect();
+    let pubs: Vec<zmq::Socket> = (0..p)
+        .map(|_| publisher(&zmq::Context::new(), &server))
+        .collect();
+    for xpub in &pubs {
+        await_subscribers(xpub, s);
+    }
+    let start = Arc::new(Barrier::new(p + s + 1));
+    let payload = vec![0x5a; size];
+    let pub_threads: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(i, xpub)| {
+            let (start, payload) = (start.clone(), payload.clone());
+            std::thread::spawn(move || {
+                let id = format!("zeromq_worker-{i}_host_4242_NwrZBf1q3FkxySjt2a");
+                start.wait();
+                for _ in 0..n {
+                    let frames: [&[u8]; 4] = [TOPIC, id.as_bytes(), b"broker-bin-v1", &payload];
+                    xpub.send_multipart(frames, 0).unwrap();
+                }
+                xpub
+            })
+        })
+        .collect();
+    let sub_threads: Vec<_> = subs
+        .into_iter()
+        .map(|xsub| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                xsub.set_rcvtimeo(30_000).unwrap();
+                // One reused message: the client's own costs stay small
+                // beside the broker's.
+                let mut frame = zmq::Message::new();
+                start.wait();
+                for _ in 0..n * p as u64 {
+                    xsub.recv(&mut frame, 0).expect("delivery within 30 s");
+                    while frame.get_more() {
+                        xsub.recv(&mut frame, 0).expect("the rest of the message");
+                    }
+                }
+                Instant::now()
+            })
+        })
+        .collect();
+    let cpu_before = server.cpu();
+    start.wait();
+    let t0 = Instant::now();
+    let ends: Vec<Instant> = sub_threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let elapsed = ends.iter().max().unwrap().duration_since(t0).as_secs_f64();
+    let cpu = server.cpu() - cpu_before;
+    for t in pub_threads {
+        drop(t.join().unwrap());
+    }
+    let delivered = (n * p as u64 * s as u64) as f64;
+    Throughput {
+        rate: delivered / elapsed,
+        cpu_s_per_m: cpu / (delivered / 1e6),
+        peak_rss_kib: server.rss().1,
+    }
+}
+
+/// One-way latency in microseconds at a fixed rate: (p50, p99, p99.9).
+fn latency(imp: Impl, reactors: usize, rate: u64, seconds: u64) -> (f64, f64, f64) {
+    let server = Server::start(imp, reactors);
+    let ctx = zmq::Context::new();
+    let xsub = subscriber(&ctx, &server, 0);
+    let xpub = publisher(&ctx, &server);
+    await_subscribers(&xpub, 1);
+    let n = rate * seconds;
+    let base = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        xsub.set_rcvtimeo(10_000).unwrap();
+        let mut hist = Histogram::<u64>::new(3).unwrap();
+        for _ in 0..n {
+            let m = xsub.recv_multipart(0).expect("delivery");
+            let sent = u64::from_be_bytes(m[3][..8].try_into().unwrap());
+            let now = base.elapsed().as_nanos() as u64;
+            hist.record(now.saturating_sub(sent) / 1000).unwrap();
+        }
+        hist
+    });
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let mut payload = vec![0u8; 64];
+    for i in 0..n {
+        let due = base + interval * (i as u32);
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            if due - now > Duration::from_micros(200) {
+                std::thread::sleep(due - now - Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let stamp = (base.elapsed().as_nanos() as u64).to_be_bytes();
+        payload[..8].copy_from_slice(&stamp);
+        let frames: [&[u8]; 4] = [TOPIC, b"node", b"fmt", &payload];
+        xpub.send_multipart(frames, 0).unwrap();
+    }
+    let hist = receiver.join().unwrap();
+    (
+        hist.value_at_quantile(0.50) as f64,
+        hist.value_at_quantile(0.99) as f64,
+        hist.value_at_quantile(0.999) as f64,
+    )
+}
+
+/// RSS in KiB sampled each second while two publishers stream 512 B events
+/// to one subscriber for `seconds`: (at 5 s, at the end, peak).
+fn soak(imp: Impl, reactors: usize, seconds: u64) -> (u64, u64, u64) {
+    let server = Server::start(imp, reactors);
+    let ctx = zmq::Context::new();
+    let xsub = subscriber(&ctx, &server, 0);
+    let pubs: Vec<zmq::Socket> = (0..2).map(|_| publisher(&ctx, &server)).collect();
+    for xpub in &pubs {
+        await_subscribers(xpub, 1);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = pubs
+        .into_iter()
+        .map(|xpub| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let payload = vec![1u8; 512];
+                xpub.set_sndtimeo(100).unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let frames: [&[u8]; 4] = [TOPIC, b"node", b"fmt", &payload];
+                    let _ = xpub.send_multipart(frames, 0);
+                }
+            })
+        })
+        .collect();
+    let reader_stop = stop.clone();
+    let reader = std::thread::spawn(move || {
+        xsub.set_rcvtimeo(100).unwrap();
+        while !reader_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = xsub.recv_multipart(0);
+        }
+    });
+    let mut at5 = 0;
+    for second in 1..=seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        let (rss, _) = server.rss();
+        if second == 5 {
+            at5 = rss;
+        }
+        eprintln!("  {} s: RSS {} KiB", second, rss);
+    }
+    let (end, peak) = server.rss();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    reader.join().unwrap();
+    (at5, end, peak)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
+    let runs: usize = arg("runs").and_then(|v| v.parse().ok()).unwrap_or(3);
+    let reactors: usize = arg("reactors").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let count: u64 = arg("count").and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let sizes: Vec<usize> = arg("sizes")
+        .map(|v| v.split(',').map(|s| s.parse().unwrap()).collect())
+        .unwrap_or_else(|| vec![64, 512, 4096]);
+    // Profiling aid: run one broker only (no ratios).
+    let only = arg("only").map(|v| match v.as_str() {
+        "zring" => Impl::Zring,
+        "zmq-proxy" => Impl::ZmqProxy,
+        other => panic!("--only is zring or zmq-proxy, not {other}"),
+    });
+    let fanouts: Vec<usize> = arg("subscribers")
+        .map(|v| v.split(',').map(|s| s.parse().unwrap()).collect())
+        .unwrap_or_else(|| vec![1, 4]);
+    if let Some(seconds) = arg("soak").and_then(|v| v.parse().ok()) {
+        println!("| broker | RSS at 5 s | RSS at {seconds} s | peak RSS |");
+        println!("|---|---|---|---|");
+        for imp in [Impl::ZmqProxy, Impl::Zring] {
+            eprintln!("soak: {}", imp.name());
+            let (at5, end, peak) = soak(imp, reactors, seconds);
+            println!(
+                "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                imp.name(),
+                at5 as f64 / 1024.0,
+                end as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        }
+        return;
+    }
+    println!("P=2 publishers, {count} messages each, 4 frames; {runs} alternating runs, medians.");
+    println!();
+    println!(
+        "| S | payload | broker | delivered msg/s | broker CPU s per M delivered | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for &s in &fanouts {
+        for &size in &sizes {
+            let n = if size >= 4096 { count / 4 } else { count };
+            let mut samples: [Vec<Throughput>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..runs {
+                for (i, imp) in [Impl::ZmqProxy, Impl::Zring].into_iter().enumerate() {
+                    if only.is_some_and(|o| o != imp) {
+                        continue;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    samples[i].push(throughput(imp, reactors, 2, s, size, n));
+                }
+            }
+            if only.is_some() {
+                for t in samples.iter().flatten() {
+                    println!(
+                        "| {s} | {size} B | {:.0} msg/s | {:.2} s/M |",
+                        t.rate, t.cpu_s_per_m
+                    );
+                }
+                continue;
+            }
+            let mut cell = Vec::new();
+            for (imp, samples) in [Impl::ZmqProxy, Impl::Zring].iter().zip(&samples) {
+                let rate = median(samples.iter().map(|t| t.rate).collect());
+                let cpu = median(samples.iter().map(|t| t.cpu_s_per_m).collect());
+                let rss = samples.iter().map(|t| t.peak_rss_kib).max().unwrap();
+                println!(
+                    "| {s} | {size} B | {} | {rate:.0} | {cpu:.2} | {:.1} MiB |",
+                    imp.name(),
+                    rss as f64 / 1024.0
+                );
+                cell.push((rate, cpu, rss as f64));
+            }
+            ratios.push((
+                s,
+                size,
+                cell[1].0 / cell[0].0,
+                cell[1].1 / cell[0].1,
+                cell[1].2 / cell[0].2,
+            ));
+        }
+    }
+    println!();
+    println!("| S | payload | zring/zmq_proxy msg/s | CPU per delivered msg | peak RSS |");
+    println!("|---|---|---|---|---|");
+    for (s, size, rate, cpu, rss) in ratios {
+        println!("| {s} | {size} B | {rate:.2}× | {cpu:.2}× | {rss:.2}× |");
+    }
+    if arg("latency").as_deref() != Some("off") {
+        let rate: u64 = arg("rate").and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        println!();
+        println!(
+            "Latency, one publisher at {rate} msg/s for 5 s, 64 B payload, one subscriber (µs):"
+        );
+        println!();
+        println!("| broker | p50 | p99 | p99.9 |");
+        println!("|---|---|---|---|");
+        for imp in [Impl::ZmqProxy, Impl::Zring] {
+            let (p50, p99, p999) = latency(imp, reactors, rate, 5);
+            println!("| {} | {p50:.0} | {p99:.0} | {p999:.0} |", imp.name());
+        }
+    }
+}
