@@ -609,6 +609,55 @@ fn policy_disconnect_evicts_a_stalled_subscriber_and_counts_exactly() {
 }
 
 #[test]
+fn a_slow_subscriber_cannot_pin_every_receive_buffer() {
+    // 3 KiB messages arrive one per receive, each a slice of a 64 KiB
+    // buffer; queued for a subscriber that reads nothing, they would hold
+    // all 16 buffers, and then no publisher could be read at all. The
+    // buffer ring copies receives out once half its buffers are held.
+    let broker = broker_with(|c| c.receive_buffers = 16);
+    let slow = Node::with(
+        &broker,
+        NodeOpts {
+            xpub_sndhwm: 1000,
+            xsub_rcvhwm: 1,
+        },
+    );
+    let heavy = Node::with(
+        &broker,
+        NodeOpts {
+            xpub_sndhwm: 0,
+            xsub_rcvhwm: 1000,
+        },
+    );
+    let other_pub = Node::connect(&broker);
+    let other_sub = Node::connect(&broker);
+    wait_peers(&broker, 4, 4);
+    sync_node(&slow, "slow");
+    sync_node(&other_sub, "fast");
+    heavy.drain_reports(200);
+    other_pub.drain_reports(200);
+    let body = vec![3u8; 3000];
+    for _ in 0..6000 {
+        heavy.publish(&[b"slow", b"id", b"fmt", &body]);
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    wait_for(
+        "the slow subscriber's lane to fill",
+        Duration::from_secs(20),
+        || broker.stats().broker.stalls > 0,
+    );
+    for i in 0..100u32 {
+        other_pub.publish_event("fast", &i.to_be_bytes());
+    }
+    for i in 0..100u32 {
+        let m = other_sub.recv(5000).expect("an unrelated pair still flows");
+        assert_eq!(m[3], i.to_be_bytes());
+    }
+    let copied = broker.stats().xsub_side.copied_small_bytes;
+    assert!(copied > 0, "receives were copied out under pressure");
+}
+
+#[test]
 fn bad_input_closes_only_that_connection() {
     use std::io::{Read, Write};
     let broker = broker();

@@ -87,6 +87,9 @@ struct BrokerArgs {
     /// Largest message accepted from a node, in bytes [default: 268435456].
     #[arg(long, value_name = "BYTES")]
     max_message_size: Option<u64>,
+    /// Receive buffers of 64 KiB per reactor, a power of two [default: 256].
+    #[arg(long, value_name = "N")]
+    receive_buffers: Option<u16>,
     /// Reactor threads [default: 1; one per --cores entry when given].
     #[arg(long, value_name = "N")]
     reactors: Option<usize>,
@@ -193,6 +196,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         }),
         stall_timeout_ms: args.stall_timeout_ms,
         max_message_size: args.max_message_size,
+        receive_buffers: args.receive_buffers,
         reactors,
         cores: args.cores,
         metrics_listen: args.metrics_listen,

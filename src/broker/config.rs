@@ -68,6 +68,9 @@ pub struct BrokerConfig {
     pub stall_timeout: Duration,
     /// Largest message accepted from a peer, in bytes.
     pub max_message_size: u64,
+    /// Receive buffers of 64 KiB per reactor (a power of two): the
+    /// broker's main fixed memory cost.
+    pub receive_buffers: u16,
     /// Reactor threads.
     pub reactors: usize,
     /// Cores to pin reactors to, in order (empty: not pinned).
@@ -91,6 +94,7 @@ impl Default for BrokerConfig {
             slow_subscriber: SlowSubscriber::Block,
             stall_timeout: Duration::from_secs(10),
             max_message_size: 256 << 20,
+            receive_buffers: 256,
             reactors: 1,
             cores: Vec::new(),
             metrics_listen: None,
@@ -151,6 +155,8 @@ pub struct Overrides {
     pub stall_timeout_ms: Option<u64>,
     #[allow(missing_docs)]
     pub max_message_size: Option<u64>,
+    #[allow(missing_docs)]
+    pub receive_buffers: Option<u16>,
     #[allow(missing_docs)]
     pub reactors: Option<usize>,
     #[allow(missing_docs)]
@@ -229,6 +235,9 @@ impl BrokerConfig {
         if let Some(v) = o.reactors {
             self.reactors = v;
         }
+        if let Some(v) = o.receive_buffers {
+            self.receive_buffers = v;
+        }
         if let Some(v) = o.cores {
             self.cores = v;
         }
@@ -288,6 +297,12 @@ impl BrokerConfig {
                 "stall_timeout_ms must be above 0 with slow_subscriber = \"disconnect\"".into(),
             ));
         }
+        if !self.receive_buffers.is_power_of_two() || self.receive_buffers < 8 {
+            return Err(ConfigError::Invalid(format!(
+                "receive_buffers must be a power of two from 8 to 32768, not {}",
+                self.receive_buffers
+            )));
+        }
         if self.max_message_size == 0 {
             return Err(ConfigError::Invalid(
                 "max_message_size must be above 0".into(),
@@ -314,6 +329,7 @@ impl BrokerConfig {
         };
         ReactorConfig {
             cores,
+            buffer_count: self.receive_buffers,
             ..ReactorConfig::default()
         }
     }

@@ -193,7 +193,10 @@ impl Shard {
                     .count(self.reactor, Counter::DroppedSubscriberGone, 1);
                 return true;
             }
-            pushed = route.producer.push(message.clone());
+            pushed = route.producer.push(match pushed {
+                Err(back) => back,
+                Ok(()) => unreachable!("only a refused push is retried"),
+            });
         }
         match pushed {
             Ok(()) => {

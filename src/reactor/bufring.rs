@@ -102,6 +102,8 @@ pub(crate) struct BufRing {
     /// Below this many received bytes the data is copied and the buffer
     /// returned at once, so trickling traffic cannot pin the whole pool.
     copy_below: usize,
+    /// Buffers handed out as leases and not recycled yet.
+    leased: usize,
     registered: bool,
 }
 
@@ -159,6 +161,7 @@ impl BufRing {
             group,
             pool,
             copy_below,
+            leased: 0,
             registered: false,
         };
         // SAFETY: `entries` is page-aligned, zeroed, `count` entries long, and
@@ -210,6 +213,7 @@ impl BufRing {
             self.push(bid);
             n += 1;
         }
+        self.leased -= n;
         if n > 0 {
             self.publish();
         }
@@ -224,9 +228,12 @@ impl BufRing {
 
     /// The data of buffer `bid`, filled with `len` bytes by a completion, as
     /// `Bytes`, and whether it was copied. Small fills are copied and the
-    /// buffer goes straight back.
+    /// buffer goes straight back. So is every fill while half the buffers
+    /// are leased: whoever holds those (a slow consumer, a queue for a slow
+    /// peer) may hold them long, and the ring must never run dry because of
+    /// it, or every connection of the reactor would stop receiving.
     pub(crate) fn take(&mut self, bid: u16, len: usize) -> (Bytes, bool) {
-        if len < self.copy_below {
+        if len < self.copy_below || self.leased >= usize::from(self.count) / 2 {
             // SAFETY: the kernel filled `len` bytes of buffer `bid`, and it is
             // ours until pushed back on the ring below.
             let data = unsafe {
@@ -240,6 +247,7 @@ impl BufRing {
             self.publish();
             (copy, true)
         } else {
+            self.leased += 1;
             let lease = Lease {
                 pool: self.pool.clone(),
                 bid,

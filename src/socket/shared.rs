@@ -89,7 +89,7 @@ counters! {
     subscriptions_in,
     /// Cancels received from peers.
     cancels_in,
-    /// Received bytes copied out of small receive buffers.
+    /// Received bytes copied out of receive buffers (small receives, and all while half the pool is held).
     copied_small_bytes,
 }
 
