@@ -382,6 +382,64 @@ fn soak(imp: Impl, reactors: usize, seconds: u64) -> (u64, u64, u64) {
     (at5, end, peak)
 }
 
+/// One cell of the table: its label, then (msg/s, CPU s per M, peak RSS)
+/// for zmq_proxy and zring.
+type Cell = (String, Vec<(f64, f64, f64)>);
+
+/// Two bar charts side by side, delivered msg/s and broker CPU per
+/// delivered message, one pair of bars (zmq_proxy, zring) per cell.
+fn svg(cells: &[Cell]) -> String {
+    use std::fmt::Write as _;
+    let (row, width, bar) = (34.0, 300.0, 13.0);
+    let height = 60.0 + row * cells.len() as f64;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"130\" y=\"18\">delivered messages/s</text>\
+         <text x=\"520\" y=\"18\">broker CPU seconds per million delivered</text>\n\
+         <rect x=\"130\" y=\"26\" width=\"10\" height=\"10\" fill=\"#999\"/>\
+         <text x=\"145\" y=\"35\">zmq_proxy (libzmq 4.3.4)</text>\
+         <rect x=\"320\" y=\"26\" width=\"10\" height=\"10\" fill=\"#2a7\"/>\
+         <text x=\"335\" y=\"35\">zring broker</text>\n"
+    );
+    let max_rate = cells
+        .iter()
+        .flat_map(|c| c.1.iter().map(|v| v.0))
+        .fold(1.0, f64::max);
+    let max_cpu = cells
+        .iter()
+        .flat_map(|c| c.1.iter().map(|v| v.1))
+        .fold(1e-9, f64::max);
+    for (i, (label, values)) in cells.iter().enumerate() {
+        let y = 48.0 + row * i as f64;
+        let _ = writeln!(out, "<text x=\"4\" y=\"{}\">{label}</text>", y + bar + 4.0);
+        for (j, (rate, cpu, _)) in values.iter().enumerate() {
+            let fill = if j == 0 { "#999" } else { "#2a7" };
+            let yy = y + j as f64 * bar;
+            let w1 = width * rate / max_rate;
+            let w2 = width * cpu / max_cpu;
+            let _ = writeln!(
+                out,
+                "<rect x=\"130\" y=\"{yy}\" width=\"{w1:.1}\" height=\"{}\" fill=\"{fill}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{:.0}k</text>\
+                 <rect x=\"520\" y=\"{yy}\" width=\"{w2:.1}\" height=\"{}\" fill=\"{fill}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{cpu:.2}</text>",
+                bar - 1.0,
+                134.0 + w1,
+                yy + bar - 3.0,
+                rate / 1000.0,
+                bar - 1.0,
+                524.0 + w2,
+                yy + bar - 3.0,
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -426,6 +484,7 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     );
     println!("|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
+    let mut cells: Vec<Cell> = Vec::new();
     let fanouts = if arg("throughput").as_deref() == Some("off") {
         Vec::new()
     } else {
@@ -465,6 +524,7 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
                 );
                 cell.push((rate, cpu, rss as f64));
             }
+            cells.push((format!("S={s}, {size} B"), cell.clone()));
             ratios.push((
                 s,
                 size,
@@ -474,6 +534,10 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
             ));
         }
     }
+    if let Some(path) = arg("svg") {
+        std::fs::write(&path, svg(&cells)).unwrap();
+        eprintln!("wrote {path}");
+    }
     println!();
     println!("| S | payload | zring/zmq_proxy msg/s | CPU per delivered msg | peak RSS |");
     println!("|---|---|---|---|---|");
@@ -482,16 +546,32 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     }
     if arg("latency").as_deref() != Some("off") {
         let rate: u64 = arg("rate").and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        let latency_runs: usize = arg("latency-runs")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
         println!();
         println!(
-            "Latency, one publisher at {rate} msg/s for 5 s, 64 B payload, one subscriber (µs):"
+            "Latency: one publisher at {rate} msg/s for 5 s, 64 B payload, one subscriber; \
+             medians of {latency_runs} alternating runs (µs):"
         );
         println!();
         println!("| broker | p50 | p99 | p99.9 |");
         println!("|---|---|---|---|");
-        for imp in [Impl::ZmqProxy, Impl::Zring] {
-            let (p50, p99, p999) = latency(imp, reactors, rate, 5);
-            println!("| {} | {p50:.0} | {p99:.0} | {p999:.0} |", imp.name());
+        let mut results: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..latency_runs {
+            for (i, imp) in [Impl::ZmqProxy, Impl::Zring].into_iter().enumerate() {
+                results[i].push(latency(imp, reactors, rate, 5));
+            }
         }
+        let mut p99s = Vec::new();
+        for (imp, r) in [Impl::ZmqProxy, Impl::Zring].iter().zip(&results) {
+            let p50 = median(r.iter().map(|x| x.0).collect());
+            let p99 = median(r.iter().map(|x| x.1).collect());
+            let p999 = median(r.iter().map(|x| x.2).collect());
+            println!("| {} | {p50:.0} | {p99:.0} | {p999:.0} |", imp.name());
+            p99s.push(p99);
+        }
+        println!();
+        println!("zring/zmq_proxy p99: {:.2}x", p99s[1] / p99s[0]);
     }
 }
