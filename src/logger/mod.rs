@@ -1,0 +1,6 @@
+//! `zring logger`: a Zeek logger node. A PULL socket receives the
+//! `log-write` messages Zeek's nodes push (contract §3.3), `batch` decodes
+//! their `zeek-bin-serializer` payload (§4), and writers turn the records
+//! into Zeek's ASCII or JSON logs.
+
+pub mod value;

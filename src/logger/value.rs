@@ -1,0 +1,177 @@
+//! The values a `zeek-bin-serializer` batch carries (contract §4.3–4.4).
+//!
+//! Everything that points into the received batch borrows it (`'a`):
+//! strings, enum names and container bodies are never copied out. A
+//! container is kept as its still-encoded body, already validated by the
+//! decoder, and decoded again element by element when it is written.
+
+use std::net::IpAddr;
+
+/// Zeek's `TypeTag` numbers (`src/Type.h`), as they appear on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum TypeTag {
+    Void = 0,
+    Bool = 1,
+    Int = 2,
+    Count = 3,
+    Double = 4,
+    Time = 5,
+    Interval = 6,
+    String = 7,
+    Pattern = 8,
+    Enum = 9,
+    Port = 10,
+    Addr = 11,
+    Subnet = 12,
+    Any = 13,
+    Table = 14,
+    Record = 15,
+    List = 16,
+    Func = 17,
+    File = 18,
+    Vector = 19,
+    Opaque = 20,
+    Type = 21,
+    Error = 22,
+}
+
+impl TypeTag {
+    /// The tag with wire number `n`, if Zeek has one.
+    pub fn from_wire(n: i32) -> Option<TypeTag> {
+        use TypeTag::*;
+        const ALL: [TypeTag; 23] = [
+            Void, Bool, Int, Count, Double, Time, Interval, String, Pattern, Enum, Port, Addr,
+            Subnet, Any, Table, Record, List, Func, File, Vector, Opaque, Type, Error,
+        ];
+        usize::try_from(n).ok().and_then(|i| ALL.get(i).copied())
+    }
+
+    /// The name Zeek's `#types` header and its `type_name()` use for a
+    /// column of this type, without the element type of containers.
+    pub fn zeek_name(self) -> &'static str {
+        use TypeTag::*;
+        match self {
+            Void => "void",
+            Bool => "bool",
+            Int => "int",
+            Count => "count",
+            Double => "double",
+            Time => "time",
+            Interval => "interval",
+            String => "string",
+            Pattern => "pattern",
+            Enum => "enum",
+            Port => "port",
+            Addr => "addr",
+            Subnet => "subnet",
+            Any => "any",
+            Table => "table",
+            Record => "record",
+            List => "list",
+            Func => "func",
+            File => "file",
+            Vector => "vector",
+            Opaque => "opaque",
+            Type => "type",
+            Error => "error",
+        }
+    }
+}
+
+/// A transport protocol of a `port` value (`TransportProto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Unknown,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Proto {
+    /// The name Zeek writes after a port number in JSON-less contexts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Unknown => "unknown",
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+}
+
+/// One column of a batch's schema (contract §4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// The flattened column name, e.g. `id.orig_h`.
+    pub name: String,
+    pub ty: TypeTag,
+    /// The element type of a set or vector column, else `Void`.
+    pub subtype: TypeTag,
+    /// Declared `&optional`.
+    pub optional: bool,
+}
+
+/// A batch's schema and the names it travels under (contract §4.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// e.g. `Conn::LOG`.
+    pub stream: String,
+    /// e.g. `Log::WRITER_ASCII`.
+    pub writer: String,
+    /// e.g. `default`.
+    pub filter: String,
+    /// e.g. `conn`; the file the records go to. Validated by the decoder
+    /// to be usable as a file name (see `batch`).
+    pub path: String,
+    pub fields: Vec<Field>,
+}
+
+/// One decoded value. Borrowed parts point into the batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// Not present (`&optional` not set, a parent record unset, a vector
+    /// hole). Carries the tag the sender gave it.
+    Unset(TypeTag),
+    Bool(bool),
+    Int(i64),
+    Count(u64),
+    Double(f64),
+    /// Seconds since the epoch.
+    Time(f64),
+    /// Seconds.
+    Interval(f64),
+    /// Raw bytes: Zeek strings need not be UTF-8.
+    String(&'a [u8]),
+    /// An enum's name, e.g. `tcp`.
+    Enum(&'a [u8]),
+    Port { number: u64, proto: Proto },
+    Addr(IpAddr),
+    /// `prefix` is the real prefix length (the wire's IPv4 +96 removed).
+    Subnet { addr: IpAddr, prefix: u8 },
+    Func(&'a [u8]),
+    File(&'a [u8]),
+    /// A set (`TYPE_TABLE`), elements in wire order.
+    Set(Elements<'a>),
+    Vector(Elements<'a>),
+}
+
+/// The still-encoded elements of a set or vector, validated when the
+/// record was decoded. Iterate them with `Elements::iter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Elements<'a> {
+    /// The encoded `value`s, back to back.
+    pub(crate) body: &'a [u8],
+    pub(crate) len: u64,
+}
+
+impl<'a> Elements<'a> {
+    /// How many elements.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
