@@ -40,6 +40,16 @@ pub enum Error {
         /// The option.
         option: &'static str,
     },
+    /// An option value out of its range.
+    #[error("{option} = {value} is out of range: {why}")]
+    OptionOutOfRange {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed range.
+        why: &'static str,
+    },
     /// A message without frames.
     #[error("a message needs at least one frame")]
     EmptyMessage,

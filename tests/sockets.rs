@@ -148,6 +148,14 @@ fn errors_name_what_is_wrong() {
     assert!(err.starts_with(&format!("cannot bind {taken}")), "{err}");
     let err = pull.set(SocketOption::RcvHwm(5)).unwrap_err().to_string();
     assert!(err.contains("before the first bind"), "{err}");
+    let err = other
+        .set(SocketOption::SndHwm(1 << 40))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("SNDHWM = 1099511627776 is out of range"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -166,9 +166,14 @@ pub struct Overrides {
 }
 
 fn count(name: &str, v: i64) -> Result<usize, ConfigError> {
-    usize::try_from(v).map_err(|_| {
-        ConfigError::Invalid(format!("{name} must be 0 or more (0 = unlimited), not {v}"))
-    })
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v <= crate::socket::MAX_HWM)
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "{name} must be 0 (unlimited) to 2147483647, not {v}"
+            ))
+        })
 }
 
 fn buffer(name: &str, v: i64) -> Result<Option<usize>, ConfigError> {
@@ -379,6 +384,9 @@ mod tests {
     fn bad_files_and_values_name_what_is_wrong() {
         let e = BrokerConfig::parse_file("b.toml", "xpub_sndhwn = 5").unwrap_err();
         assert!(e.to_string().contains("xpub_sndhwn"), "{e}");
+        let huge = BrokerConfig::parse_file("b.toml", "xpub_sndhwm = 4294967296").unwrap();
+        let e = BrokerConfig::default().apply(huge).unwrap_err();
+        assert!(e.to_string().contains("xpub_sndhwm"), "{e}");
         let e = BrokerConfig::parse_file("b.toml", "xpub_sndhwm = \"lots\"").unwrap_err();
         assert!(e.to_string().contains("xpub_sndhwm"), "{e}");
         let e = BrokerConfig::parse_file("b.toml", "slow_subscriber = \"maybe\"").unwrap_err();

@@ -209,6 +209,19 @@ impl Socket {
     /// call; RCVHWM and RcvNodrop shape the onloop queue and must come
     /// before the first bind or connect.
     pub fn set(&mut self, option: SocketOption) -> Result<()> {
+        if let SocketOption::SndHwm(v) | SocketOption::RcvHwm(v) = option {
+            if v > MAX_HWM {
+                return Err(Error::OptionOutOfRange {
+                    option: if matches!(option, SocketOption::SndHwm(_)) {
+                        "SNDHWM"
+                    } else {
+                        "RCVHWM"
+                    },
+                    value: v.to_string(),
+                    why: "at most 2^31 - 1 messages, as libzmq's int",
+                });
+            }
+        }
         if self.shared.is_some() {
             match option {
                 SocketOption::RcvHwm(_) => return Err(Error::OptionTooLate { option: "RCVHWM" }),
@@ -853,6 +866,11 @@ fn after_pop(ctx: &ContextInner, socket: u64, shared: &SocketShared) {
         }
     }
 }
+
+/// The largest SNDHWM and RCVHWM, as libzmq's `int` options. A bounded
+/// queue preallocates a slot (a few words) per message of its mark, so a
+/// mark in the millions costs tens of MiB per peer (docs/operations.md).
+pub const MAX_HWM: usize = i32::MAX as usize;
 
 impl Drop for Socket {
     fn drop(&mut self) {
