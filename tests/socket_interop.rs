@@ -656,3 +656,120 @@ fn a_peer_that_closes_while_paused_still_delivers_everything() {
     }
     wait_until("the close", || pull.stats().disconnects == 1);
 }
+
+#[test]
+fn a_zero_copy_send_stuck_at_a_silent_peer_does_not_hold_up_the_reconnect() {
+    // The peer handshakes, then never reads: its window closes with our
+    // zero-copy frames unacknowledged, so the kernel keeps their pages (and
+    // the send's notification) until TCP gives up, many minutes away. The
+    // heartbeat closes the connection; the connecter must reconnect now.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ctx = Context::new().unwrap();
+    let mut push = ctx.socket(SocketKind::Push);
+    push.set(SocketOption::ZeroCopySendAbove(Some(64 * 1024)))
+        .unwrap();
+    push.set(SocketOption::HeartbeatIvl(Some(Duration::from_millis(100))))
+        .unwrap();
+    push.set(SocketOption::HeartbeatTimeout(Some(Duration::from_millis(
+        300,
+    ))))
+    .unwrap();
+    push.set(SocketOption::ReconnectIvl(Some(Duration::from_millis(50))))
+        .unwrap();
+    push.set(SocketOption::Linger(Some(Duration::ZERO)))
+        .unwrap();
+    push.connect(&format!("tcp://{}", listener.local_addr().unwrap()))
+        .unwrap();
+    let mut stuck = Conn::accept(&listener, SessionConfig::new(SocketType::Pull));
+    stuck.handshake();
+    let frame = Bytes::from(vec![7u8; 1 << 20]);
+    for _ in 0..16 {
+        push.send_frames(vec![frame.clone()], Wait::DontWait)
+            .unwrap();
+    }
+
+    let second = accept_within(
+        &listener,
+        Duration::from_secs(5),
+        "no reconnect within 5 s of a heartbeat timeout at 300 ms",
+    );
+    assert_eq!(push.stats().timeouts, 1);
+    // The new connection is served.
+    let mut fresh = Conn::over(second, SessionConfig::new(SocketType::Pull));
+    fresh.handshake();
+    drop(stuck);
+}
+
+#[test]
+fn a_closed_socket_whose_lingering_connection_drops_reconnects_to_deliver_the_rest() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ctx = Context::new().unwrap();
+    let mut push = ctx.socket(SocketKind::Push);
+    push.set(SocketOption::SndHwm(0)).unwrap();
+    push.set(SocketOption::ReconnectIvl(Some(Duration::from_millis(50))))
+        .unwrap();
+    push.set(SocketOption::Linger(Some(Duration::from_secs(10))))
+        .unwrap();
+    push.connect(&format!("tcp://{}", listener.local_addr().unwrap()))
+        .unwrap();
+    let mut first = Conn::accept(&listener, SessionConfig::new(SocketType::Pull));
+    first.handshake();
+    const N: u32 = 300;
+    for i in 0..N {
+        let mut body = vec![0u8; 64 * 1024];
+        body[..4].copy_from_slice(&i.to_be_bytes());
+        push.send_frames(vec![Bytes::from(body)], Wait::DontWait)
+            .unwrap();
+    }
+    // Closed with far more queued than the silent peer's window takes; the
+    // connection lingers, then the peer drops it.
+    drop(push);
+    std::thread::sleep(Duration::from_millis(100));
+    drop(first);
+
+    // The rest of the linger belongs to the connecter: it reconnects and
+    // delivers what was still queued, in order, through the last message.
+    let stream = accept_within(
+        &listener,
+        Duration::from_secs(5),
+        "the closed socket did not reconnect to deliver its queue",
+    );
+    let mut second = Conn::over(stream, SessionConfig::new(SocketType::Pull));
+    second.handshake();
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) = second.next_event(Duration::from_secs(5)) {
+        if let zmtp_codec::Event::Message(m) = event {
+            let body = m.first_frame();
+            seen.push(u32::from_be_bytes(body[..4].try_into().unwrap()));
+            if seen.last() == Some(&(N - 1)) {
+                break;
+            }
+        }
+    }
+    assert!(!seen.is_empty(), "nothing arrived on the new connection");
+    assert_eq!(seen.last(), Some(&(N - 1)), "the queue's tail arrived");
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gaps: {seen:?}"
+    );
+}
+
+/// The next connection to `listener`, failing with `why` after `limit`.
+fn accept_within(listener: &TcpListener, limit: Duration, why: &str) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                listener.set_nonblocking(false).unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(started.elapsed() < limit, "{why}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}

@@ -116,40 +116,47 @@ pub(crate) fn lanes(
 
 impl Lanes {
     /// Moves messages into `session` while `room` says so, one lane after
-    /// another, keeping a lane's order. Returns how many were taken.
+    /// another, keeping a lane's order. Adds how many were taken to
+    /// `taken`, also when the session refuses one: a taken message holds a
+    /// lane slot until `release`, whether it reached the session or not.
     pub(crate) fn take_into(
         &mut self,
         session: &mut Session,
         room: impl Fn(&mut Session) -> bool,
-    ) -> zmtp_codec::Result<usize> {
+        taken: &mut usize,
+    ) -> zmtp_codec::Result<()> {
         let n = self.readers.len();
-        let mut taken = 0;
         let mut idle_lanes = 0;
         while idle_lanes < n && room(session) {
             let lane = self.next;
             let mut from_lane = 0;
+            let mut refused = Ok(());
             while room(session) {
                 let Some(message) = self.readers[lane].take() else {
                     break;
                 };
-                session.send(message)?;
                 from_lane += 1;
+                refused = session.send(message);
+                if refused.is_err() {
+                    break;
+                }
             }
             if from_lane > 0 {
                 match self.runs.back_mut() {
                     Some((l, count)) if *l == lane => *count += from_lane,
                     _ => self.runs.push_back((lane, from_lane)),
                 }
-                taken += from_lane;
+                *taken += from_lane;
                 idle_lanes = 0;
             } else {
                 idle_lanes += 1;
             }
+            refused?;
             if from_lane == 0 || !room(session) {
                 self.next = (lane + 1) % n;
             }
         }
-        Ok(taken)
+        Ok(())
     }
 
     /// The serving reactor found nothing to send: lowers the flag and says
@@ -221,7 +228,8 @@ mod tests {
         producers[1].push(m("b1")).unwrap();
         producers[0].push(m("a2")).unwrap();
         let mut session = ready_session();
-        let taken = lanes.take_into(&mut session, |_| true).unwrap();
+        let mut taken = 0;
+        lanes.take_into(&mut session, |_| true, &mut taken).unwrap();
         assert_eq!(taken, 3);
         assert!(lanes.is_empty());
         assert_eq!(lanes.runs, [(0, 2), (1, 1)]);

@@ -145,10 +145,16 @@ pub enum Value<'a> {
     String(&'a [u8]),
     /// An enum's name, e.g. `tcp`.
     Enum(&'a [u8]),
-    Port { number: u64, proto: Proto },
+    Port {
+        number: u64,
+        proto: Proto,
+    },
     Addr(IpAddr),
     /// `prefix` is the real prefix length (the wire's IPv4 +96 removed).
-    Subnet { addr: IpAddr, prefix: u8 },
+    Subnet {
+        addr: IpAddr,
+        prefix: u8,
+    },
     Func(&'a [u8]),
     File(&'a [u8]),
     /// A set (`TYPE_TABLE`), elements in wire order.

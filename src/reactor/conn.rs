@@ -168,7 +168,7 @@ impl Conn {
         }
         if let Some(lanes) = &mut self.lanes {
             loop {
-                self.batch_messages += lanes.take_into(&mut self.session, room)?;
+                lanes.take_into(&mut self.session, room, &mut self.batch_messages)?;
                 if !self.session.outbox().is_empty() || !lanes.unschedule_and_recheck() {
                     return Ok(());
                 }
@@ -202,12 +202,14 @@ impl Conn {
         let mut reader = pipe.reader();
         while room(&mut self.session) {
             let Some(item) = reader.take() else { break };
+            // Counted before the session may refuse it: the slot stays
+            // taken until released with the batch (or the connection).
+            self.batch_messages += 1;
             match item {
                 Outgoing::Wire(m) => self.session.send(m)?,
                 Outgoing::Single(body) => self.session.send_frame(body, false)?,
                 Outgoing::Frames(frames) => self.session.send_frames(&frames)?,
             }
-            self.batch_messages += 1;
         }
         Ok(())
     }
@@ -281,8 +283,10 @@ impl Conn {
         self.peer_ttl = None;
     }
 
-    /// Finished with every operation the kernel holds for it.
+    /// Whether no operation of this connection is still in the kernel's
+    /// hands. A zero-copy notification still to come does not count: the
+    /// reactor keeps those buffers after the connection is gone.
     pub(super) fn idle_in_kernel(&self) -> bool {
-        !self.recv_armed && !self.send_in_flight && !self.zc_notif_pending
+        !self.recv_armed && !self.send_in_flight
     }
 }

@@ -440,6 +440,11 @@ struct Reactor {
     broker: Option<Shard>,
     /// Broker work this reactor sent itself, in order.
     broker_local: VecDeque<BrokerCommand>,
+    /// Send buffers of closed connections that the kernel may still read
+    /// (a zero-copy send's notification had not come), by the slot and
+    /// generation the connection had. Dropped when the notification comes,
+    /// so a closed connection never waits on a dead peer's TCP timeout.
+    zc_orphans: HashMap<(u32, u32), zmtp_codec::Outbox>,
 }
 
 impl Reactor {
@@ -486,6 +491,7 @@ impl Reactor {
             shutting_down: false,
             broker: None,
             broker_local: VecDeque::new(),
+            zc_orphans: HashMap::new(),
         };
         reactor.arm_wake();
         Ok(reactor)
@@ -574,6 +580,16 @@ impl Reactor {
             }
         }
         self.bufs.unregister(&self.ring);
+        if !self.zc_orphans.is_empty() {
+            // The kernel may still retransmit from these pages after the
+            // ring is gone; never hand them back to the allocator.
+            tracing::debug!(
+                reactor = self.id,
+                count = self.zc_orphans.len(),
+                "leaving zero-copy send buffers to the kernel at shutdown"
+            );
+            std::mem::forget(std::mem::take(&mut self.zc_orphans));
+        }
     }
 
     fn complete(&mut self, ud: u64, res: i32, flags: u32) {
@@ -793,7 +809,7 @@ impl Reactor {
         c.connecting = false;
         let fd = c.fd.take();
         if !c.active() {
-            self.connecters.remove(key);
+            self.remove_connecter(key);
             return;
         }
         match (res, fd) {
@@ -866,15 +882,22 @@ impl Reactor {
             self.cancel(user_data(OP_CONNECT, key));
             return;
         }
-        let c = self.connecters.remove(key).expect("present");
-        if let Some(pipe) = c.pipe {
+        let c = self.remove_connecter(key).expect("present");
+        tracing::info!(endpoint = %c.name, "linger expired before a connection was made");
+    }
+
+    /// Removes a connecter for good. What its application queued, no
+    /// connection will carry: it is counted in `disconnect_drops`.
+    fn remove_connecter(&mut self, key: Key) -> Option<Connecter> {
+        let c = self.connecters.remove(key)?;
+        if let Some(pipe) = &c.pipe {
             let lost = pipe.discard_queued();
             let counters = &c.spec.socket.counters;
             counters
                 .disconnect_drops
                 .fetch_add(lost as u64, Ordering::Relaxed);
         }
-        tracing::info!(endpoint = %c.name, "linger expired before a connection was made");
+        Some(c)
     }
 
     // ---- connections ----
@@ -1306,6 +1329,10 @@ impl Reactor {
 
     fn on_send(&mut self, index: u32, generation: u32, res: i32, flags: u32) {
         let Some((key, conn)) = self.conns.find_mut(index, generation) else {
+            if cqueue::notif(flags) {
+                // The kernel let go of a closed connection's buffers.
+                self.zc_orphans.remove(&(index, generation));
+            }
             return;
         };
         let sent = if cqueue::notif(flags) {
@@ -1328,10 +1355,8 @@ impl Reactor {
             }
             res as usize
         };
-        if conn.closing.is_some() {
-            self.try_finish(key);
-            return;
-        }
+        // Counted first, also on a closing connection: what the kernel took
+        // was sent, not lost with the connection.
         conn.inflight.advance(sent);
         let socket = &conn.spec.socket;
         socket
@@ -1339,6 +1364,7 @@ impl Reactor {
             .bytes_out
             .fetch_add(sent as u64, Ordering::Relaxed);
         let done = conn.inflight.take_completed_messages() as usize;
+        let closing = conn.closing.is_some();
         if done > 0 {
             conn.batch_messages -= done;
             socket
@@ -1348,6 +1374,13 @@ impl Reactor {
             if let Some(pipe) = &conn.pipe {
                 pipe.release(done);
             }
+        }
+        if closing {
+            // A closing connection's lanes already told their producers.
+            self.try_finish(key);
+            return;
+        }
+        if done > 0 {
             if let Some(lanes) = &mut conn.lanes {
                 let sub = lanes.egress.sub;
                 let waiting = lanes.release(done);
@@ -1427,6 +1460,23 @@ impl Reactor {
             return;
         }
         let mut conn = self.conns.remove(key).expect("present");
+        if conn.zc_notif_pending {
+            // The kernel accepted these bytes; only its hold on the pages
+            // is outstanding, which can last until TCP gives up on a dead
+            // peer. Count them sent and keep the buffers aside instead of
+            // keeping the connection (and its reconnect) waiting.
+            let sent = std::mem::take(&mut conn.zc_sent);
+            let done = conn.inflight.messages_completed_by(sent);
+            conn.batch_messages -= done as usize;
+            let counters = &conn.spec.socket.counters;
+            counters.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+            counters.messages_out.fetch_add(done, Ordering::Relaxed);
+            if let Some(pipe) = &conn.pipe {
+                pipe.release(done as usize);
+            }
+            let buffers = std::mem::take(&mut conn.inflight);
+            self.zc_orphans.insert((key.index, key.generation), buffers);
+        }
         if conn.spec.broker.is_some() {
             self.broker_conn_gone(&mut conn);
         }
@@ -1458,13 +1508,28 @@ impl Reactor {
             socket.notify_writable();
         }
         counters.disconnect_drops.fetch_add(lost, Ordering::Relaxed);
+        // A connection lingering for a closed socket that drops before its
+        // deadline hands the rest of the linger to its connecter.
+        let linger_left = conn
+            .lingering
+            .then_some(conn.linger_deadline)
+            .filter(|d| d.is_none_or(|d| d > Instant::now()));
         drop(conn);
         if let Some(ck) = connecter {
             if let Some(c) = self.connecters.get_mut(ck) {
                 c.conn = None;
                 let queued = c.pipe.as_ref().is_some_and(|p| !p.is_queue_empty());
+                if let (true, false, true, Some(deadline)) =
+                    (c.closing, c.lingering, queued, linger_left)
+                {
+                    c.lingering = true;
+                    c.linger_deadline = deadline;
+                    if let Some(at) = deadline {
+                        self.timers.push(Reverse((at, TimerKey::Connecter(ck))));
+                    }
+                }
                 if c.closing && !(c.lingering && queued) {
-                    self.connecters.remove(ck);
+                    self.remove_connecter(ck);
                 } else {
                     self.schedule_reconnect(ck);
                 }
@@ -1504,7 +1569,7 @@ impl Reactor {
             } else if c.connecting {
                 self.cancel(user_data(OP_CONNECT, key));
             } else if c.conn.is_none() {
-                self.connecters.remove(key);
+                self.remove_connecter(key);
             }
         }
         let now = Instant::now();

@@ -116,6 +116,8 @@ impl Pipe {
     /// never refused, and go out before queued messages.
     pub(crate) fn push_subscription(&self, action: SubscriptionAction, topic: Bytes) {
         self.subscriptions.push((action, topic));
+        // Ordered before the caller's `schedule`, as after a message push.
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// Takes the next subscription change.
@@ -168,6 +170,7 @@ impl Pipe {
 
     /// Whether nothing waits in the queues.
     pub(crate) fn is_queue_empty(&self) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.subscriptions.is_empty() && self.reader().is_empty()
     }
 }
@@ -196,6 +199,11 @@ impl<T> PipeWriter<T> {
             PipeWriter::Bounded(p) => p.push(item),
             PipeWriter::Unbounded(q) => {
                 q.push(item);
+                // The wake-up protocol (`schedule` after a push, `is_empty`
+                // after `unschedule`) needs the push ordered before the
+                // flag's load. The bounded ring publishes with SeqCst; the
+                // unbounded queue promises only release, so fence here.
+                std::sync::atomic::fence(Ordering::SeqCst);
                 Ok(())
             }
         }
@@ -221,7 +229,11 @@ impl<T> MessageReader<T> {
     pub(crate) fn is_empty(&self) -> bool {
         match self {
             MessageReader::Bounded(c) => c.is_empty(),
-            MessageReader::Unbounded(q) => q.is_empty(),
+            MessageReader::Unbounded(q) => {
+                // Pairs with the fence after an unbounded push.
+                std::sync::atomic::fence(Ordering::SeqCst);
+                q.is_empty()
+            }
         }
     }
 }

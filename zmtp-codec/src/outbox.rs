@@ -104,6 +104,25 @@ impl Outbox {
     pub fn take_completed_messages(&mut self) -> u64 {
         std::mem::take(&mut self.completed_messages)
     }
+
+    /// How many data messages the next `bytes` bytes would complete, without
+    /// taking them. A zero-copy transport uses this to count what the
+    /// kernel accepted while the buffers must stay alive.
+    pub fn messages_completed_by(&self, mut bytes: usize) -> u64 {
+        let mut offset = self.front_offset;
+        let mut completed = 0;
+        for segment in &self.segments {
+            let left = segment.chunk.as_slice().len() - offset;
+            // As `advance` does: it stops once no byte is left to take.
+            if bytes == 0 || bytes < left {
+                break;
+            }
+            bytes -= left;
+            offset = 0;
+            completed += u64::from(segment.ends_message);
+        }
+        completed
+    }
 }
 
 impl Buf for Outbox {
@@ -162,6 +181,31 @@ impl Buf for Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_completed_by_predicts_advance() {
+        let build = || {
+            let mut o = Outbox::new();
+            o.push_raw(Bytes::from_static(b"greeting"));
+            o.push_frame(FrameFlags::data(true), Bytes::from_static(b"ab"), false);
+            o.push_frame(FrameFlags::data(false), Bytes::new(), true);
+            o.push_message_wire(Bytes::from_static(b"\x00\x01z"));
+            o.push_frame(FrameFlags::data(false), Bytes::from_static(b"xyz"), true);
+            o
+        };
+        let total = build().remaining();
+        for first in 0..=total {
+            for n in 0..=total - first {
+                let mut o = build();
+                o.advance(first); // mid-segment starts too
+                o.take_completed_messages();
+                let predicted = o.messages_completed_by(n);
+                o.advance(n);
+                assert_eq!(predicted, o.take_completed_messages(), "{n} after {first}");
+            }
+        }
+        assert_eq!(build().messages_completed_by(total), 3);
+    }
 
     #[test]
     fn drains_in_order_and_counts_messages_at_their_last_byte() {
