@@ -11,6 +11,7 @@ pub mod cat;
 pub mod endpoint;
 pub mod error;
 pub mod logger;
+pub mod metrics;
 pub mod onloop;
 pub mod reactor;
 pub mod socket;

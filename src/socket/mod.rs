@@ -366,6 +366,11 @@ impl Socket {
             .unwrap_or_default()
     }
 
+    /// Received messages waiting in the onloop queue for the application.
+    pub fn queued(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.onloop.len())
+    }
+
     /// Topics subscribed: by peers (PUB, XPUB) or by us (SUB, XSUB).
     pub fn topic_count(&mut self) -> usize {
         self.process_events();
