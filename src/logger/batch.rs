@@ -78,7 +78,7 @@ impl Batch {
     /// A reader over the records, from the first.
     pub fn records(&self) -> Records<'_> {
         Records {
-            rest: Reader(&self.bytes[self.records_at..]),
+            rest: Reader(self.bytes.get(self.records_at..).unwrap_or_default()),
             total: self.bytes.len(),
             fields: &self.header.fields,
             index: 0,

@@ -6,5 +6,5 @@
 pub mod batch;
 pub mod value;
 
-pub use batch::{Batch, BatchError, ElementsIter, Records, SERIALIZER_NAME};
+pub use batch::{Batch, BatchError, ElementsIter, Place, Records, SERIALIZER_NAME};
 pub use value::{Elements, Field, Header, Proto, TypeTag, Value};
