@@ -3,4 +3,8 @@
 //! their `zeek-bin-serializer` payload (§4), and writers turn the records
 //! into Zeek's ASCII or JSON logs.
 
+pub mod batch;
 pub mod value;
+
+pub use batch::{Batch, BatchError, ElementsIter, Place, Records, SERIALIZER_NAME};
+pub use value::{Elements, Field, Header, Proto, TypeTag, Value};

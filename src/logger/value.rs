@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use super::batch::ElementsIter;
+
 /// Zeek's `TypeTag` numbers (`src/Type.h`), as they appear on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
@@ -179,5 +181,29 @@ impl<'a> Elements<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The elements in wire order (a set's order is the sender's table
+    /// order: keep it). Cannot fail: the decoder validated them.
+    pub fn iter(&self) -> ElementsIter<'a> {
+        ElementsIter::new(self)
+    }
+}
+
+impl<'a> IntoIterator for Elements<'a> {
+    type Item = Value<'a>;
+    type IntoIter = ElementsIter<'a>;
+
+    fn into_iter(self) -> ElementsIter<'a> {
+        ElementsIter::new(&self)
+    }
+}
+
+impl<'a> IntoIterator for &Elements<'a> {
+    type Item = Value<'a>;
+    type IntoIter = ElementsIter<'a>;
+
+    fn into_iter(self) -> ElementsIter<'a> {
+        ElementsIter::new(self)
     }
 }
