@@ -4,6 +4,7 @@
 //! into Zeek's ASCII or JSON logs.
 
 pub mod batch;
+pub mod numbers;
 pub mod value;
 
 pub use batch::{Batch, BatchError, ElementsIter, Place, Records, SERIALIZER_NAME};

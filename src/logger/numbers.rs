@@ -1,0 +1,1069 @@
+//! Numbers as Zeek's log writers print them, straight into the output
+//! buffer and without allocating.
+//!
+//! Three renderings of a double are needed (docs/zeek-log-formats.md has
+//! the details and the Zeek source lines):
+//!
+//! * [`write_fixed6`]: `time` and `interval` in ASCII logs. Zeek uses
+//!   `std::to_chars(fixed, 6)`, which rounds the exact binary value to six
+//!   decimals, ties to even, and keeps trailing zeros.
+//! * [`write_ascii_double`]: `double` in ASCII logs. The same six-decimal
+//!   rounding, then trailing zeros (and a bare `.`) are dropped, then `.0`
+//!   is appended when the value is within 1e-9 of an integer.
+//! * [`write_json_double`]: every double in JSON logs (`double`, `time`,
+//!   `interval`). Zeek's JSON writer is RapidJSON, whose `dtoa` is Grisu2
+//!   with its own layout rules. Grisu2 always round-trips but does not
+//!   always give the shortest digits, so this module carries a faithful
+//!   Grisu2 rather than using a shortest-digits algorithm (which would
+//!   differ on some inputs).
+
+use std::io::Write as _;
+
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// How many decimal digits `v` has.
+fn decimal_len(v: u64) -> usize {
+    // floor(log10(2^bits)) is bits * 1233 >> 12 for bits <= 64; the value
+    // has that many digits or one more.
+    let bits = 64 - (v | 1).leading_zeros();
+    let t = ((bits * 1233) >> 12) as usize;
+    (t + usize::from(v >= POW10[t])).max(1)
+}
+
+/// `v` in decimal.
+pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    if v < 10 {
+        out.push(b'0' + v as u8);
+        return;
+    }
+    // Digits go to the front of a fixed-size buffer, which is appended
+    // whole (a fixed-size copy the compiler inlines, not a call) and then
+    // cut back to the digits.
+    let n = decimal_len(v);
+    let mut buf = [0u8; 20];
+    fill_digits(&mut buf[..n], v);
+    out.extend_from_slice(&buf);
+    out.truncate(out.len() - (20 - n));
+}
+
+/// Writes `v` into `buf` right-aligned, zero-padded to its whole length.
+fn fill_digits(buf: &mut [u8], mut v: u64) {
+    let mut at = buf.len();
+    while at >= 2 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if at == 1 {
+        buf[0] = b'0' + (v % 10) as u8;
+    }
+}
+
+/// `v` in decimal, with a `-` when negative.
+pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, v.unsigned_abs());
+}
+
+/// `v` as exactly `width` decimal digits (zero-padded); `v < 10^width`.
+fn write_padded(out: &mut Vec<u8>, v: u32, width: usize) {
+    let mut buf = [0u8; 6];
+    fill_digits(&mut buf[..width], u64::from(v));
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// A finite, non-negative double rounded to six decimals.
+enum Fixed6 {
+    /// Integer part and millionths, when the value is below 2^64.
+    Parts(u64, u32),
+    /// The value is at least 2^64 (so it is an integer).
+    Big,
+}
+
+/// Rounds `a` (finite, sign ignored) to six decimals exactly as
+/// `printf("%.6f")` / `std::to_chars(fixed, 6)` do: the exact binary value,
+/// ties to even.
+fn fixed6(a: f64) -> Fixed6 {
+    let bits = a.to_bits() & !(1u64 << 63);
+    let biased = (bits >> 52) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    // a = m * 2^e exactly.
+    let (m, e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u64 << 52), biased - 1075)
+    };
+    if m == 0 {
+        return Fixed6::Parts(0, 0);
+    }
+    if e >= 0 {
+        // An integer; m < 2^53, so it fits a u64 up to e = 11.
+        return if e <= 11 {
+            Fixed6::Parts(m << e, 0)
+        } else {
+            Fixed6::Big
+        };
+    }
+    let shift = (-e) as u32;
+    if shift >= 128 {
+        // a < 2^53 * 2^-128 = 2^-75, far below half a millionth.
+        return Fixed6::Parts(0, 0);
+    }
+    // a * 10^6 = p / 2^shift, p < 2^73: exact in u128.
+    let p = u128::from(m) * 1_000_000;
+    let q = p >> shift;
+    let r = p & ((1u128 << shift) - 1);
+    let half = 1u128 << (shift - 1);
+    let n = if r > half || (r == half && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    };
+    // a < 2^53 here, so the integer part fits a u64.
+    Fixed6::Parts((n / 1_000_000) as u64, (n % 1_000_000) as u32)
+}
+
+/// A `time` or `interval` in an ASCII log: `std::to_chars(d, fixed, 6)`
+/// (Zeek `src/threading/Formatter.cc:94-98`). Keeps trailing zeros and the
+/// sign of negative zero; infinities are `inf`/`-inf`, NaN is `nan` or
+/// `-nan` by its sign bit (libstdc++'s spelling).
+pub fn write_fixed6(out: &mut Vec<u8>, d: f64) {
+    if d.is_sign_negative() {
+        out.push(b'-');
+    }
+    if d.is_nan() {
+        out.extend_from_slice(b"nan");
+        return;
+    }
+    if d.is_infinite() {
+        out.extend_from_slice(b"inf");
+        return;
+    }
+    match fixed6(d) {
+        Fixed6::Parts(int, frac) => {
+            // One fixed-size append: integer digits, point, six decimals.
+            let n = decimal_len(int);
+            let mut buf = [0u8; 27];
+            fill_digits(&mut buf[..n], int);
+            buf[n] = b'.';
+            fill_digits(&mut buf[n + 1..n + 7], u64::from(frac));
+            out.extend_from_slice(&buf);
+            out.truncate(out.len() - (27 - (n + 7)));
+        }
+        Fixed6::Big => {
+            // An integer of up to 309 digits; Rust's precision formatting
+            // is exact, and there is no fraction to round.
+            let _ = write!(out, "{:.6}", d.abs());
+        }
+    }
+}
+
+/// A `double` in an ASCII log: Zeek's `ODesc::Add(double, no_exp=true)`
+/// over `util::double_to_str(d, precision 6, no_exp)` (`src/Desc.cc:145-160`,
+/// `src/util.cc:2090-2139`).
+///
+/// Six-decimal rounding as for `time`, then trailing zeros are dropped and
+/// a bare `.` with them; `.0` is appended when `|d - nearbyint(d)| < 1e-9`.
+/// So 2.0 is `2.0`, 0.1 is `0.1`, 1e-300 is `0.0`, -1e-300 is `-0.0`,
+/// -0.0 is `0.0`, 2.0000001 is `2` (rounds to an integer but is not within
+/// 1e-9 of one), NaN is `nan` whatever its sign, infinities `inf`/`-inf`.
+pub fn write_ascii_double(out: &mut Vec<u8>, d: f64) {
+    if d.is_nan() {
+        out.extend_from_slice(b"nan");
+        return;
+    }
+    if d < 0.0 {
+        out.push(b'-');
+    }
+    if d.is_infinite() {
+        out.extend_from_slice(b"inf");
+        return;
+    }
+    let near_integer = (d - d.round_ties_even()).abs() < 1e-9;
+    match fixed6(d) {
+        Fixed6::Parts(int, frac) => {
+            write_u64(out, int);
+            if frac != 0 {
+                let mut frac = frac;
+                let mut width = 6;
+                while frac % 10 == 0 {
+                    frac /= 10;
+                    width -= 1;
+                }
+                out.push(b'.');
+                write_padded(out, frac, width);
+            } else if near_integer {
+                out.extend_from_slice(b".0");
+            }
+        }
+        Fixed6::Big => {
+            let _ = write!(out, "{:.0}", d.abs());
+            out.extend_from_slice(b".0");
+        }
+    }
+}
+
+/// A double in a JSON log as RapidJSON's `Writer::Double` writes it
+/// (`internal::dtoa` with the default 324 maximum decimal places): Grisu2
+/// digits, then `Prettify`. Zero is `0.0` or `-0.0`; integers keep a `.0`
+/// up to 21 digits; 0.001234 stays positional down to 1e-6 (kk > -6);
+/// beyond that exponents look like `1e300`, `1.5e-7` (no `+`, no padding).
+///
+/// The caller handles NaN and infinities (Zeek writes `null` for them).
+pub fn write_json_double(out: &mut Vec<u8>, d: f64) {
+    debug_assert!(d.is_finite());
+    if d == 0.0 {
+        if d.is_sign_negative() {
+            out.push(b'-');
+        }
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    if d < 0.0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 32];
+    let (len, k) = grisu2(d.abs(), &mut digits);
+    prettify(out, &digits[..len], k);
+}
+
+/// RapidJSON's `Prettify` with its default of 324 decimal places, under
+/// which its truncation branches can never be taken for a double.
+fn prettify(out: &mut Vec<u8>, digits: &[u8], k: i32) {
+    let length = digits.len() as i32;
+    let kk = length + k; // 10^(kk-1) <= v < 10^kk
+    if (0..).contains(&k) && kk <= 21 {
+        // 1234e7 -> 12340000000.0
+        out.extend_from_slice(digits);
+        out.resize(out.len() + (kk - length) as usize, b'0');
+        out.extend_from_slice(b".0");
+    } else if 0 < kk && kk <= 21 {
+        // 1234e-2 -> 12.34
+        let (int, frac) = digits.split_at(kk as usize);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else if -6 < kk && kk <= 0 {
+        // 1234e-6 -> 0.001234
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + (-kk) as usize, b'0');
+        out.extend_from_slice(digits);
+    } else if length == 1 {
+        // 1e30
+        out.push(digits[0]);
+        out.push(b'e');
+        write_exponent(out, kk - 1);
+    } else {
+        // 1234e30 -> 1.234e33
+        out.push(digits[0]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[1..]);
+        out.push(b'e');
+        write_exponent(out, kk - 1);
+    }
+}
+
+fn write_exponent(out: &mut Vec<u8>, k: i32) {
+    if k < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, u64::from(k.unsigned_abs()));
+}
+
+/// A floating-point number with a 64-bit significand: `f * 2^e`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DiyFp {
+    f: u64,
+    e: i32,
+}
+
+const HIDDEN_BIT: u64 = 1 << 52;
+
+impl DiyFp {
+    fn from_f64(d: f64) -> DiyFp {
+        let bits = d.to_bits();
+        let biased = ((bits >> 52) & 0x7FF) as i32;
+        let significand = bits & (HIDDEN_BIT - 1);
+        if biased != 0 {
+            DiyFp {
+                f: significand + HIDDEN_BIT,
+                e: biased - 1075,
+            }
+        } else {
+            DiyFp {
+                f: significand,
+                e: -1074,
+            }
+        }
+    }
+
+    /// The product, its 128-bit result rounded (half up) to the high 64 bits.
+    fn mul(self, rhs: DiyFp) -> DiyFp {
+        let p = u128::from(self.f) * u128::from(rhs.f);
+        let mut h = (p >> 64) as u64;
+        if (p as u64) & (1 << 63) != 0 {
+            h += 1;
+        }
+        DiyFp {
+            f: h,
+            e: self.e + rhs.e + 64,
+        }
+    }
+
+    fn normalize(self) -> DiyFp {
+        let s = self.f.leading_zeros();
+        DiyFp {
+            f: self.f << s,
+            e: self.e - s as i32,
+        }
+    }
+
+    fn normalize_boundary(self) -> DiyFp {
+        let mut res = self;
+        while res.f & (HIDDEN_BIT << 1) == 0 {
+            res.f <<= 1;
+            res.e -= 1;
+        }
+        // 64 - 52 - 2
+        DiyFp {
+            f: res.f << 10,
+            e: res.e - 10,
+        }
+    }
+
+    /// The lower and upper boundaries of the rounding interval, with the
+    /// upper one normalized and the lower one at the same exponent.
+    fn normalized_boundaries(self) -> (DiyFp, DiyFp) {
+        let plus = DiyFp {
+            f: (self.f << 1) + 1,
+            e: self.e - 1,
+        }
+        .normalize_boundary();
+        let mut minus = if self.f == HIDDEN_BIT {
+            DiyFp {
+                f: (self.f << 2) - 1,
+                e: self.e - 2,
+            }
+        } else {
+            DiyFp {
+                f: (self.f << 1) - 1,
+                e: self.e - 1,
+            }
+        };
+        minus.f <<= minus.e - plus.e;
+        minus.e = plus.e;
+        (minus, plus)
+    }
+}
+
+/// 10^-348, 10^-340, ..., 10^340 with a normalized 64-bit significand
+/// rounded to nearest, and its binary exponent. Generated, and checked by
+/// `tests::cached_powers_are_powers_of_ten`.
+const CACHED_POWERS: [(u64, i16); 87] = [
+    (0xfa8fd5a0081c0288, -1220),
+    (0xbaaee17fa23ebf76, -1193),
+    (0x8b16fb203055ac76, -1166),
+    (0xcf42894a5dce35ea, -1140),
+    (0x9a6bb0aa55653b2d, -1113),
+    (0xe61acf033d1a45df, -1087),
+    (0xab70fe17c79ac6ca, -1060),
+    (0xff77b1fcbebcdc4f, -1034),
+    (0xbe5691ef416bd60c, -1007),
+    (0x8dd01fad907ffc3c, -980),
+    (0xd3515c2831559a83, -954),
+    (0x9d71ac8fada6c9b5, -927),
+    (0xea9c227723ee8bcb, -901),
+    (0xaecc49914078536d, -874),
+    (0x823c12795db6ce57, -847),
+    (0xc21094364dfb5637, -821),
+    (0x9096ea6f3848984f, -794),
+    (0xd77485cb25823ac7, -768),
+    (0xa086cfcd97bf97f4, -741),
+    (0xef340a98172aace5, -715),
+    (0xb23867fb2a35b28e, -688),
+    (0x84c8d4dfd2c63f3b, -661),
+    (0xc5dd44271ad3cdba, -635),
+    (0x936b9fcebb25c996, -608),
+    (0xdbac6c247d62a584, -582),
+    (0xa3ab66580d5fdaf6, -555),
+    (0xf3e2f893dec3f126, -529),
+    (0xb5b5ada8aaff80b8, -502),
+    (0x87625f056c7c4a8b, -475),
+    (0xc9bcff6034c13053, -449),
+    (0x964e858c91ba2655, -422),
+    (0xdff9772470297ebd, -396),
+    (0xa6dfbd9fb8e5b88f, -369),
+    (0xf8a95fcf88747d94, -343),
+    (0xb94470938fa89bcf, -316),
+    (0x8a08f0f8bf0f156b, -289),
+    (0xcdb02555653131b6, -263),
+    (0x993fe2c6d07b7fac, -236),
+    (0xe45c10c42a2b3b06, -210),
+    (0xaa242499697392d3, -183),
+    (0xfd87b5f28300ca0e, -157),
+    (0xbce5086492111aeb, -130),
+    (0x8cbccc096f5088cc, -103),
+    (0xd1b71758e219652c, -77),
+    (0x9c40000000000000, -50),
+    (0xe8d4a51000000000, -24),
+    (0xad78ebc5ac620000, 3),
+    (0x813f3978f8940984, 30),
+    (0xc097ce7bc90715b3, 56),
+    (0x8f7e32ce7bea5c70, 83),
+    (0xd5d238a4abe98068, 109),
+    (0x9f4f2726179a2245, 136),
+    (0xed63a231d4c4fb27, 162),
+    (0xb0de65388cc8ada8, 189),
+    (0x83c7088e1aab65db, 216),
+    (0xc45d1df942711d9a, 242),
+    (0x924d692ca61be758, 269),
+    (0xda01ee641a708dea, 295),
+    (0xa26da3999aef774a, 322),
+    (0xf209787bb47d6b85, 348),
+    (0xb454e4a179dd1877, 375),
+    (0x865b86925b9bc5c2, 402),
+    (0xc83553c5c8965d3d, 428),
+    (0x952ab45cfa97a0b3, 455),
+    (0xde469fbd99a05fe3, 481),
+    (0xa59bc234db398c25, 508),
+    (0xf6c69a72a3989f5c, 534),
+    (0xb7dcbf5354e9bece, 561),
+    (0x88fcf317f22241e2, 588),
+    (0xcc20ce9bd35c78a5, 614),
+    (0x98165af37b2153df, 641),
+    (0xe2a0b5dc971f303a, 667),
+    (0xa8d9d1535ce3b396, 694),
+    (0xfb9b7cd9a4a7443c, 720),
+    (0xbb764c4ca7a44410, 747),
+    (0x8bab8eefb6409c1a, 774),
+    (0xd01fef10a657842c, 800),
+    (0x9b10a4e5e9913129, 827),
+    (0xe7109bfba19c0c9d, 853),
+    (0xac2820d9623bf429, 880),
+    (0x80444b5e7aa7cf85, 907),
+    (0xbf21e44003acdd2d, 933),
+    (0x8e679c2f5e44ff8f, 960),
+    (0xd433179d9c8cb841, 986),
+    (0x9e19db92b4e31ba9, 1013),
+    (0xeb96bf6ebadf77d9, 1039),
+    (0xaf87023b9bf0ee6b, 1066),
+];
+
+/// The cached power c = 10^-K that brings a number with binary exponent
+/// `e` into Grisu's working range, and K.
+fn cached_power(e: i32) -> (DiyFp, i32) {
+    // ceil((-61 - e) * log10(2)) + 347, computed in doubles as RapidJSON does.
+    let dk = f64::from(-61 - e) * 0.301_029_995_663_981_14 + 347.0;
+    let mut k = dk as i32;
+    if dk - f64::from(k) > 0.0 {
+        k += 1;
+    }
+    let index = ((k >> 3) + 1) as usize;
+    let big_k = -(-348 + (index as i32) * 8);
+    let (f, e) = CACHED_POWERS[index];
+    (DiyFp { f, e: i32::from(e) }, big_k)
+}
+
+const POW10: [u64; 20] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+    10_000_000_000_000,
+    100_000_000_000_000,
+    1_000_000_000_000_000,
+    10_000_000_000_000_000,
+    100_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+    10_000_000_000_000_000_000,
+];
+
+/// Grisu2's digit generation: the digits of `v` (positive, finite) in
+/// `buf` and the decimal exponent K such that v ≈ digits × 10^K. Follows
+/// RapidJSON's `internal::Grisu2` step by step, including its unsigned
+/// wrap-arounds, so that the digits are the same.
+fn grisu2(value: f64, buf: &mut [u8; 32]) -> (usize, i32) {
+    let v = DiyFp::from_f64(value);
+    let (w_m, w_p) = v.normalized_boundaries();
+    let (c_mk, mut big_k) = cached_power(w_p.e);
+    let w = v.normalize().mul(c_mk);
+    let mut wp = w_p.mul(c_mk);
+    let mut wm = w_m.mul(c_mk);
+    wm.f = wm.f.wrapping_add(1);
+    wp.f = wp.f.wrapping_sub(1);
+    let len = digit_gen(w, wp, wp.f.wrapping_sub(wm.f), buf, &mut big_k);
+    (len, big_k)
+}
+
+fn count_decimal_digit32(n: u32) -> i32 {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1_000..=9_999 => 4,
+        10_000..=99_999 => 5,
+        100_000..=999_999 => 6,
+        1_000_000..=9_999_999 => 7,
+        10_000_000..=99_999_999 => 8,
+        // RapidJSON never sees 10 digits here and answers 9 beyond.
+        _ => 9,
+    }
+}
+
+fn digit_gen(w: DiyFp, mp: DiyFp, mut delta: u64, buf: &mut [u8; 32], big_k: &mut i32) -> usize {
+    let shift = (-mp.e) as u32;
+    let one_f = 1u64 << shift;
+    let wp_w = mp.f.wrapping_sub(w.f);
+    let mut p1 = (mp.f >> shift) as u32;
+    let mut p2 = mp.f & (one_f - 1);
+    let mut kappa = count_decimal_digit32(p1);
+    let mut len = 0usize;
+
+    while kappa > 0 {
+        let d = match kappa {
+            9 => {
+                let d = p1 / 100_000_000;
+                p1 %= 100_000_000;
+                d
+            }
+            8 => {
+                let d = p1 / 10_000_000;
+                p1 %= 10_000_000;
+                d
+            }
+            7 => {
+                let d = p1 / 1_000_000;
+                p1 %= 1_000_000;
+                d
+            }
+            6 => {
+                let d = p1 / 100_000;
+                p1 %= 100_000;
+                d
+            }
+            5 => {
+                let d = p1 / 10_000;
+                p1 %= 10_000;
+                d
+            }
+            4 => {
+                let d = p1 / 1_000;
+                p1 %= 1_000;
+                d
+            }
+            3 => {
+                let d = p1 / 100;
+                p1 %= 100;
+                d
+            }
+            2 => {
+                let d = p1 / 10;
+                p1 %= 10;
+                d
+            }
+            _ => {
+                let d = p1;
+                p1 = 0;
+                d
+            }
+        };
+        if d != 0 || len != 0 {
+            buf[len] = b'0'.wrapping_add(d as u8);
+            len += 1;
+        }
+        kappa -= 1;
+        let tmp = (u64::from(p1) << shift).wrapping_add(p2);
+        if tmp <= delta {
+            *big_k += kappa;
+            grisu_round(buf, len, delta, tmp, POW10[kappa as usize] << shift, wp_w);
+            return len;
+        }
+    }
+
+    loop {
+        p2 = p2.wrapping_mul(10);
+        delta = delta.wrapping_mul(10);
+        let d = (p2 >> shift) as u8;
+        if d != 0 || len != 0 {
+            buf[len] = b'0'.wrapping_add(d);
+            len += 1;
+        }
+        p2 &= one_f - 1;
+        kappa -= 1;
+        if p2 < delta {
+            *big_k += kappa;
+            let index = (-kappa) as usize;
+            let scale = if index < 20 { POW10[index] } else { 0 };
+            grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
+            return len;
+        }
+    }
+}
+
+fn grisu_round(
+    buf: &mut [u8; 32],
+    len: usize,
+    delta: u64,
+    mut rest: u64,
+    ten_kappa: u64,
+    wp_w: u64,
+) {
+    while rest < wp_w
+        && delta.wrapping_sub(rest) >= ten_kappa
+        && (rest.wrapping_add(ten_kappa) < wp_w
+            || wp_w.wrapping_sub(rest) > rest.wrapping_add(ten_kappa).wrapping_sub(wp_w))
+    {
+        buf[len - 1] = buf[len - 1].wrapping_sub(1);
+        rest = rest.wrapping_add(ten_kappa);
+    }
+}
+
+// Test inputs are the literals of Zeek's test scripts (3.14, 1.123456789, ...).
+#[allow(clippy::approx_constant, clippy::excessive_precision)]
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed6_str(d: f64) -> String {
+        let mut out = Vec::new();
+        write_fixed6(&mut out, d);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn ascii_str(d: f64) -> String {
+        let mut out = Vec::new();
+        write_ascii_double(&mut out, d);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn json_str(d: f64) -> String {
+        let mut out = Vec::new();
+        write_json_double(&mut out, d);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// glibc's `snprintf("%.6f")`: exact, ties to even, like `to_chars`.
+    fn printf6(d: f64) -> String {
+        let mut buf = vec![0u8; 400];
+        // SAFETY: the buffer is large enough for any "%.6f" of a double
+        // (at most 309 integer digits, sign, point and six decimals), and
+        // snprintf never writes more than the size it is given.
+        let n = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.6f".as_ptr(), d) };
+        buf.truncate(n as usize);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn integers() {
+        let mut p = 1u64;
+        for _ in 0..20 {
+            for v in [p - 1, p, p + 1] {
+                let mut out = vec![b'x'];
+                write_u64(&mut out, v);
+                assert_eq!(out, format!("x{v}").as_bytes());
+            }
+            p = p.wrapping_mul(10);
+        }
+        for v in [0u64, 1, 9, 10, 99, 100, 101, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+        for v in [0i64, -1, 42, -42, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            write_i64(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn fixed6_examples() {
+        // testing/btest/Baseline/scripts.base.frameworks.logging.ascii-timestamps/test.log
+        assert_eq!(fixed6_str(1234567890.0), "1234567890.000000");
+        assert_eq!(fixed6_str(1234567890.01), "1234567890.010000");
+        assert_eq!(fixed6_str(1234567890.001), "1234567890.001000");
+        assert_eq!(fixed6_str(1234567890.0001), "1234567890.000100");
+        assert_eq!(fixed6_str(1234567890.00001), "1234567890.000010");
+        assert_eq!(fixed6_str(1234567890.000001), "1234567890.000001");
+        assert_eq!(fixed6_str(1234567890.0000001), "1234567890.000000");
+        assert_eq!(fixed6_str(2385642157.0), "2385642157.000000");
+        // testing/btest/Baseline/scripts.base.frameworks.logging.types/ssh.log
+        assert_eq!(fixed6_str(100.0), "100.000000");
+
+        assert_eq!(fixed6_str(0.0), "0.000000");
+        assert_eq!(fixed6_str(-0.0), "-0.000000");
+        assert_eq!(fixed6_str(-1e-9), "-0.000000");
+        assert_eq!(fixed6_str(1.5), "1.500000");
+        assert_eq!(fixed6_str(-2.25), "-2.250000");
+        // Exact ties (k/128 has seven decimals ending in 5) go to even.
+        assert_eq!(fixed6_str(0.0078125), "0.007812");
+        assert_eq!(fixed6_str(0.0234375), "0.023438");
+        assert_eq!(fixed6_str(1700000000.0078125), "1700000000.007812");
+        // 0.0000005 is slightly below the tie in binary.
+        assert_eq!(fixed6_str(0.0000005), "0.000000");
+        assert_eq!(fixed6_str(0.0000015), "0.000002");
+        assert_eq!(fixed6_str(f64::INFINITY), "inf");
+        assert_eq!(fixed6_str(f64::NEG_INFINITY), "-inf");
+        assert_eq!(fixed6_str(f64::NAN), "nan");
+        assert_eq!(fixed6_str(-f64::NAN), "-nan");
+        assert_eq!(
+            fixed6_str(18446744073709551616.0),
+            "18446744073709551616.000000"
+        );
+        assert_eq!(fixed6_str(f64::MIN_POSITIVE), "0.000000");
+        assert_eq!(fixed6_str(5e-324), "0.000000");
+    }
+
+    #[test]
+    fn fixed6_matches_printf_at_the_edges() {
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            1e-7,
+            4.9999999e-7,
+            5e-7,
+            5.0000001e-7,
+            9.9999995e-7,
+            0.9999995,
+            0.99999949999,
+            9007199254740991.0,
+            9007199254740992.0,
+            18446744073709549568.0,
+            18446744073709551616.0,
+            1e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        for k in 0..2048u32 {
+            // Every k/2048 in [0, 1) and shifted up: many exact ties.
+            let x = f64::from(k) / 2048.0;
+            cases.push(x);
+            cases.push(1_700_000_000.0 + x);
+            cases.push(-(123_456.0 + x));
+        }
+        for d in cases {
+            assert_eq!(fixed6_str(d), printf6(d), "{d:e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fixed6_matches_printf(bits in proptest::num::u64::ANY) {
+            let d = f64::from_bits(bits);
+            proptest::prop_assume!(d.is_finite());
+            proptest::prop_assert_eq!(fixed6_str(d), printf6(d));
+        }
+
+        #[test]
+        fn fixed6_matches_printf_for_times(secs in 0u64..4_000_000_000, micros in 0u64..1_000_000_000) {
+            let d = secs as f64 + micros as f64 / 1e9;
+            proptest::prop_assert_eq!(fixed6_str(d), printf6(d));
+        }
+
+        #[test]
+        fn ascii_double_follows_the_rules(bits in proptest::num::u64::ANY) {
+            let d = f64::from_bits(bits);
+            proptest::prop_assume!(d.is_finite());
+            // An independent restatement of double_to_str + ODesc::Add.
+            let mut s = printf6(d.abs());
+            while s.ends_with('0') {
+                s.pop();
+            }
+            if s.ends_with('.') {
+                s.pop();
+            }
+            if d < 0.0 {
+                s.insert(0, '-');
+            }
+            if (d - d.round_ties_even()).abs() < 1e-9 {
+                s.push_str(".0");
+            }
+            proptest::prop_assert_eq!(ascii_str(d), s);
+        }
+
+        #[test]
+        fn json_double_round_trips(bits in proptest::num::u64::ANY) {
+            let d = f64::from_bits(bits);
+            proptest::prop_assume!(d.is_finite());
+            let s = json_str(d);
+            let back: f64 = s.parse().unwrap();
+            proptest::prop_assert_eq!(back.to_bits(), d.to_bits(), "{}", s);
+        }
+    }
+
+    #[test]
+    fn ascii_double_examples() {
+        // testing/btest/Baseline/scripts.base.frameworks.logging.ascii-double/test.log
+        let cases: &[(f64, &str)] = &[
+            (2153226000.0, "2153226000.0"),
+            (2153226000.1, "2153226000.1"),
+            (2153226000.123456789, "2153226000.123457"),
+            (1.0, "1.0"),
+            (1.1, "1.1"),
+            (1.123456789, "1.123457"),
+            (-1.123456789, "-1.123457"),
+            (1.1234, "1.1234"),
+            (0.1234, "0.1234"),
+            (5e4, "50000.0"),
+            (-5e4, "-50000.0"),
+            (3.14e15, "3140000000000000.0"),
+            (-3.14e15, "-3140000000000000.0"),
+            (1.23456789e-5, "0.000012"),
+            (2.23e-308, "0.0"),
+            (-2.23e-308, "-0.0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (-0.0, "0.0"),
+            (f64::NAN, "nan"),
+            (-f64::NAN, "nan"),
+            // testing/btest/Baseline/scripts.base.frameworks.logging.types/ssh.log
+            (3.14, "3.14"),
+            // More edges.
+            (0.1, "0.1"),
+            (1234.5678, "1234.5678"),
+            (1e-300, "0.0"),
+            (-1e-300, "-0.0"),
+            (2.0000000001, "2.0"),
+            (2.0000001, "2"),
+            (1.9999999, "2"),
+            (0.0000005, "0"),
+            (-0.0000004, "-0"),
+            (0.0000015, "0.000002"),
+        ];
+        for &(d, want) in cases {
+            assert_eq!(ascii_str(d), want, "{d:e}");
+        }
+        // The same baseline: 1.79e308 and its negation, all digits.
+        let dmax = "178999999999999996376899522972626047077637637819240219954027593177370961667659291027329061638406108931437333529420935752785895444161234074984843178962619172326295244262722141766382622299223626438470088150218987997954747866198184686628013966119769261150988554952970462018533787926725176560021258785656871583744.0";
+        assert_eq!(ascii_str(1.79e308), dmax);
+        assert_eq!(ascii_str(-1.79e308), format!("-{dmax}"));
+        // Contract §12 (observed on Zeek 9.1): 1e300 is 301 digits and ".0".
+        let s = ascii_str(1e300);
+        assert_eq!(s.len(), 303);
+        assert!(s.starts_with("1000000000000000052504760255204420248704468581108159154915854115511802457988908195786371375080447864043704443832883878176942523235360430575644792184786706982848387200926575803737830233794788090059368953234970799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160"));
+        assert!(s.ends_with(".0"));
+        assert_eq!(ascii_str(18446744073709551616.0), "18446744073709551616.0");
+        assert_eq!(ascii_str(u64::MAX as f64 / 2.0), "9223372036854775808.0");
+    }
+
+    #[test]
+    fn json_double_examples() {
+        // testing/btest/Baseline/scripts.base.frameworks.logging.ascii-double/json.log
+        let cases: &[(f64, &str)] = &[
+            (2153226000.0, "2153226000.0"),
+            (2153226000.1, "2153226000.1"),
+            (2153226000.123456789, "2153226000.123457"),
+            (1.0, "1.0"),
+            (1.1, "1.1"),
+            (1.123456789, "1.123456789"),
+            (-1.123456789, "-1.123456789"),
+            (1.1234, "1.1234"),
+            (0.1234, "0.1234"),
+            (5e4, "50000.0"),
+            (-5e4, "-50000.0"),
+            (3.14e15, "3140000000000000.0"),
+            (-3.14e15, "-3140000000000000.0"),
+            (1.79e308, "1.79e308"),
+            (-1.79e308, "-1.79e308"),
+            (1.23456789e-5, "0.0000123456789"),
+            (2.23e-308, "2.23e-308"),
+            (-2.23e-308, "-2.23e-308"),
+            (-0.0, "-0.0"),
+            // testing/btest/Baseline/scripts.base.frameworks.logging.ascii-json/ssh.log
+            (3.14, "3.14"),
+            (100.0, "100.0"),
+            // testing/btest/Baseline/scripts.base.frameworks.logging.ascii-negative-ts/test.log.ts_epoch
+            (-315619200.0, "-315619200.0"),
+            // Layout edges of Prettify.
+            (0.0, "0.0"),
+            (1e20, "100000000000000000000.0"),
+            (1e21, "1e21"),
+            (1.5e21, "1.5e21"),
+            (123456789012345680000.0, "123456789012345680000.0"),
+            (0.000001, "0.000001"),
+            (0.0000012, "0.0000012"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (1e300, "1e300"),
+            (1e-300, "1e-300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e308"),
+            (0.1, "0.1"),
+            (1234.5678, "1234.5678"),
+            (1700000000.123456, "1700000000.123456"),
+            (18446744073709551615.0, "18446744073709552000.0"),
+        ];
+        for &(d, want) in cases {
+            assert_eq!(json_str(d), want, "{d:e}");
+        }
+    }
+
+    /// RapidJSON computes the cached-power index with a multiply and an add
+    /// in doubles; a C++ compiler may fuse them. Both give the same index
+    /// for every exponent Grisu2 can see, so the choice cannot matter.
+    #[test]
+    fn cached_power_index_is_robust_to_fma() {
+        for e in -1200..=1000 {
+            let x = f64::from(-61 - e);
+            let plain = x * 0.301_029_995_663_981_14 + 347.0;
+            let fused = x.mul_add(0.301_029_995_663_981_14, 347.0);
+            assert_eq!(plain.ceil(), fused.ceil(), "e = {e}");
+        }
+        // And every exponent of a normalized upper boundary lands on a
+        // power whose product keeps the significand in Grisu's window.
+        for bits in [
+            1u64,
+            0x000f_ffff_ffff_ffff,
+            0x0010_0000_0000_0000,
+            0x7fef_ffff_ffff_ffff,
+        ] {
+            let v = DiyFp::from_f64(f64::from_bits(bits));
+            let (_, plus) = v.normalized_boundaries();
+            let (c, _) = cached_power(plus.e);
+            let e = plus.e + c.e + 64;
+            assert!((-60..=-32).contains(&e), "exponent {e}");
+        }
+    }
+
+    /// Minimal big unsigned integer (little-endian u32 limbs) for checking
+    /// the cached powers.
+    #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+    struct Big(Vec<u32>);
+
+    impl Big {
+        fn from_u64(v: u64) -> Big {
+            let mut b = Big(vec![v as u32, (v >> 32) as u32]);
+            b.trim();
+            b
+        }
+        fn trim(&mut self) {
+            while self.0.last() == Some(&0) {
+                self.0.pop();
+            }
+        }
+        fn bits(&self) -> u32 {
+            match self.0.last() {
+                None => 0,
+                Some(&top) => (self.0.len() as u32 - 1) * 32 + (32 - top.leading_zeros()),
+            }
+        }
+        fn mul_small(&mut self, m: u32) {
+            let mut carry = 0u64;
+            for limb in &mut self.0 {
+                let p = u64::from(*limb) * u64::from(m) + carry;
+                *limb = p as u32;
+                carry = p >> 32;
+            }
+            if carry != 0 {
+                self.0.push(carry as u32);
+            }
+        }
+        fn pow10(n: u32) -> Big {
+            let mut b = Big::from_u64(1);
+            for _ in 0..n {
+                b.mul_small(10);
+            }
+            b
+        }
+        fn shl(&self, n: u32) -> Big {
+            let (limbs, bits) = ((n / 32) as usize, n % 32);
+            let mut v = vec![0u32; limbs];
+            let mut carry = 0u32;
+            for &limb in &self.0 {
+                if bits == 0 {
+                    v.push(limb);
+                } else {
+                    v.push((limb << bits) | carry);
+                    carry = limb >> (32 - bits);
+                }
+            }
+            if carry != 0 {
+                v.push(carry);
+            }
+            let mut b = Big(v);
+            b.trim();
+            b
+        }
+        fn cmp_val(&self, other: &Big) -> std::cmp::Ordering {
+            self.0
+                .len()
+                .cmp(&other.0.len())
+                .then_with(|| self.0.iter().rev().cmp(other.0.iter().rev()))
+        }
+        fn sub(&mut self, other: &Big) {
+            let mut borrow = 0i64;
+            for i in 0..self.0.len() {
+                let o = i64::from(*other.0.get(i).unwrap_or(&0));
+                let mut d = i64::from(self.0[i]) - o - borrow;
+                borrow = 0;
+                if d < 0 {
+                    d += 1 << 32;
+                    borrow = 1;
+                }
+                self.0[i] = d as u32;
+            }
+            self.trim();
+        }
+        /// floor(self / d) for a quotient below 2^65, and whether the
+        /// remainder is at least half of d.
+        fn div_round(&self, d: &Big) -> (u128, bool) {
+            let mut q = 0u128;
+            let mut rem = self.clone();
+            for bit in (0..66).rev() {
+                let t = d.shl(bit);
+                if rem.cmp_val(&t) != std::cmp::Ordering::Less {
+                    rem.sub(&t);
+                    q |= 1 << bit;
+                }
+            }
+            let twice = rem.shl(1);
+            (q, twice.cmp_val(d) != std::cmp::Ordering::Less)
+        }
+    }
+
+    #[test]
+    fn cached_powers_are_powers_of_ten() {
+        for (i, &(f, e)) in CACHED_POWERS.iter().enumerate() {
+            let k = -348 + 8 * i as i32;
+            let (num, den) = if k >= 0 {
+                (Big::pow10(k as u32), Big::from_u64(1))
+            } else {
+                (Big::from_u64(1), Big::pow10((-k) as u32))
+            };
+            // 10^k = num/den; find e with num / (den * 2^e) in [2^63, 2^64).
+            let e_guess = num.bits() as i32 - den.bits() as i32 - 63;
+            let mut found = None;
+            for e in e_guess - 2..=e_guess + 2 {
+                let (n, d) = if e >= 0 {
+                    (num.clone(), den.shl(e as u32))
+                } else {
+                    (num.shl((-e) as u32), den.clone())
+                };
+                let (q, round_up) = n.div_round(&d);
+                let q = q + u128::from(round_up);
+                if (1u128 << 63..=1u128 << 64).contains(&q) && q < (1u128 << 64) {
+                    found = Some((q as u64, e));
+                    break;
+                }
+            }
+            assert_eq!(found, Some((f, i32::from(e))), "10^{k}");
+        }
+    }
+}
