@@ -4,6 +4,7 @@
 //! into Zeek's ASCII or JSON logs.
 
 pub mod batch;
+pub mod naming;
 pub mod numbers;
 pub mod value;
 

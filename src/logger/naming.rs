@@ -1,0 +1,247 @@
+//! File names and header timestamps of Zeek's ASCII writer.
+//!
+//! Zeek prints every such date with `strftime("%Y-%m-%d-%H-%M-%S")` in the
+//! process's **local** time zone (`localtime_r`): the `#open`/`#close`
+//! header lines (`Ascii::Timestamp`, `src/logging/writers/ascii/Ascii.cc:838-854`)
+//! and the rotated file names (`strftime` built-in, `src/zeek.bif:4067-4079`).
+//! Times are cut to whole seconds toward zero (`static_cast<time_t>`). glibc
+//! does not pad `%Y`. This module does the same through the C library's
+//! `localtime_r`, so `TZ` and `/etc/localtime` apply exactly as they do to
+//! Zeek. docs/zeek-log-formats.md describes rotation as a whole.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::numbers::write_i64;
+
+/// A broken-down calendar time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    pub year: i64,
+    /// 1–12.
+    pub month: u8,
+    /// 1–31.
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    /// 0–60 (a leap second can show up in local time with "right/" zones).
+    pub second: u8,
+}
+
+/// Whole seconds since the epoch, truncated toward zero as
+/// `static_cast<time_t>(double)` does.
+pub fn epoch_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// `secs` in the local time zone, by `localtime_r`; UTC if the C library
+/// cannot convert it.
+pub fn local_time(secs: i64) -> CivilTime {
+    local_time_with_offset(secs).map_or_else(|| utc_time(secs), |(t, _)| t)
+}
+
+/// `secs` in the local time zone and that zone's offset from UTC then.
+fn local_time_with_offset(secs: i64) -> Option<(CivilTime, i64)> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: `tm` is plain old data for which all-zero bytes are valid;
+    // localtime_r only reads `t` and writes `tm`, and is thread-safe.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals of the right types.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    let civil = CivilTime {
+        year: i64::from(tm.tm_year) + 1900,
+        month: u8::try_from(tm.tm_mon + 1).ok()?,
+        day: u8::try_from(tm.tm_mday).ok()?,
+        hour: u8::try_from(tm.tm_hour).ok()?,
+        minute: u8::try_from(tm.tm_min).ok()?,
+        second: u8::try_from(tm.tm_sec).ok()?,
+    };
+    // c_long: i64 here, i32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let offset = i64::from(tm.tm_gmtoff);
+    Some((civil, offset))
+}
+
+/// `secs` in UTC (proleptic Gregorian calendar).
+pub fn utc_time(secs: i64) -> CivilTime {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    CivilTime {
+        year,
+        month: month as u8,
+        day: day as u8,
+        hour: (rem / 3_600) as u8,
+        minute: (rem / 60 % 60) as u8,
+        second: (rem % 60) as u8,
+    }
+}
+
+/// Appends `%Y-%m-%d-%H-%M-%S` of `t`.
+pub fn write_date(out: &mut Vec<u8>, t: &CivilTime) {
+    write_i64(out, t.year);
+    for part in [t.month, t.day, t.hour, t.minute, t.second] {
+        out.push(b'-');
+        out.push(b'0' + part / 10);
+        out.push(b'0' + part % 10);
+    }
+}
+
+/// Appends the local-time `%Y-%m-%d-%H-%M-%S` of `t`, as in Zeek's
+/// `#open`/`#close` lines and rotated file names.
+pub fn write_local_date(out: &mut Vec<u8>, t: SystemTime) {
+    write_date(out, &local_time(epoch_seconds(t)));
+}
+
+/// The name Zeek gives a rotated log file by default:
+/// `<path>.<open time %Y-%m-%d-%H-%M-%S>.<ext>`, e.g.
+/// `conn.2026-11-22-10-00-00.log`, in local time; `closed` does not appear.
+///
+/// This is `Log::rotation_format_func`'s default branch
+/// (`scripts/base/frameworks/logging/main.zeek:856-881`, taken when the
+/// filter has no postprocessor of its own and the ASCII writer's default
+/// postprocessor is in place), with the dated base name formatted by
+/// `Log::default_rotation_date_format` (`main.zeek:170`), to which the ASCII
+/// writer appends `.` and its extension
+/// (`src/logging/writers/ascii/Ascii.cc:666`). The file is renamed in the
+/// directory it was written to (`Log::default_rotation_dir` is empty by
+/// default, `main.zeek:141`; `Log::default_logdir` if set,
+/// `src/logging/Manager.cc:2182-2200`).
+///
+/// Zeek rotates only if a rotation interval is set: the framework default
+/// `Log::default_rotation_interval` is 0 (no rotation, `main.zeek:135`), a
+/// cluster logger sets 1 hour (`scripts/base/frameworks/cluster/nodes/logger.zeek:20`)
+/// and ZeekControl sets its `LogRotationInterval` (3600 s) on loggers. A
+/// ZeekControl cluster logger uses this name, then its `archive-log`
+/// postprocessor moves the file to `<LogDir>/<open date>/<path>.<open
+/// HH:MM:SS>-<close HH:MM:SS>.log.gz` (zeekctl `bin/archive-log`,
+/// `bin/make-archive-name:51-63`). A logger run by Zeek's Supervisor uses
+/// [`archiver_rotated_name`] instead.
+pub fn rotated_name(path: &str, ext: &str, opened: SystemTime, _closed: SystemTime) -> String {
+    let mut out = Vec::with_capacity(path.len() + ext.len() + 24);
+    out.extend_from_slice(path.as_bytes());
+    out.push(b'.');
+    write_local_date(&mut out, opened);
+    out.push(b'.');
+    out.extend_from_slice(ext.as_bytes());
+    // Only ASCII digits and '-' were added to two &strs.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The name a Supervisor-run cluster logger gives a rotated file, for
+/// `zeek-archiver` to pick up from the `log-queue` directory:
+/// `<path>__<open>__<close>__.<ext>`, both times `%Y-%m-%d-%H-%M-%S` in
+/// local time (`archiver_rotation_format_func`,
+/// `scripts/base/frameworks/cluster/nodes/logger.zeek:62-79`). With more
+/// than one logger, Zeek adds `log_suffix=<node>__` before the extension;
+/// that is not done here.
+pub fn archiver_rotated_name(
+    path: &str,
+    ext: &str,
+    opened: SystemTime,
+    closed: SystemTime,
+) -> String {
+    let mut out = Vec::with_capacity(path.len() + ext.len() + 48);
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b"__");
+    write_local_date(&mut out, opened);
+    out.extend_from_slice(b"__");
+    write_local_date(&mut out, closed);
+    out.extend_from_slice(b"__.");
+    out.extend_from_slice(ext.as_bytes());
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn date(t: &CivilTime) -> String {
+        let mut out = Vec::new();
+        write_date(&mut out, t);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(date(&utc_time(0)), "1970-01-01-00-00-00");
+        assert_eq!(date(&utc_time(1_234_567_890)), "2009-02-13-23-31-30");
+        assert_eq!(date(&utc_time(951_782_400)), "2000-02-29-00-00-00");
+        assert_eq!(date(&utc_time(1_795_341_600)), "2026-11-22-10-00-00");
+        assert_eq!(date(&utc_time(-315_619_200)), "1960-01-01-00-00-00");
+        assert_eq!(date(&utc_time(-1)), "1969-12-31-23-59-59");
+        assert_eq!(date(&utc_time(253_402_300_800)), "10000-01-01-00-00-00");
+    }
+
+    #[test]
+    fn local_time_is_utc_plus_the_zone_offset() {
+        for secs in [
+            0i64,
+            1_234_567_890,
+            1_795_341_600,
+            1_711_846_800,
+            1_730_000_000,
+        ] {
+            let (local, offset) = local_time_with_offset(secs).unwrap();
+            assert_eq!(local, utc_time(secs + offset), "{secs}");
+        }
+    }
+
+    #[test]
+    fn epoch_seconds_truncate_toward_zero() {
+        assert_eq!(epoch_seconds(UNIX_EPOCH + Duration::from_millis(1_999)), 1);
+        assert_eq!(epoch_seconds(UNIX_EPOCH - Duration::from_millis(1_999)), -1);
+        assert_eq!(epoch_seconds(UNIX_EPOCH), 0);
+    }
+
+    #[test]
+    fn rotated_names() {
+        let opened = at(1_795_341_600);
+        let closed = at(1_795_345_200);
+        let (o, _) = local_time_with_offset(1_795_341_600).unwrap();
+        let (c, _) = local_time_with_offset(1_795_345_200).unwrap();
+        assert_eq!(
+            rotated_name("conn", "log", opened, closed),
+            format!("conn.{}.log", date(&o))
+        );
+        assert_eq!(
+            archiver_rotated_name("conn", "log", opened, closed),
+            format!("conn__{}__{}__.log", date(&o), date(&c))
+        );
+        // With UTC as the local zone (as on this project's test machines)
+        // the name is exactly the documented example.
+        if o == utc_time(1_795_341_600) {
+            assert_eq!(
+                rotated_name("conn", "log", opened, closed),
+                "conn.2026-11-22-10-00-00.log"
+            );
+            assert_eq!(
+                archiver_rotated_name("conn", "log", opened, closed),
+                "conn__2026-11-22-10-00-00__2026-11-22-11-00-00__.log"
+            );
+        }
+        // Sub-second parts are dropped.
+        assert_eq!(
+            rotated_name("dns", "log", opened + Duration::from_millis(999), closed),
+            format!("dns.{}.log", date(&o))
+        );
+    }
+}
