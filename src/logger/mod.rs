@@ -4,9 +4,14 @@
 //! into Zeek's ASCII or JSON logs.
 
 pub mod batch;
+pub mod ascii;
+pub mod format;
+pub mod json;
 pub mod naming;
 pub mod numbers;
 pub mod value;
 
 pub use batch::{Batch, BatchError, ElementsIter, Place, Records, SERIALIZER_NAME};
 pub use value::{Elements, Field, Header, Proto, TypeTag, Value};
+#[cfg(test)]
+mod test_support;
