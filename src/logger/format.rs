@@ -157,27 +157,38 @@ pub fn all_plain(s: &[u8], a: u8, b: u8) -> bool {
     // Exact "some byte is zero" / "some byte is below n" tests (n <= 128).
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
     let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
-    let bad = |word: [u8; 8]| {
-        let v = u64::from_le_bytes(word);
+    let bad = |v: u64| {
         v & HIGHS != 0
             || has_below(v, 0x20)
             || has_zero(v ^ (ONES * 0x7f))
             || has_zero(v ^ (ONES * u64::from(a)))
             || has_zero(v ^ (ONES * u64::from(b)))
     };
-    let mut chunks = s.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if bad(word) {
-            return false;
+    let word_at = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let n = s.len();
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            if bad(word_at(i)) {
+                return false;
+            }
+            i += 8;
         }
+        // The tail as the last eight bytes, overlapping what was checked.
+        i == n || !bad(word_at(n - 8))
+    } else {
+        // Fewer than eight bytes, assembled in a register over a padding
+        // of a byte that is always plain.
+        let mut v = ONES * u64::from(b'0');
+        for (i, &c) in s.iter().enumerate() {
+            v = (v & !(0xff << (8 * i))) | (u64::from(c) << (8 * i));
+        }
+        !bad(v)
     }
-    // The tail, padded with a byte that is always plain.
-    let tail = chunks.remainder();
-    let mut word = [b'0'; 8];
-    word[..tail.len()].copy_from_slice(tail);
-    !bad(word)
 }
 
 /// Appends `\xNN` (lower-case hex, Zeek's `util::bytetohex`).

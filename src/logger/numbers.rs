@@ -41,14 +41,15 @@ pub fn write_u64(out: &mut Vec<u8>, v: u64) {
         out.push(b'0' + v as u8);
         return;
     }
-    // Digits go to the front of a fixed-size buffer, which is appended
-    // whole (a fixed-size copy the compiler inlines, not a call) and then
-    // cut back to the digits.
+    // Room for the longest number is appended (one fixed-size store, no
+    // call), the digits are written in place and the rest cut off again.
+    // Formatting on the stack and copying would reload freshly stored
+    // bytes, which stalls store forwarding.
     let n = decimal_len(v);
-    let mut buf = [0u8; 20];
-    fill_digits(&mut buf[..n], v);
-    out.extend_from_slice(&buf);
-    out.truncate(out.len() - (20 - n));
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 20]);
+    fill_digits(&mut out[start..start + n], v);
+    out.truncate(start + n);
 }
 
 /// Writes `v` into `buf` right-aligned, zero-padded to its whole length.
@@ -117,18 +118,24 @@ fn fixed6(a: f64) -> Fixed6 {
         // a < 2^53 * 2^-128 = 2^-75, far below half a millionth.
         return Fixed6::Parts(0, 0);
     }
-    // a * 10^6 = p / 2^shift, p < 2^73: exact in u128.
-    let p = u128::from(m) * 1_000_000;
-    let q = p >> shift;
+    let m = u128::from(m);
+    let int = (m >> shift) as u64;
+    // The fraction is f / 2^shift; in millionths that is p / 2^shift with
+    // p <= m * 10^6 < 2^73: exact in u128.
+    let f = m & ((1u128 << shift) - 1);
+    let p = f * 1_000_000;
+    let mut q = (p >> shift) as u32;
     let r = p & ((1u128 << shift) - 1);
     let half = 1u128 << (shift - 1);
-    let n = if r > half || (r == half && q & 1 == 1) {
-        q + 1
+    // Ties to even: the parity of the last digit is the parity of q.
+    if r > half || (r == half && q & 1 == 1) {
+        q += 1;
+    }
+    if q == 1_000_000 {
+        Fixed6::Parts(int + 1, 0)
     } else {
-        q
-    };
-    // a < 2^53 here, so the integer part fits a u64.
-    Fixed6::Parts((n / 1_000_000) as u64, (n % 1_000_000) as u32)
+        Fixed6::Parts(int, q)
+    }
 }
 
 /// A `time` or `interval` in an ASCII log: `std::to_chars(d, fixed, 6)`
@@ -149,14 +156,16 @@ pub fn write_fixed6(out: &mut Vec<u8>, d: f64) {
     }
     match fixed6(d) {
         Fixed6::Parts(int, frac) => {
-            // One fixed-size append: integer digits, point, six decimals.
+            // Integer digits, point and six decimals, in place as in
+            // write_u64.
             let n = decimal_len(int);
-            let mut buf = [0u8; 27];
+            let start = out.len();
+            out.extend_from_slice(&[0u8; 27]);
+            let buf = &mut out[start..start + n + 7];
             fill_digits(&mut buf[..n], int);
             buf[n] = b'.';
-            fill_digits(&mut buf[n + 1..n + 7], u64::from(frac));
-            out.extend_from_slice(&buf);
-            out.truncate(out.len() - (27 - (n + 7)));
+            fill_digits(&mut buf[n + 1..], u64::from(frac));
+            out.truncate(start + n + 7);
         }
         Fixed6::Big => {
             // An integer of up to 309 digits; Rust's precision formatting
