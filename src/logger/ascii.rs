@@ -480,7 +480,7 @@ mod tests {
         assert_eq!(string("hello 𠜎".as_bytes()), "hello 𠜎");
         // testing/btest/Baseline/scripts.base.frameworks.logging.ascii-utf8-enabled-control-characters/test.log
         assert_eq!(string(b"foo \n\t\0 bar"), "foo \\x0a\\x09\\x00 bar");
-        // testing/btest/Baseline/scripts.base.frameworks.logging.non-printable-escaping (http.log.tsv)
+        // testing/btest/Baseline/scripts.base.frameworks.logging.json-non-printable-escaping/http.log.tsv
         assert_eq!(string(b"/non_printable_\x07"), "/non_printable_\\x07");
         assert_eq!(
             string(b"/non_printable_literal_\\x07"),
