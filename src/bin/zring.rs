@@ -25,6 +25,18 @@ enum Command {
     /// set the same keys with underscores, and flags override it. Stops
     /// cleanly on SIGINT or SIGTERM. See docs/operations.md.
     Broker(BrokerArgs),
+    /// A Zeek logger node: receives the log batches Zeek's nodes push and
+    /// writes Zeek's logs.
+    ///
+    /// Binds a PULL socket on --listen (the endpoint Zeek's cluster layout
+    /// gives this logger; nodes' log PUSH sockets connect there), decodes
+    /// zeek-bin-serializer batches and writes one file per log path into
+    /// --dir, in Zeek's ASCII format or JSON lines, rotated hourly as a
+    /// Zeek cluster logger does. Nothing is dropped: a slow disk makes the
+    /// logger stop reading, and TCP pushes back on the nodes. SIGINT or
+    /// SIGTERM writes what was received, closes the files and exits. See
+    /// docs/operations.md.
+    Logger(LoggerArgs),
     /// Print what a socket receives, or send stdin's lines, one message per line.
     ///
     /// Receivers (sub, xsub, pull) print each message as its frames joined
@@ -101,6 +113,56 @@ struct BrokerArgs {
     metrics_listen: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct LoggerArgs {
+    /// Where nodes' log PUSH sockets connect: the logger's endpoint from
+    /// the cluster layout (Zeek's listen_log_endpoint), e.g. tcp://10.0.0.5:27762.
+    #[arg(long, value_name = "ENDPOINT")]
+    listen: String,
+    /// Directory the logs are written to (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: std::path::PathBuf,
+    /// Output format: Zeek's tab-separated ASCII, or JSON lines as
+    /// LogAscii::use_json = T writes them.
+    #[arg(long, value_enum, default_value = "ascii")]
+    format: FormatArg,
+    /// Rotate every N seconds, on multiples of N (3600: on the hour, as a
+    /// Zeek cluster logger does); 0 = never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    rotate_interval: u64,
+    /// Compress rotated files with gzip (FILE.gz), off the write path.
+    #[arg(long)]
+    gzip: bool,
+    /// Batches queued for the writer before the logger stops reading from
+    /// nodes (Zeek's log_rcvhwm).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    rcvhwm: usize,
+    /// SO_RCVBUF for node connections in bytes; -1 = OS default (Zeek's log_rcvbuf).
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, default_value_t = -1)]
+    rcvbuf: i64,
+    /// Largest message accepted from a node, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    max_message_size: u64,
+    /// Most log paths (files) open at once; a batch for one more is rejected.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_paths: usize,
+    /// Reactor threads receiving from nodes [default: 1; one per --cores entry when given].
+    #[arg(long, value_name = "N")]
+    reactors: Option<usize>,
+    /// Cores to pin reactor threads to, e.g. 2,3 (one per reactor).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9912.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Ascii,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Policy {
     Block,
@@ -150,7 +212,7 @@ fn main() -> anyhow::Result<()> {
     // A broker reports its endpoints and every peer by default; `cat`
     // keeps stderr for problems. RUST_LOG overrides both.
     let default_level = match cli.command {
-        Command::Broker(_) => "info",
+        Command::Broker(_) | Command::Logger(_) => "info",
         Command::Cat(_) => "warn",
     };
     tracing_subscriber::fmt()
@@ -162,13 +224,60 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Broker(args) => broker(args),
+        Command::Logger(args) => logger(args),
         Command::Cat(args) => cat(args),
     }
 }
 
+fn logger(args: LoggerArgs) -> anyhow::Result<()> {
+    use zring::logger::{LogFormatKind, Logger, LoggerConfig};
+
+    let mut config = LoggerConfig::new(args.listen);
+    config.dir = args.dir;
+    config.format = match args.format {
+        FormatArg::Ascii => LogFormatKind::Ascii,
+        FormatArg::Json => LogFormatKind::Json,
+    };
+    config.rotate_interval =
+        (args.rotate_interval > 0).then(|| Duration::from_secs(args.rotate_interval));
+    config.gzip = args.gzip;
+    config.rcvhwm = args.rcvhwm;
+    config.rcvbuf = match args.rcvbuf {
+        -1 => None,
+        n if n > 0 => Some(n as usize),
+        n => anyhow::bail!("--rcvbuf must be -1 (the OS default) or a positive size, not {n}"),
+    };
+    config.max_message_size = args.max_message_size;
+    config.max_paths = args.max_paths;
+    config.cores = args.cores.unwrap_or_default();
+    config.reactors = args.reactors.unwrap_or(config.cores.len().max(1));
+    let signals = block_stop_signals();
+    let logger = Logger::start(config.clone())?;
+    tracing::info!(
+        listen = logger.endpoint(),
+        dir = %config.dir.display(),
+        format = config.format.name(),
+        rotate_interval_s = config.rotate_interval.map_or(0, |d| d.as_secs()),
+        gzip = config.gzip,
+        reactors = config.reactors,
+        "zring logger running"
+    );
+    let metrics = serve_metrics(args.metrics_listen.as_deref(), || logger.metrics_source())?;
+    let signal = wait_for_stop_signal(&signals);
+    tracing::info!(signal, "shutting down: writing what was received");
+    drop(metrics);
+    let stats = logger.shutdown();
+    tracing::info!(
+        batches = stats.batches,
+        records = stats.records,
+        rejected = stats.rejected.values().sum::<u64>(),
+        "zring logger stopped"
+    );
+    Ok(())
+}
+
 fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     use zring::broker::config::Overrides;
-    use zring::broker::metrics::MetricsServer;
     use zring::broker::{Broker, BrokerConfig, SlowSubscriber};
 
     let mut config = BrokerConfig::default();
@@ -220,15 +329,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         xpub_sndhwm = config.xpub_sndhwm,
         "zring broker running"
     );
-    let metrics = match &config.metrics_listen {
-        Some(addr) => {
-            let server = MetricsServer::start(addr, broker.metrics_source())
-                .map_err(|e| anyhow::anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?;
-            tracing::info!("metrics at http://{}/metrics", server.local_addr());
-            Some(server)
-        }
-        None => None,
-    };
+    let metrics = serve_metrics(config.metrics_listen.as_deref(), || broker.metrics_source())?;
     let signal = wait_for_stop_signal(&signals);
     tracing::info!(
         signal,
@@ -238,6 +339,20 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     drop(metrics);
     broker.shutdown();
     Ok(())
+}
+
+/// Starts the metrics endpoint when an address is given.
+fn serve_metrics(
+    listen: Option<&str>,
+    source: impl FnOnce() -> zring::metrics::Source,
+) -> anyhow::Result<Option<zring::metrics::MetricsServer>> {
+    let Some(addr) = listen else {
+        return Ok(None);
+    };
+    let server = zring::metrics::MetricsServer::start(addr, source())
+        .map_err(|e| anyhow::anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?;
+    tracing::info!("metrics at http://{}/metrics", server.local_addr());
+    Ok(Some(server))
 }
 
 fn block_stop_signals() -> libc::sigset_t {

@@ -1,0 +1,256 @@
+//! `zring logger` benchmarks, against libzmq in the same run.
+//!
+//! - **ingest**: a libzmq PUSH (as Zeek's nodes use) sends 4-frame
+//!   log-write messages of 1 KiB and 64 KiB batches; the receiver is a
+//!   zring PULL configured as `zring logger` configures it, or a libzmq
+//!   PULL configured as Zeek's logger (RCVHWM 1000). Each is its own
+//!   process; the figure is the receiver's CPU time per message
+//!   (`/proc/self/stat`), medians of alternating runs.
+//! - **write**: decoding and writing conn-like batches (21 columns of
+//!   mixed types, 1000 records a batch) to a file, ASCII and JSON, on one
+//!   thread: records per CPU second of that thread.
+//!
+//! ```text
+//! cargo run --release --example logger                  # both tables
+//! cargo run --release --example logger -- --only write --records 2000000
+//! cargo run --release --example logger -- --only ingest --runs 5
+//! ```
+
+#[path = "../tests/support/zeek_batch.rs"]
+mod zeek_batch;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use zring::logger::batch::Batch;
+use zring::logger::files::LogFiles;
+
+const NODE_ID: &str = "zeromq_worker-1_box_4242_NwrZBf1q3FkxySjt2a";
+
+fn process_cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/thread-self/stat")
+}
+
+/// utime + stime of a `stat` file, in seconds.
+fn cpu_seconds_of(file: &str) -> f64 {
+    let stat = std::fs::read_to_string(file).expect("a stat file");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == &format!("--{name}"))
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    match arg("role").as_deref() {
+        Some("recv") => receiver(),
+        Some("send") => sender(),
+        _ => orchestrate(),
+    }
+}
+
+/// Binds, receives `--count` messages, prints `done ELAPSED CPU`.
+fn receiver() {
+    let count: u64 = arg("count").unwrap().parse().unwrap();
+    let (first, last) = if arg("impl").as_deref() == Some("zring") {
+        let ctx = zring::Context::new().unwrap();
+        let mut s = ctx.socket(zring::SocketKind::Pull);
+        s.set(zring::SocketOption::RcvHwm(1000)).unwrap();
+        s.set(zring::SocketOption::RcvNodrop(true)).unwrap();
+        let endpoint = s.bind("tcp://127.0.0.1:*").unwrap();
+        println!("ready {endpoint}");
+        let first_message = s.recv(zring::Wait::Block).unwrap();
+        assert_eq!(first_message.frame_count(), 4);
+        let first = Instant::now();
+        for _ in 1..count {
+            let _ = s.recv(zring::Wait::Block).unwrap();
+        }
+        (first, Instant::now())
+    } else {
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::PULL).unwrap();
+        s.set_rcvhwm(1000).unwrap();
+        s.bind("tcp://127.0.0.1:*").unwrap();
+        println!("ready {}", s.get_last_endpoint().unwrap().unwrap());
+        // Zeek's logger receives a whole multipart message per batch.
+        let parts = s.recv_multipart(0).unwrap();
+        assert_eq!(parts.len(), 4);
+        let first = Instant::now();
+        let mut msg = zmq::Message::new();
+        for _ in 1..count {
+            loop {
+                s.recv(&mut msg, 0).unwrap();
+                if !msg.get_more() {
+                    break;
+                }
+            }
+        }
+        (first, Instant::now())
+    };
+    println!(
+        "done {} {}",
+        (last - first).as_secs_f64(),
+        process_cpu_seconds()
+    );
+}
+
+/// A libzmq PUSH as Zeek configures it, sending log-write messages.
+fn sender() {
+    let count: u64 = arg("count").unwrap().parse().unwrap();
+    let size: usize = arg("size").unwrap().parse().unwrap();
+    let ctx = zmq::Context::new();
+    let s = ctx.socket(zmq::PUSH).unwrap();
+    s.set_sndhwm(1000).unwrap();
+    s.set_linger(-1).unwrap();
+    s.connect(&arg("endpoint").unwrap()).unwrap();
+    let payload = vec![0x5a; size];
+    for _ in 0..count {
+        s.send("log-write", zmq::SNDMORE).unwrap();
+        s.send(NODE_ID, zmq::SNDMORE).unwrap();
+        s.send("zeek-bin-serializer", zmq::SNDMORE).unwrap();
+        s.send(&payload[..], 0).unwrap();
+    }
+    drop(s);
+    drop(ctx);
+}
+
+struct Sample {
+    rate: f64,
+    recv_cpu_us: f64,
+}
+
+fn ingest_once(zring: bool, size: usize, count: u64) -> Sample {
+    let exe = std::env::current_exe().unwrap();
+    let imp = if zring { "zring" } else { "libzmq" };
+    let mut recv = Command::new(&exe)
+        .args([
+            "--role",
+            "recv",
+            "--impl",
+            imp,
+            "--count",
+            &count.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(recv.stdout.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    let endpoint = ready.strip_prefix("ready ").unwrap().to_owned();
+    let status = Command::new(&exe)
+        .args(["--role", "send", "--count", &count.to_string()])
+        .args(["--size", &size.to_string(), "--endpoint", &endpoint])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = lines.next().unwrap().unwrap();
+    recv.wait().unwrap();
+    let mut parts = done.strip_prefix("done ").unwrap().split(' ');
+    let elapsed: f64 = parts.next().unwrap().parse().unwrap();
+    let cpu: f64 = parts.next().unwrap().parse().unwrap();
+    Sample {
+        rate: (count - 1) as f64 / elapsed,
+        recv_cpu_us: cpu * 1e6 / count as f64,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ingest(runs: usize) {
+    println!("| message | receiver | msg/s | receiver CPU µs/msg |");
+    println!("|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for (size, count) in [(1024usize, 300_000u64), (65536, 30_000)] {
+        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..runs {
+            for (i, zring) in [false, true].into_iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(200));
+                samples[i].push(ingest_once(zring, size, count));
+            }
+        }
+        let mut cpu = [0.0; 2];
+        for (i, name) in ["libzmq 4.3.4 PULL", "zring PULL"].into_iter().enumerate() {
+            let rate = median(samples[i].iter().map(|s| s.rate).collect());
+            cpu[i] = median(samples[i].iter().map(|s| s.recv_cpu_us).collect());
+            println!(
+                "| {} KiB | {name} | {rate:.0} | {:.3} |",
+                size / 1024,
+                cpu[i]
+            );
+        }
+        ratios.push((size, cpu[1] / cpu[0]));
+    }
+    println!();
+    for (size, ratio) in ratios {
+        println!(
+            "ingest {} KiB: zring/libzmq receiver CPU per message = {ratio:.2}×",
+            size / 1024
+        );
+    }
+}
+
+fn write(records: u64) {
+    let batch_records = 1000;
+    let bytes = Bytes::from(zeek_batch::conn_batch(batch_records));
+    let batches = records.div_ceil(batch_records);
+    println!();
+    println!("| format | records | records/s (thread CPU) | ns/record | MB/s written |");
+    println!("|---|---|---|---|---|");
+    for (name, format) in [
+        (
+            "ASCII",
+            Box::new(zring::logger::ascii::Ascii) as Box<dyn zring::logger::format::LogFormat>,
+        ),
+        ("JSON", Box::new(zring::logger::json::Json)),
+    ] {
+        let dir = std::env::temp_dir().join(format!("zring-logger-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = LogFiles::new(&dir, format, false, 16);
+        let mut written = 0u64;
+        let cpu0 = thread_cpu_seconds();
+        for _ in 0..batches {
+            let batch = Batch::parse(bytes.clone()).unwrap();
+            written += files.write(&batch, SystemTime::now()).unwrap().bytes;
+        }
+        let cpu = thread_cpu_seconds() - cpu0;
+        files.close_all(SystemTime::now());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let n = batches * batch_records;
+        println!(
+            "| {name} | {n} | {:.0} | {:.0} | {:.0} |",
+            n as f64 / cpu,
+            cpu * 1e9 / n as f64,
+            written as f64 / cpu / 1e6
+        );
+    }
+}
+
+fn orchestrate() {
+    let runs: usize = arg("runs").map_or(3, |r| r.parse().unwrap());
+    let records: u64 = arg("records").map_or(3_000_000, |r| r.parse().unwrap());
+    match arg("only").as_deref() {
+        Some("ingest") => ingest(runs),
+        Some("write") => write(records),
+        _ => {
+            ingest(runs);
+            write(records);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The logger's settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::reactor::ReactorConfig;
+
+/// Which of Zeek's log formats to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormatKind {
+    /// Zeek's default tab-separated format with `#` header lines.
+    #[default]
+    Ascii,
+    /// One JSON object per line, as `LogAscii::use_json = T`.
+    Json,
+}
+
+impl LogFormatKind {
+    /// The name used by the flag and in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormatKind::Ascii => "ascii",
+            LogFormatKind::Json => "json",
+        }
+    }
+}
+
+/// A logger's settings. Defaults follow a Zeek logger's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggerConfig {
+    /// Where nodes' log PUSH sockets connect (Zeek: the logger's
+    /// `listen_log_endpoint`).
+    pub listen: String,
+    /// The directory logs are written to.
+    pub dir: PathBuf,
+    /// The output format.
+    pub format: LogFormatKind,
+    /// How often files are rotated, aligned to multiples of the interval
+    /// (None: never). Zeek's cluster loggers rotate hourly.
+    pub rotate_interval: Option<Duration>,
+    /// Compress rotated files with gzip (`.log.gz`), off the write path.
+    pub gzip: bool,
+    /// Received batches queued for the writer before the logger stops
+    /// reading from nodes (Zeek: `log_rcvhwm`, 1000). Nothing is dropped:
+    /// TCP pushes back, and the nodes' PUSH queues fill.
+    pub rcvhwm: usize,
+    /// SO_RCVBUF of node connections (None: the OS default).
+    pub rcvbuf: Option<usize>,
+    /// Largest message accepted from a node, in bytes.
+    pub max_message_size: u64,
+    /// Most distinct log paths (files) kept open; a batch for one more is
+    /// rejected, so a misbehaving node cannot exhaust file descriptors.
+    pub max_paths: usize,
+    /// Reactor threads receiving from nodes.
+    pub reactors: usize,
+    /// Cores to pin reactors to, in order (empty: not pinned).
+    pub cores: Vec<usize>,
+    /// Where to serve Prometheus metrics (None: off).
+    pub metrics_listen: Option<String>,
+}
+
+impl LoggerConfig {
+    /// Defaults, listening on `listen`.
+    pub fn new(listen: impl Into<String>) -> LoggerConfig {
+        LoggerConfig {
+            listen: listen.into(),
+            dir: PathBuf::from("."),
+            format: LogFormatKind::Ascii,
+            rotate_interval: Some(Duration::from_secs(3600)),
+            gzip: false,
+            rcvhwm: 1000,
+            rcvbuf: None,
+            max_message_size: 256 << 20,
+            max_paths: 1024,
+            reactors: 1,
+            cores: Vec::new(),
+            metrics_listen: None,
+        }
+    }
+
+    /// Checks values that cannot work, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(i) = self.rotate_interval {
+            if i < Duration::from_secs(1) {
+                return Err(format!(
+                    "rotate-interval must be at least 1 second (0 = never), not {i:?}"
+                ));
+            }
+        }
+        if self.rcvhwm == 0 {
+            return Err("rcvhwm must be at least 1: the writer's queue is bounded".into());
+        }
+        if self.rcvhwm > crate::socket::MAX_HWM {
+            return Err(format!(
+                "rcvhwm must be at most 2147483647, not {}",
+                self.rcvhwm
+            ));
+        }
+        if self.max_paths == 0 {
+            return Err("max-paths must be at least 1".into());
+        }
+        if self.reactors == 0 {
+            return Err("reactors must be at least 1".into());
+        }
+        if !self.cores.is_empty() && self.cores.len() != self.reactors {
+            return Err(format!(
+                "cores lists {} cores for {} reactors; give one per reactor",
+                self.cores.len(),
+                self.reactors
+            ));
+        }
+        Ok(())
+    }
+
+    /// The reactor settings these options ask for.
+    pub fn reactor_config(&self) -> ReactorConfig {
+        let cores = if self.cores.is_empty() {
+            vec![None; self.reactors]
+        } else {
+            self.cores.iter().map(|&c| Some(c)).collect()
+        };
+        ReactorConfig {
+            cores,
+            ..ReactorConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_the_option() {
+        let c = LoggerConfig::new("tcp://127.0.0.1:0");
+        assert!(c.validate().is_ok());
+        let mut bad = c.clone();
+        bad.rotate_interval = Some(Duration::from_millis(10));
+        assert!(bad.validate().unwrap_err().contains("rotate-interval"));
+        let mut bad = c.clone();
+        bad.rcvhwm = 0;
+        assert!(bad.validate().unwrap_err().contains("rcvhwm"));
+        let mut bad = c.clone();
+        bad.cores = vec![0, 1];
+        assert!(bad.validate().unwrap_err().contains("cores"));
+    }
+}

@@ -1,0 +1,217 @@
+//! What the logger counts, and its Prometheus text.
+
+use std::collections::BTreeMap;
+
+use crate::metrics::PromText;
+use crate::SocketStats;
+
+/// Distinct node ids and paths kept apart in the counters; more are
+/// folded into `other`, so a peer inventing names cannot grow them forever.
+pub const MAX_LABELS: usize = 1024;
+
+/// Counters of one log path or one node.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Batches written.
+    pub batches: u64,
+    /// Records written.
+    pub records: u64,
+    /// Bytes written to files (paths only).
+    pub bytes: u64,
+    /// Batches rejected (nodes only).
+    pub rejected: u64,
+}
+
+/// A snapshot of the logger's counters.
+#[derive(Debug, Default, Clone)]
+pub struct LoggerStats {
+    /// Batches decoded and written.
+    pub batches: u64,
+    /// Records written.
+    pub records: u64,
+    /// Bytes written to log files (before compression).
+    pub bytes_written: u64,
+    /// Rejected messages by reason (`frame_count`, `unknown_serializer`,
+    /// `too_many_paths`, and the decoder's reasons such as `truncated`).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Failed file operations (the batch they carried is counted here,
+    /// not as written).
+    pub write_errors: u64,
+    /// Files rotated.
+    pub rotations: u64,
+    /// Per log path.
+    pub paths: BTreeMap<String, Tally>,
+    /// Per sending node (frame 1 of a log-write).
+    pub nodes: BTreeMap<String, Tally>,
+    /// Messages waiting for the writer.
+    pub queue_depth: u64,
+    /// The PULL socket's counters.
+    pub socket: SocketStats,
+}
+
+impl LoggerStats {
+    /// The tally of `name` in `map`, or of `other` once the map is full.
+    pub(crate) fn tally<'a>(map: &'a mut BTreeMap<String, Tally>, name: &str) -> &'a mut Tally {
+        let key = if map.contains_key(name) || map.len() < MAX_LABELS {
+            name
+        } else {
+            "other"
+        };
+        map.entry(key.to_owned()).or_default()
+    }
+
+    /// Counts a rejected message.
+    pub(crate) fn reject(&mut self, reason: &'static str, node: &str) {
+        *self.rejected.entry(reason).or_default() += 1;
+        Self::tally(&mut self.nodes, node).rejected += 1;
+    }
+}
+
+/// Prometheus label values escape backslash, quote and newline.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus text for a snapshot.
+pub fn render(s: &LoggerStats) -> String {
+    let mut w = PromText::with_capacity(4096);
+    let z = "zring_logger";
+    w.counter(
+        &format!("{z}_batches_total"),
+        "Log batches decoded and written.",
+        s.batches,
+    );
+    w.counter(
+        &format!("{z}_records_total"),
+        "Log records written.",
+        s.records,
+    );
+    w.counter(
+        &format!("{z}_bytes_written_total"),
+        "Bytes written to log files, before compression.",
+        s.bytes_written,
+    );
+    w.counter(
+        &format!("{z}_write_errors_total"),
+        "Failed file operations; each loses the batch it carried.",
+        s.write_errors,
+    );
+    w.counter(
+        &format!("{z}_rotations_total"),
+        "Files rotated.",
+        s.rotations,
+    );
+    w.metric(
+        &format!("{z}_queue_depth"),
+        "gauge",
+        "Received log batches waiting for the writer.",
+        &[("", s.queue_depth)],
+    );
+    let rejected: Vec<(String, u64)> = s
+        .rejected
+        .iter()
+        .map(|(r, n)| (format!("reason=\"{r}\""), *n))
+        .collect();
+    let refs: Vec<(&str, u64)> = rejected.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    w.metric(
+        &format!("{z}_rejected_total"),
+        "counter",
+        "Messages rejected whole, by reason.",
+        &refs,
+    );
+    for (map, key, what) in [(&s.paths, "path", "log path"), (&s.nodes, "node", "node")] {
+        type Pick = fn(&Tally) -> u64;
+        let fields: [(&str, &str, Pick); 4] = [
+            ("batches", "Batches written", |t| t.batches),
+            ("records", "Records written", |t| t.records),
+            ("bytes_written", "Bytes written", |t| t.bytes),
+            ("rejected", "Messages rejected", |t| t.rejected),
+        ];
+        for (name, help, pick) in fields {
+            if (key == "path" && name == "rejected") || (key == "node" && name == "bytes_written") {
+                continue;
+            }
+            let samples: Vec<(String, u64)> = map
+                .iter()
+                .map(|(k, t)| (format!("{key}=\"{}\"", label(k)), pick(t)))
+                .collect();
+            let refs: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            w.metric(
+                &format!("{z}_{key}_{name}_total"),
+                "counter",
+                &format!("{help}, per {what}."),
+                &refs,
+            );
+        }
+    }
+    let sock = &s.socket;
+    for (name, help, value) in [
+        (
+            "messages_received_total",
+            "Messages received from nodes.",
+            sock.messages_in,
+        ),
+        (
+            "bytes_received_total",
+            "Frame bytes received from nodes.",
+            sock.bytes_in,
+        ),
+        (
+            "connections_total",
+            "Node connections accepted.",
+            sock.connections_accepted,
+        ),
+        (
+            "disconnects_total",
+            "Node connections closed.",
+            sock.disconnects,
+        ),
+        (
+            "protocol_errors_total",
+            "Connections closed for malformed ZMTP or a broken limit.",
+            sock.protocol_errors,
+        ),
+    ] {
+        w.counter(&format!("{z}_{name}"), help, value);
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters() {
+        let mut s = LoggerStats {
+            batches: 3,
+            ..LoggerStats::default()
+        };
+        s.reject("truncated", "worker-1");
+        LoggerStats::tally(&mut s.paths, "conn").records = 5;
+        LoggerStats::tally(&mut s.nodes, "we\"ird").batches = 2;
+        let text = render(&s);
+        assert!(text.contains("zring_logger_batches_total 3\n"), "{text}");
+        assert!(text.contains("zring_logger_rejected_total{reason=\"truncated\"} 1\n"));
+        assert!(text.contains("zring_logger_path_records_total{path=\"conn\"} 5\n"));
+        assert!(text.contains("zring_logger_node_rejected_total{node=\"worker-1\"} 1\n"));
+        assert!(text.contains("zring_logger_node_batches_total{node=\"we\\\"ird\"} 2\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').expect("name value");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        let mut s = LoggerStats::default();
+        for i in 0..MAX_LABELS + 10 {
+            s.reject("truncated", &format!("node-{i}"));
+        }
+        assert_eq!(s.nodes.len(), MAX_LABELS + 1);
+        assert_eq!(s.nodes["other"].rejected, 10);
+    }
+}
