@@ -11,7 +11,7 @@
 //! Everything runs on reactor threads. A published message goes from the
 //! reactor that received it straight into the lanes of the matching
 //! subscribers (`egress`), as one shared buffer: no proxy thread, no copy.
-//! Subscription state lives in one [`book::Book`] on reactor 0 (the
+//! Subscription state lives in one `book::Book` on reactor 0 (the
 //! coordinator), which keeps every reactor's routing copy (`shard`) in step.
 
 pub(crate) mod book;

@@ -22,7 +22,7 @@ pub trait LogFormat: Send {
     fn open(&self, header: &Header, opened: SystemTime, out: &mut Vec<u8>);
     /// One record (one value per header field) as one line, with its '\n'.
     fn record(&self, header: &Header, values: &[Value<'_>], out: &mut Vec<u8>);
-    /// Lines written when a file is closed (ASCII: "#close\t<ts>\n"; JSON: nothing).
+    /// Lines written when a file is closed (ASCII: `"#close\t<ts>\n"`; JSON: nothing).
     fn close(&self, closed: SystemTime, out: &mut Vec<u8>);
 }
 
