@@ -102,15 +102,8 @@ struct BrokerArgs {
     /// Receive buffers of 64 KiB per reactor, a power of two [default: 256].
     #[arg(long, value_name = "N")]
     receive_buffers: Option<u16>,
-    /// Reactor threads [default: 1; one per --cores entry when given].
-    #[arg(long, value_name = "N")]
-    reactors: Option<usize>,
-    /// Cores to pin reactor threads to, e.g. 2,3 (one per reactor).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    cores: Option<Vec<usize>>,
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
-    #[arg(long, value_name = "ADDR")]
-    metrics_listen: Option<String>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,13 +139,20 @@ struct LoggerArgs {
     /// Most log paths (files) open at once; a batch for one more is rejected.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_paths: usize,
-    /// Reactor threads receiving from nodes [default: 1; one per --cores entry when given].
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+/// Threads, pinning and metrics, the same for the broker and the logger.
+#[derive(Debug, clap::Args)]
+struct DaemonArgs {
+    /// Reactor threads [default: 1; one per --cores entry when given].
     #[arg(long, value_name = "N")]
     reactors: Option<usize>,
     /// Cores to pin reactor threads to, e.g. 2,3 (one per reactor).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     cores: Option<Vec<usize>>,
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9912.
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
 }
@@ -249,8 +249,8 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     };
     config.max_message_size = args.max_message_size;
     config.max_paths = args.max_paths;
-    config.cores = args.cores.unwrap_or_default();
-    config.reactors = args.reactors.unwrap_or(config.cores.len().max(1));
+    config.cores = args.daemon.cores.unwrap_or_default();
+    config.reactors = args.daemon.reactors.unwrap_or(config.cores.len().max(1));
     let signals = block_stop_signals();
     let logger = Logger::start(config.clone())?;
     tracing::info!(
@@ -262,7 +262,9 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         reactors = config.reactors,
         "zring logger running"
     );
-    let metrics = serve_metrics(args.metrics_listen.as_deref(), || logger.metrics_source())?;
+    let metrics = serve_metrics(args.daemon.metrics_listen.as_deref(), || {
+        logger.metrics_source()
+    })?;
     let signal = wait_for_stop_signal(&signals);
     tracing::info!(signal, "shutting down: writing what was received");
     drop(metrics);
@@ -284,10 +286,13 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.config {
         config.apply(BrokerConfig::read_file(path)?)?;
     }
-    let reactors = args.reactors.or(match (&args.cores, args.reactors) {
-        (Some(cores), None) => Some(cores.len()),
-        _ => None,
-    });
+    let reactors = args
+        .daemon
+        .reactors
+        .or(match (&args.daemon.cores, args.daemon.reactors) {
+            (Some(cores), None) => Some(cores.len()),
+            _ => None,
+        });
     config.apply(Overrides {
         listen_xpub_endpoint: args.listen_xpub_endpoint,
         listen_xsub_endpoint: args.listen_xsub_endpoint,
@@ -307,8 +312,8 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         max_message_size: args.max_message_size,
         receive_buffers: args.receive_buffers,
         reactors,
-        cores: args.cores,
-        metrics_listen: args.metrics_listen,
+        cores: args.daemon.cores,
+        metrics_listen: args.daemon.metrics_listen,
     })?;
     // Block the stop signals before any thread starts, so every thread
     // inherits the mask and only `wait_for_stop_signal` receives them.

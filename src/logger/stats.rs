@@ -52,12 +52,17 @@ pub struct LoggerStats {
 impl LoggerStats {
     /// The tally of `name` in `map`, or of `other` once the map is full.
     pub(crate) fn tally<'a>(map: &'a mut BTreeMap<String, Tally>, name: &str) -> &'a mut Tally {
+        // Looked up before inserting: a known name (every batch but a
+        // node's or a path's first) allocates nothing.
         let key = if map.contains_key(name) || map.len() < MAX_LABELS {
             name
         } else {
             "other"
         };
-        map.entry(key.to_owned()).or_default()
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), Tally::default());
+        }
+        map.get_mut(key).expect("present")
     }
 
     /// Counts a rejected message.
