@@ -5,17 +5,19 @@
 //! events and methods here.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
 use crate::command::{ttl_to_deciseconds, Command};
 use crate::error::{Error, Result};
-use crate::frame::{parse_header, Frame, FrameDecoder, FrameFlags, RawFrame};
+use crate::frame::{parse_header, Frame, FrameDecoder, FrameFlags, RawFrame, MAX_HEADER_LEN};
 use crate::greeting::{Greeting, GREETING_LEN};
 use crate::mechanism::{Mechanism, Null, Step};
 use crate::message::{Message, MessageBuilder};
 use crate::metadata::{Metadata, IDENTITY, SOCKET_TYPE};
 use crate::outbox::Outbox;
+use crate::reassembly::{BufferPool, HeapPool, Limits, Progress, Reassembly};
 use crate::socket_type::SocketType;
 use crate::subscription::{Subscription, SubscriptionAction};
 
@@ -41,6 +43,9 @@ pub struct SessionConfig {
     /// The ZMTP minor version we announce: 1 (default). 0 exists to test
     /// peers' 3.0 behaviour.
     pub zmtp_minor: u8,
+    /// Where buffers for messages that straddle fed chunks come from
+    /// (default: plain allocations).
+    pub buffers: Arc<dyn BufferPool>,
 }
 
 impl SessionConfig {
@@ -53,6 +58,7 @@ impl SessionConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             zmtp_minor: 1,
+            buffers: Arc::new(HeapPool),
         }
     }
 }
@@ -102,6 +108,16 @@ pub enum Event {
     },
 }
 
+/// What the fast path found at the front of the input.
+enum Scan {
+    /// A whole data message within the front chunk.
+    Whole(Message),
+    /// A data message that runs past the front chunk, of at least this many bytes.
+    Straddles { size_hint: usize },
+    /// Nothing, or something for the frame-by-frame path.
+    Other,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Greeting,
@@ -144,8 +160,11 @@ pub struct Session {
     outbox: Outbox,
     /// Bytes of the inbound message being received (reset after a frame without MORE).
     inbound_message_bytes: u64,
-    /// Frames of a message that straddles chunks, copied together.
+    /// Frames of a message that straddles chunks, copied together: the
+    /// frame-by-frame path's (commands between frames, encrypted frames).
     builder: MessageBuilder,
+    /// A data message that straddles chunks, gathered with one copy.
+    reassembly: Option<Reassembly>,
     /// Events found while splitting a message (XPUB subscriptions mixed with
     /// user frames), returned before anything else is decoded.
     pending: VecDeque<Event>,
@@ -199,6 +218,7 @@ impl Session {
             outbox,
             inbound_message_bytes: 0,
             builder: MessageBuilder::new(),
+            reassembly: None,
             pending: VecDeque::new(),
             builder_copied_bytes: 0,
             handshake_out: Vec::new(),
@@ -225,6 +245,9 @@ impl Session {
         if result.is_err() {
             self.phase = Phase::Failed;
             self.input.clear();
+            if let Some(reassembly) = self.reassembly.take() {
+                reassembly.abandon(&*self.config.buffers);
+            }
         }
         result
     }
@@ -249,11 +272,33 @@ impl Session {
                     if let Some(event) = self.pending.pop_front() {
                         return Ok(Some(event));
                     }
-                    if let Some(message) = self.next_whole_message() {
-                        if let Some(event) = self.on_message(message) {
-                            return Ok(Some(event));
+                    if self.reassembly.is_some() && !self.decoder.has_partial() {
+                        match self.feed_reassembly()? {
+                            Progress::Done(message) => {
+                                if let Some(event) = self.on_message(message) {
+                                    return Ok(Some(event));
+                                }
+                                continue;
+                            }
+                            // A command between two of its frames: decoded below.
+                            Progress::Command => {}
+                            Progress::NeedInput => return Ok(None),
                         }
-                        continue;
+                    } else {
+                        match self.next_whole_message() {
+                            Scan::Whole(message) => {
+                                if let Some(event) = self.on_message(message) {
+                                    return Ok(Some(event));
+                                }
+                                continue;
+                            }
+                            Scan::Straddles { size_hint } => {
+                                let buffers = &*self.config.buffers;
+                                self.reassembly = Some(Reassembly::new(buffers, size_hint));
+                                continue;
+                            }
+                            Scan::Other => {}
+                        }
                     }
                     let Some(raw) = self.next_frame()? else {
                         return Ok(None);
@@ -286,7 +331,7 @@ impl Session {
         {
             return None;
         }
-        while let Some(message) = self.next_whole_message() {
+        while let Scan::Whole(message) = self.next_whole_message() {
             self.stats.messages_received += 1;
             if let Some(back) = deliver(message) {
                 return Some(back);
@@ -364,27 +409,48 @@ impl Session {
     }
 
     /// The fast path: a whole message of data frames lying in the front chunk
-    /// becomes one slice of it. Anything else (a command, a message that
-    /// straddles chunks, a frame over the limits, an encrypting mechanism)
-    /// is left to the frame-by-frame path, which also reports the errors.
-    fn next_whole_message(&mut self) -> Option<Message> {
-        if self.transforms_frames || !self.builder.is_empty() || self.decoder.has_partial() {
-            return None;
+    /// becomes one slice of it. One that runs past the chunk is gathered by
+    /// a [`Reassembly`]. Anything else (a command, a frame over the limits,
+    /// an encrypting mechanism) is left to the frame-by-frame path, which
+    /// also reports the errors.
+    fn next_whole_message(&mut self) -> Scan {
+        if self.transforms_frames
+            || !self.builder.is_empty()
+            || self.decoder.has_partial()
+            || self.reassembly.is_some()
+        {
+            return Scan::Other;
         }
-        let chunk = self.input.front_mut()?;
+        let Some(chunk) = self.input.front_mut() else {
+            return Scan::Other;
+        };
         let mut offset = 0usize;
         let mut frames = 0u32;
         let mut body_len = 0u64;
         loop {
-            let header = parse_header(&chunk[offset..], false)?;
+            let Some(header) = parse_header(&chunk[offset..], false) else {
+                return Scan::Straddles {
+                    size_hint: chunk.len() + MAX_HEADER_LEN,
+                };
+            };
             if header.flags.is_command() || header.body_len > self.config.max_frame_size {
-                return None;
+                return Scan::Other;
             }
-            body_len = body_len.checked_add(header.body_len)?;
-            let end =
-                (offset + header.header_len).checked_add(usize::try_from(header.body_len).ok()?)?;
-            if end > chunk.len() || body_len > self.config.max_message_size {
-                return None;
+            let Some(total) = body_len.checked_add(header.body_len) else {
+                return Scan::Other;
+            };
+            body_len = total;
+            if body_len > self.config.max_message_size {
+                return Scan::Other;
+            }
+            let Some(end) = usize::try_from(header.body_len)
+                .ok()
+                .and_then(|body| (offset + header.header_len).checked_add(body))
+            else {
+                return Scan::Other;
+            };
+            if end > chunk.len() {
+                return Scan::Straddles { size_hint: end };
             }
             offset = end;
             frames += 1;
@@ -396,7 +462,33 @@ impl Session {
         if chunk.is_empty() {
             self.input.pop_front();
         }
-        Some(Message::from_validated_wire(wire, frames, body_len))
+        Scan::Whole(Message::from_validated_wire(wire, frames, body_len))
+    }
+
+    /// Feeds the message being gathered from the input.
+    fn feed_reassembly(&mut self) -> Result<Progress> {
+        let limits = Limits {
+            max_frame_size: self.config.max_frame_size,
+            max_message_size: self.config.max_message_size,
+        };
+        let reassembly = self.reassembly.as_mut().expect("called while gathering");
+        while let Some(chunk) = self.input.front_mut() {
+            let (progress, copied) = reassembly.feed(chunk, limits, &*self.config.buffers)?;
+            self.builder_copied_bytes += copied as u64;
+            if chunk.is_empty() {
+                self.input.pop_front();
+            }
+            match progress {
+                Progress::NeedInput => continue,
+                Progress::Command => return Ok(Progress::Command),
+                Progress::Done(message) => {
+                    self.reassembly = None;
+                    self.stats.messages_copied += 1;
+                    return Ok(Progress::Done(message));
+                }
+            }
+        }
+        Ok(Progress::NeedInput)
     }
 
     /// The slow path: one frame at a time, for commands and for messages
