@@ -114,6 +114,44 @@ fn receive_buffers_come_back_when_messages_drop_on_another_thread() {
 }
 
 #[test]
+fn a_few_large_receive_buffers_never_leave_a_connection_starved() {
+    // Four 256 KiB buffers and a sender far ahead of the receiver: the
+    // kernel often finds the ring empty. A buffer pushed back before that
+    // failure is reaped must still lead to a new receive, or the
+    // connection would wait forever with data in its socket.
+    let config = zring::ReactorConfig {
+        buffer_count: 4,
+        buffer_size: 256 * 1024,
+        ..Default::default()
+    };
+    let ctx = Context::with_config(&config).unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    pull.set(SocketOption::RcvWakeDelay(Some(Duration::from_millis(1))))
+        .unwrap();
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let sender_ctx = Context::new().unwrap();
+    let mut push = sender_ctx.socket(SocketKind::Push);
+    push.connect(&bound).unwrap();
+    const TOTAL: u32 = 3000;
+    let sender = std::thread::spawn(move || {
+        let mut body = vec![0x5a; 64 * 1024];
+        for i in 0..TOTAL {
+            body[..4].copy_from_slice(&i.to_be_bytes());
+            push.send_copy(&[&b"log-write"[..], &body], Wait::Block)
+                .unwrap();
+        }
+        push
+    });
+    for i in 0..TOTAL {
+        let m = pull
+            .recv(Wait::Timeout(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(m.frame(1).unwrap()[..4], i.to_be_bytes());
+    }
+    drop(sender.join().unwrap());
+}
+
+#[test]
 fn ipv6_and_interface_endpoints() {
     let ctx = Context::new().unwrap();
     for endpoint in ["tcp://[::1]:*", "tcp://lo:*"] {

@@ -104,6 +104,10 @@ pub(crate) struct BufRing {
     copy_below: usize,
     /// Buffers handed out as leases and not recycled yet.
     leased: usize,
+    /// Buffers pushed on the ring that no completion has handed back yet:
+    /// free for the kernel, unless it took them for completions still to
+    /// be reaped.
+    on_ring: usize,
     registered: bool,
 }
 
@@ -162,6 +166,7 @@ impl BufRing {
             pool,
             copy_below,
             leased: 0,
+            on_ring: 0,
             registered: false,
         };
         // SAFETY: `entries` is page-aligned, zeroed, `count` entries long, and
@@ -194,6 +199,7 @@ impl BufRing {
         entry.set_len(self.pool.buffer_size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
+        self.on_ring += 1;
     }
 
     fn publish(&self) {
@@ -220,6 +226,13 @@ impl BufRing {
         n
     }
 
+    /// Whether buffers were pushed on the ring that no completion reaped so
+    /// far has used. A receive that failed for want of buffers may have
+    /// looked before they were pushed: it is worth trying again.
+    pub(crate) fn may_have_free(&self) -> bool {
+        self.on_ring > 0
+    }
+
     /// Marks the ring as exhausted: the next returned buffer wakes the reactor.
     pub(crate) fn set_starved(&self, starved: bool) {
         self.pool.starved.store(starved, Ordering::Relaxed);
@@ -233,6 +246,7 @@ impl BufRing {
     /// peer) may hold them long, and the ring must never run dry because of
     /// it, or every connection of the reactor would stop receiving.
     pub(crate) fn take(&mut self, bid: u16, len: usize) -> (Bytes, bool) {
+        self.on_ring -= 1;
         if len < self.copy_below || self.leased >= usize::from(self.count) / 2 {
             // SAFETY: the kernel filled `len` bytes of buffer `bid`, and it is
             // ours until pushed back on the ring below.
@@ -259,6 +273,7 @@ impl BufRing {
 
     /// Returns buffer `bid`, selected by a completion that carried no data.
     pub(crate) fn put_back(&mut self, bid: u16) {
+        self.on_ring -= 1;
         self.push(bid);
         self.publish();
     }

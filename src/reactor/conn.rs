@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Buf;
-use zmtp_codec::{Message, Outbox, Session};
+use zmtp_codec::{BufferPool, Message, Outbox, Session};
 
 use super::slab::Key;
 use super::ConnSpec;
@@ -101,15 +101,17 @@ impl Conn {
         peer: String,
         origin: Origin,
         pipe: Option<Arc<Pipe>>,
-        now: Instant,
+        buffers: &Arc<dyn BufferPool>,
     ) -> Conn {
-        let session = Session::new(spec.session.clone());
+        let mut config = spec.session.clone();
+        config.buffers = buffers.clone();
+        let session = Session::new(config);
         // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
         let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
         Conn {
             key,
             fd,
-            handshake_deadline: spec.opts.handshake_ivl.map(|d| now + d),
+            handshake_deadline: spec.opts.handshake_ivl.map(|d| Instant::now() + d),
             spec,
             session,
             peer,

@@ -19,6 +19,7 @@
 mod broker;
 pub(crate) mod bufring;
 mod conn;
+mod reassembly_pool;
 mod slab;
 pub(crate) mod sys;
 pub(crate) mod waker;
@@ -37,10 +38,11 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use zmtp_codec::{Event, Message, SessionConfig, SubscriptionAction};
+use zmtp_codec::{BufferPool, Event, Message, SessionConfig, SubscriptionAction};
 
 use self::bufring::BufRing;
 use self::conn::{Conn, Origin};
+use self::reassembly_pool::ReassemblyPool;
 use self::slab::{Key, Slab};
 use self::waker::Waker;
 use crate::broker::shard::Shard;
@@ -445,6 +447,11 @@ struct Reactor {
     /// generation the connection had. Dropped when the notification comes,
     /// so a closed connection never waits on a dead peer's TCP timeout.
     zc_orphans: HashMap<(u32, u32), zmtp_codec::Outbox>,
+    /// Sockets with a wake delay whose application has not been woken for
+    /// what this reactor queued, and when it must be.
+    deferred_wakes: Vec<(Arc<SocketShared>, Instant)>,
+    /// Buffers for received messages that straddle receive buffers.
+    reassembly: Arc<dyn BufferPool>,
 }
 
 impl Reactor {
@@ -484,6 +491,11 @@ impl Reactor {
             listeners: Slab::default(),
             connecters: Slab::default(),
             timers: BinaryHeap::new(),
+            deferred_wakes: Vec::new(),
+            // Unused, it keeps at most as much again as the receive ring.
+            reassembly: Arc::new(ReassemblyPool::new(
+                usize::from(config.buffer_count) * config.buffer_size,
+            )),
             paused: HashMap::new(),
             starved: Vec::new(),
             wake_buf: Box::new(0),
@@ -531,6 +543,7 @@ impl Reactor {
             }
             self.drain_mailbox();
             self.fire_timers();
+            self.fire_deferred_wakes();
             self.flush_mesh();
             if self.shutting_down
                 && self.conns.len() == 0
@@ -539,10 +552,14 @@ impl Reactor {
             {
                 break;
             }
-            let timeout = self
+            let next_deadline = self
                 .timers
                 .peek()
-                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+                .map(|Reverse((at, _))| *at)
+                .into_iter()
+                .chain(self.deferred_wakes.iter().map(|&(_, at)| at))
+                .min();
+            let timeout = next_deadline.map(|at| at.saturating_duration_since(Instant::now()));
             let waker = self.mailboxes[self.id].waker.clone();
             waker.prepare_sleep();
             let wait = !self.mailboxes[self.id].has_work() && self.broker_local.is_empty();
@@ -917,10 +934,10 @@ impl Reactor {
         if let Some(bytes) = spec.opts.rcvbuf {
             sys::set_buffer_size(fd.as_raw_fd(), false, bytes);
         }
-        let now = Instant::now();
+        let buffers = &self.reassembly;
         let key = self
             .conns
-            .insert_with(|key| Box::new(Conn::new(key, fd, spec, peer, origin, pipe, now)));
+            .insert_with(|key| Box::new(Conn::new(key, fd, spec, peer, origin, pipe, buffers)));
         if self.shutting_down && origin == Origin::Accepted {
             self.close_conn(key, "reactor shutting down".into());
             return key;
@@ -1007,8 +1024,12 @@ impl Reactor {
                     tracing::debug!(reactor = self.id, "receive buffers exhausted");
                     self.bufs.set_starved(true);
                     self.starved.push(key);
-                    // Buffers may have come back between the failure and now.
-                    if self.bufs.recycle() > 0 {
+                    // Buffers may have come back between the failure and
+                    // now, or have been pushed before this completion was
+                    // reaped (at the top of the loop, when nothing was
+                    // starved yet): if none came back after that, nothing
+                    // would wake this connection again.
+                    if self.bufs.recycle() > 0 || self.bufs.may_have_free() {
                         self.bufs.set_starved(false);
                         for key in std::mem::take(&mut self.starved) {
                             self.arm_recv(key);
@@ -1049,7 +1070,7 @@ impl Reactor {
             conn.flush_received_counters();
         }
         // One wake-up for everything this batch delivered.
-        socket.onloop.readiness().notify();
+        self.wake_application(&socket);
         self.schedule_timer(key);
         self.pump_send(key);
     }
@@ -1283,8 +1304,47 @@ impl Reactor {
             }
         }
         if let Some(shared) = shared {
-            shared.onloop.readiness().notify();
+            self.wake_application(&shared);
         }
+    }
+
+    /// Wakes `socket`'s application for what this reactor queued: at once,
+    /// or, with a wake delay, when the delay has passed since the first
+    /// batch it was not woken for, or sooner if the queue is half full.
+    /// Only the wake-up waits; the messages are already in the queue.
+    fn wake_application(&mut self, socket: &Arc<SocketShared>) {
+        let Some(delay) = socket.wake_delay else {
+            socket.onloop.readiness().notify();
+            return;
+        };
+        let deferred = self
+            .deferred_wakes
+            .iter()
+            .position(|(s, _)| Arc::ptr_eq(s, socket));
+        if socket.wake_now() {
+            socket.onloop.readiness().notify();
+            if let Some(i) = deferred {
+                self.deferred_wakes.swap_remove(i);
+            }
+        } else if deferred.is_none() {
+            self.deferred_wakes
+                .push((socket.clone(), Instant::now() + delay));
+        }
+    }
+
+    /// Performs the deferred wake-ups that are due.
+    fn fire_deferred_wakes(&mut self) {
+        if self.deferred_wakes.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.deferred_wakes.retain(|(socket, at)| {
+            let due = *at <= now;
+            if due {
+                socket.onloop.readiness().notify();
+            }
+            !due
+        });
     }
 
     /// Sends what is queued for the peer, if no send is in flight.

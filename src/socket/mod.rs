@@ -230,6 +230,11 @@ impl Socket {
                         option: "RcvNodrop",
                     })
                 }
+                SocketOption::RcvWakeDelay(_) => {
+                    return Err(Error::OptionTooLate {
+                        option: "RcvWakeDelay",
+                    })
+                }
                 _ => {}
             }
         }
@@ -249,6 +254,7 @@ impl Socket {
                 self.opts.rcv_nodrop,
                 self.ctx.reactors.len(),
             )
+            .map(|shared| shared.with_wake_delay(self.opts.rcv_wake_delay))
             .map_err(|source| Error::Io {
                 what: "cannot create the socket's eventfds".into(),
                 source,

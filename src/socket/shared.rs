@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
@@ -109,6 +110,9 @@ pub(crate) struct SocketShared {
     /// Wakes a sender blocked on full pipes.
     writable: Waker,
     next_pipe_id: AtomicU64,
+    /// See [`crate::SocketOption::RcvWakeDelay`]: reactors defer waking the
+    /// application this long after a batch, unless the queue fills up.
+    pub(crate) wake_delay: Option<Duration>,
 }
 
 impl SocketShared {
@@ -128,7 +132,24 @@ impl SocketShared {
             paused: (0..reactors).map(|_| AtomicBool::new(false)).collect(),
             writable: Waker::new_nonblocking()?,
             next_pipe_id: AtomicU64::new(1),
+            wake_delay: None,
         })
+    }
+
+    /// The same, with reactors deferring the application's wake-ups by `delay`.
+    pub(crate) fn with_wake_delay(mut self, delay: Option<Duration>) -> SocketShared {
+        self.wake_delay = delay;
+        self
+    }
+
+    /// Whether the onloop queue holds enough that a deferred wake-up should
+    /// happen now: half its capacity, or 512 messages when it is unbounded.
+    pub(crate) fn wake_now(&self) -> bool {
+        let threshold = match self.onloop.capacity() {
+            0 => 512,
+            capacity => capacity.div_ceil(2),
+        };
+        self.onloop.len() >= threshold
     }
 
     pub(crate) fn new_pipe_id(&self) -> u64 {
