@@ -414,9 +414,9 @@ fn no_drop_scenario(reactors: usize) {
 
 /// Publishes `n` events as fast as Zeek does (DONTWAIT); returns how many
 /// the node's own XPUB refused at its HWM (Zeek's `xpub_drops`).
-fn blast(node: &Node, id: &str, topic: &str, n: u32) -> u32 {
+fn blast(node: &Node, id: &str, topic: &str, seqs: std::ops::Range<u32>) -> u32 {
     let mut drops = 0;
-    for seq in 0..n {
+    for seq in seqs {
         let payload = seq.to_be_bytes();
         let frames: [&[u8]; 4] = [topic.as_bytes(), id.as_bytes(), b"fmt", &payload];
         match node.xpub.send_multipart(frames, zmq::DONTWAIT) {
@@ -445,6 +445,9 @@ fn slow_subscriber_scenario(reactors: usize) {
     let broker = broker_with(|c| {
         c.xpub_sndhwm = 100;
         c.reactors = reactors;
+        // Little kernel buffering toward subscribers, so the burst below
+        // cannot all vanish into socket buffers on a slow machine.
+        c.xpub_sndbuf = Some(64 * 1024);
     });
     let small = NodeOpts {
         xpub_sndhwm: 100,
@@ -463,16 +466,32 @@ fn slow_subscriber_scenario(reactors: usize) {
     other_pub.drain_reports(200);
     // Each publisher sends far more than every queue on the way can hold,
     // in a burst; none is read at the slow subscriber meanwhile.
+    const BURST: u32 = 200_000;
     let drops: Vec<u32> = publishers
         .iter()
         .enumerate()
-        .map(|(i, p)| blast(p, &format!("p{i}"), "zeek.cluster.manager", 200_000))
+        .map(|(i, p)| blast(p, &format!("p{i}"), "zeek.cluster.manager", 0..BURST))
         .collect();
     for (i, d) in drops.iter().enumerate() {
         assert!(*d > 0, "publisher {i} saw no xpub_drops");
     }
+    // If the publishers' own queues dropped so much that the rest fit in
+    // the buffers on the way (a loaded machine), keep sending, in order.
+    let mut next = BURST;
     wait_for("a publisher to stall", Duration::from_secs(10), || {
-        broker.stats().broker.stalls > 0
+        if broker.stats().broker.stalls > 0 {
+            return true;
+        }
+        for (i, p) in publishers.iter().enumerate() {
+            blast(
+                p,
+                &format!("p{i}"),
+                "zeek.cluster.manager",
+                next..next + 1000,
+            );
+        }
+        next += 1000;
+        false
     });
     // Not stalled: a publisher whose messages the slow subscriber does not match.
     for i in 0..100u32 {
