@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use zring::logger::batch::Batch;
+use zring::logger::config::LoggerConfig;
 use zring::logger::files::LogFiles;
 
 const NODE_ID: &str = "zeromq_worker-1_box_4242_NwrZBf1q3FkxySjt2a";
@@ -67,10 +68,23 @@ fn main() {
 fn receiver() {
     let count: u64 = arg("count").unwrap().parse().unwrap();
     let (first, last) = if arg("impl").as_deref() == Some("zring") {
-        let ctx = zring::Context::new().unwrap();
+        // Exactly as `zring logger` sets up its reactor and PULL socket.
+        let mut config = LoggerConfig::new("tcp://127.0.0.1:*");
+        if let Some(us) = arg("wake-delay-us") {
+            config.wake_delay = Some(Duration::from_micros(us.parse().unwrap()));
+        }
+        let mut reactor = config.reactor_config();
+        if let Some(kib) = arg("buffer-kib") {
+            // Same pool size in bytes, in buffers of another size.
+            let pool = usize::from(reactor.buffer_count) * reactor.buffer_size;
+            reactor.buffer_size = kib.parse::<usize>().unwrap() * 1024;
+            reactor.buffer_count = u16::try_from(pool / reactor.buffer_size).unwrap();
+        }
+        let ctx = zring::Context::with_config(&reactor).unwrap();
         let mut s = ctx.socket(zring::SocketKind::Pull);
-        s.set(zring::SocketOption::RcvHwm(1000)).unwrap();
-        s.set(zring::SocketOption::RcvNodrop(true)).unwrap();
+        for option in config.socket_options() {
+            s.set(option).unwrap();
+        }
         let endpoint = s.bind("tcp://127.0.0.1:*").unwrap();
         println!("ready {endpoint}");
         let first_message = s.recv(zring::Wait::Block).unwrap();

@@ -37,7 +37,7 @@ use self::files::{LogFiles, WriteError};
 pub use self::stats::LoggerStats;
 pub use self::value::{Elements, Field, Header, Proto, TypeTag, Value};
 use crate::metrics::Source;
-use crate::{Context, Error, Socket, SocketKind, SocketOption, Wait};
+use crate::{Context, Error, Socket, SocketKind, Wait};
 
 /// Why the logger could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +79,9 @@ impl Logger {
 
         let ctx = Context::with_config(&config.reactor_config())?;
         let mut pull = ctx.socket(SocketKind::Pull);
-        pull.set(SocketOption::RcvHwm(config.rcvhwm))?;
-        pull.set(SocketOption::RcvNodrop(true))?;
-        pull.set(SocketOption::MaxMsgSize(Some(config.max_message_size)))?;
-        pull.set(SocketOption::RcvBuf(config.rcvbuf))?;
+        for option in config.socket_options() {
+            pull.set(option)?;
+        }
         let endpoint = pull
             .bind(&config.listen)
             .map_err(|e| LoggerError::Config(format!("listen = {:?}: {e}", config.listen)))?;
