@@ -12,7 +12,7 @@
 use std::time::SystemTime;
 
 use super::format::{
-    all_plain, needs_hex_escaping, write_addr, write_subnet, LogFormat, RecordWriter,
+    all_plain, copy_if_plain, needs_hex_escaping, write_addr, write_subnet, LogFormat, RecordWriter,
 };
 use super::numbers::{write_i64, write_json_double, write_u64};
 use super::value::{Elements, Header, Value};
@@ -182,29 +182,35 @@ fn is_kept(b: u8) -> bool {
 /// as the four characters `\xNN`, whose backslash JSON doubles: `\\xNN`.
 fn write_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
-    if is_plain(s) {
-        out.extend_from_slice(s);
-    } else if !needs_hex_escaping(s, is_kept) {
+    if !copy_if_plain(out, s, b'"', b'\\') {
+        write_escaped_string(out, s);
+    }
+    out.push(b'"');
+}
+
+/// A string that is not plain printable ASCII, JSON-escaped as UTF-8 or
+/// hex-escaped as a whole (see [`write_string`]).
+fn write_escaped_string(out: &mut Vec<u8>, s: &[u8]) {
+    if !needs_hex_escaping(s, is_kept) {
         for &b in s {
             write_json_byte(out, b);
         }
-    } else {
-        for &b in s {
-            if is_kept(b) {
-                write_json_byte(out, b);
-            } else {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'\\',
-                    b'x',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ]);
-            }
+        return;
+    }
+    for &b in s {
+        if is_kept(b) {
+            write_json_byte(out, b);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
         }
     }
-    out.push(b'"');
 }
 
 /// A key: RapidJSON's escaping alone (`Writer::Key`).
