@@ -275,7 +275,8 @@ pub fn copy_if_plain(out: &mut Vec<u8>, s: &[u8], a: u8, b: u8) -> bool {
         // and the last eight bytes: every byte in one of them.
         let at = [0, 8.min(n - 8), 16.min(n - 8), n - 8];
         let words = at.map(|i| word_at(s, i));
-        if words.iter().any(|&w| any_bad(w, a, b)) {
+        let bad = words.iter().fold(0, |bad, &w| bad | bad_bytes(w, a, b));
+        if bad != 0 {
             return false;
         }
         out.extend_from_slice(&[0u8; 32]);
@@ -331,16 +332,27 @@ fn short_words(s: &[u8]) -> Option<(u32, u32)> {
 
 /// Whether some byte of `v` is not printable ASCII or is `a` or `b`.
 fn any_bad(v: u64, a: u8, b: u8) -> bool {
+    bad_bytes(v, a, b) != 0
+}
+
+/// The high bit of every byte of `v` that is not printable ASCII (0x20 to
+/// 0x7e) or is `a` or `b` (ASCII themselves), all other bits clear. No
+/// branches, so that the masks of several words can be or-ed and tested
+/// once.
+fn bad_bytes(v: u64, a: u8, b: u8) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Exact "some byte is zero" / "some byte is below n" tests (n <= 128).
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
-    v & HIGHS != 0
-        || has_below(v, 0x20)
-        || has_zero(v ^ (ONES * 0x7f))
-        || has_zero(v ^ (ONES * u64::from(a)))
-        || has_zero(v ^ (ONES * u64::from(b)))
+    const HIGHS: u64 = ONES * 0x80;
+    const LOWS: u64 = ONES * 0x7f;
+    debug_assert!(a < 0x80 && b < 0x80);
+    // Each byte's low seven bits. Adding at most 0x80 to a byte of these
+    // never carries into the next, and its high bit then tells the sum.
+    let low = v & LOWS;
+    let at_least_space = low + ONES * (0x80 - 0x20);
+    let is_del = low + ONES;
+    let not_a = (low ^ (ONES * u64::from(a))) + LOWS;
+    let not_b = (low ^ (ONES * u64::from(b))) + LOWS;
+    // Bytes of 0x80 and more have their own high bit set in v.
+    (v | is_del | !(at_least_space & not_a & not_b)) & HIGHS
 }
 
 /// Appends `\xNN` (lower-case hex, Zeek's `util::bytetohex`).
