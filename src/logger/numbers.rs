@@ -582,8 +582,72 @@ fn digit_gen(
     let shift = (-mp.e) as u32;
     let one_f = 1u64 << shift;
     let wp_w = mp.f.wrapping_sub(w.f);
-    let mut p1 = (mp.f >> shift) as u32;
+    let p1 = (mp.f >> shift) as u32;
     let mut p2 = mp.f & (one_f - 1);
+    // The digits of the integral part p1, then those of the fraction p2.
+    let (mut kappa, mut len) = if 0 < p1 && p1 < 1_000_000_000 && delta < one_f {
+        // The integral part's loop below stops early only where the
+        // remainder (p1's digits not yet written, then p2) is within
+        // delta. With delta below one unit of p1 that needs those digits
+        // to be zeros and p2 <= delta; so its digits can be written at
+        // once. (p1 below 10^9 has its exact digit count, so none is a
+        // leading zero.)
+        let n = count_decimal_digit32(p1) as usize;
+        if p2 <= delta {
+            // It stops after the last non-zero digit.
+            let mut kept = p1;
+            let mut zeros = 0;
+            while kept % 10 == 0 {
+                kept /= 10;
+                zeros += 1;
+            }
+            let len = n - zeros;
+            fill_digits(&mut buf[..len], u64::from(kept));
+            *big_k += zeros as i32;
+            grisu_round(buf, len, delta, p2, POW10[zeros] << shift, wp_w);
+            return len;
+        }
+        fill_digits(&mut buf[..n], u64::from(p1));
+        (0, n)
+    } else {
+        match integral_digits(p1, p2, shift, delta, wp_w, buf, big_k) {
+            Ok(len) => return len,
+            Err(len) => (0, len),
+        }
+    };
+
+    loop {
+        p2 = p2.wrapping_mul(10);
+        delta = delta.wrapping_mul(10);
+        let d = (p2 >> shift) as u8;
+        if d != 0 || len != 0 {
+            buf[len] = b'0'.wrapping_add(d);
+            len += 1;
+        }
+        p2 &= one_f - 1;
+        kappa -= 1;
+        if p2 < delta {
+            *big_k += kappa;
+            let index = (-kappa) as usize;
+            let scale = if index < 20 { POW10[index] } else { 0 };
+            grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
+            return len;
+        }
+    }
+}
+
+/// Grisu2's loop over the digits of the integral part p1, step by step as
+/// RapidJSON has it: `Ok(len)` if the digits end there, `Err(len)` if the
+/// fraction's digits follow.
+fn integral_digits(
+    mut p1: u32,
+    p2: u64,
+    shift: u32,
+    delta: u64,
+    wp_w: u64,
+    buf: &mut [u8; 2 * DIGITS_MAX],
+    big_k: &mut i32,
+) -> Result<usize, usize> {
     let mut kappa = count_decimal_digit32(p1);
     let mut len = 0usize;
 
@@ -644,28 +708,11 @@ fn digit_gen(
         if tmp <= delta {
             *big_k += kappa;
             grisu_round(buf, len, delta, tmp, POW10[kappa as usize] << shift, wp_w);
-            return len;
+            return Ok(len);
         }
     }
 
-    loop {
-        p2 = p2.wrapping_mul(10);
-        delta = delta.wrapping_mul(10);
-        let d = (p2 >> shift) as u8;
-        if d != 0 || len != 0 {
-            buf[len] = b'0'.wrapping_add(d);
-            len += 1;
-        }
-        p2 &= one_f - 1;
-        kappa -= 1;
-        if p2 < delta {
-            *big_k += kappa;
-            let index = (-kappa) as usize;
-            let scale = if index < 20 { POW10[index] } else { 0 };
-            grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
-            return len;
-        }
-    }
+    Err(len)
 }
 
 fn grisu_round(
@@ -710,9 +757,121 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// `grisu2` as it was first written, over `reference_digit_gen`.
+    fn reference_grisu2(value: f64, buf: &mut [u8; 2 * DIGITS_MAX]) -> (usize, i32) {
+        let v = DiyFp::from_f64(value);
+        let (w_m, w_p) = v.normalized_boundaries();
+        let (c_mk, mut big_k) = cached_power(w_p.e);
+        let w = v.normalize().mul(c_mk);
+        let mut wp = w_p.mul(c_mk);
+        let mut wm = w_m.mul(c_mk);
+        wm.f = wm.f.wrapping_add(1);
+        wp.f = wp.f.wrapping_sub(1);
+        let len = reference_digit_gen(w, wp, wp.f.wrapping_sub(wm.f), buf, &mut big_k);
+        (len, big_k)
+    }
+
+    /// RapidJSON's `DigitGen` step by step, as `digit_gen` was first written.
+    fn reference_digit_gen(
+        w: DiyFp,
+        mp: DiyFp,
+        mut delta: u64,
+        buf: &mut [u8; 2 * DIGITS_MAX],
+        big_k: &mut i32,
+    ) -> usize {
+        let shift = (-mp.e) as u32;
+        let one_f = 1u64 << shift;
+        let wp_w = mp.f.wrapping_sub(w.f);
+        let mut p1 = (mp.f >> shift) as u32;
+        let mut p2 = mp.f & (one_f - 1);
+        let mut kappa = count_decimal_digit32(p1);
+        let mut len = 0usize;
+
+        while kappa > 0 {
+            let d = match kappa {
+                9 => {
+                    let d = p1 / 100_000_000;
+                    p1 %= 100_000_000;
+                    d
+                }
+                8 => {
+                    let d = p1 / 10_000_000;
+                    p1 %= 10_000_000;
+                    d
+                }
+                7 => {
+                    let d = p1 / 1_000_000;
+                    p1 %= 1_000_000;
+                    d
+                }
+                6 => {
+                    let d = p1 / 100_000;
+                    p1 %= 100_000;
+                    d
+                }
+                5 => {
+                    let d = p1 / 10_000;
+                    p1 %= 10_000;
+                    d
+                }
+                4 => {
+                    let d = p1 / 1_000;
+                    p1 %= 1_000;
+                    d
+                }
+                3 => {
+                    let d = p1 / 100;
+                    p1 %= 100;
+                    d
+                }
+                2 => {
+                    let d = p1 / 10;
+                    p1 %= 10;
+                    d
+                }
+                _ => {
+                    let d = p1;
+                    p1 = 0;
+                    d
+                }
+            };
+            if d != 0 || len != 0 {
+                buf[len] = b'0'.wrapping_add(d as u8);
+                len += 1;
+            }
+            kappa -= 1;
+            let tmp = (u64::from(p1) << shift).wrapping_add(p2);
+            if tmp <= delta {
+                *big_k += kappa;
+                grisu_round(buf, len, delta, tmp, POW10[kappa as usize] << shift, wp_w);
+                return len;
+            }
+        }
+
+        loop {
+            p2 = p2.wrapping_mul(10);
+            delta = delta.wrapping_mul(10);
+            let d = (p2 >> shift) as u8;
+            if d != 0 || len != 0 {
+                buf[len] = b'0'.wrapping_add(d);
+                len += 1;
+            }
+            p2 &= one_f - 1;
+            kappa -= 1;
+            if p2 < delta {
+                *big_k += kappa;
+                let index = (-kappa) as usize;
+                let scale = if index < 20 { POW10[index] } else { 0 };
+                grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
+                return len;
+            }
+        }
+    }
+
     /// `write_json_double` as it was first written, step by step after
-    /// RapidJSON's `Writer::Double`: the same Grisu2 digits, laid out by
-    /// pushes in `reference_prettify`. The reference for the window layout.
+    /// RapidJSON's `Writer::Double`: Grisu2's digits one at a time, laid
+    /// out by pushes in `reference_prettify`. The reference for the fast
+    /// paths.
     fn reference_json_str(d: f64) -> String {
         let mut out = Vec::new();
         if d == 0.0 {
@@ -725,7 +884,7 @@ mod tests {
                 out.push(b'-');
             }
             let mut digits = [0u8; 2 * DIGITS_MAX];
-            let (len, k) = grisu2(d.abs(), &mut digits);
+            let (len, k) = reference_grisu2(d.abs(), &mut digits);
             reference_prettify(&mut out, &digits[..len], k);
         }
         String::from_utf8(out).unwrap()
@@ -929,6 +1088,8 @@ mod tests {
             nanos in 0u64..1000,
         ) {
             let times = [
+                secs as f64,
+                secs as f64 + 0.5,
                 secs as f64 + micros as f64 / 1e6,
                 secs as f64 + (micros * 1000 + nanos) as f64 / 1e9,
                 (secs % 100_000) as f64 + micros as f64 / 1e6,
