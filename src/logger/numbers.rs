@@ -597,7 +597,7 @@ fn digit_gen(
             // It stops after the last non-zero digit.
             let mut kept = p1;
             let mut zeros = 0;
-            while kept % 10 == 0 {
+            while kept.is_multiple_of(10) {
                 kept /= 10;
                 zeros += 1;
             }
