@@ -111,8 +111,10 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
+                // One writer per batch, as the logger's files do.
+                let mut writer = format.record_writer(&header);
                 for r in &records {
-                    format.record(&header, r, &mut out);
+                    writer.write(r, &mut out);
                 }
                 black_box(out.len())
             })

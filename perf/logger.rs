@@ -14,6 +14,7 @@
 //! cargo run --release --example logger                  # both tables
 //! cargo run --release --example logger -- --only write --records 2000000
 //! cargo run --release --example logger -- --only ingest --runs 5
+//! cargo run --release --example logger -- --only write --format json   # one format, e.g. to profile it
 //! ```
 
 #[path = "../tests/support/zeek_batch.rs"]
@@ -220,7 +221,8 @@ fn ingest(runs: usize) {
     }
 }
 
-fn write(records: u64) {
+/// `only`: "ascii" or "json" for one of them alone, None for both.
+fn write(records: u64, only: Option<&str>) {
     let batch_records = 1000;
     let bytes = Bytes::from(zeek_batch::conn_batch(batch_records));
     let batches = records.div_ceil(batch_records);
@@ -234,6 +236,9 @@ fn write(records: u64) {
         ),
         ("JSON", Box::new(zring::logger::json::Json)),
     ] {
+        if only.is_some_and(|f| !f.eq_ignore_ascii_case(name)) {
+            continue;
+        }
         let dir = std::env::temp_dir().join(format!("zring-logger-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut files = LogFiles::new(&dir, format, false, 16);
@@ -261,10 +266,10 @@ fn orchestrate() {
     let records: u64 = arg("records").map_or(3_000_000, |r| r.parse().unwrap());
     match arg("only").as_deref() {
         Some("ingest") => ingest(runs),
-        Some("write") => write(records),
+        Some("write") => write(records, arg("format").as_deref()),
         _ => {
             ingest(runs);
-            write(records);
+            write(records, arg("format").as_deref());
         }
     }
 }

@@ -20,7 +20,7 @@
 use std::time::SystemTime;
 
 use super::format::{
-    all_plain, needs_hex_escaping, write_addr, write_hex_escape, write_subnet, write_type_name,
+    copy_if_plain, needs_hex_escaping, write_addr, write_hex_escape, write_subnet, write_type_name,
     LogFormat,
 };
 use super::naming::write_local_date;
@@ -158,8 +158,7 @@ fn write_escaped(out: &mut Vec<u8>, s: &[u8], in_container: bool) {
     // Printable ASCII other than `\` (the tab is not printable) and, in a
     // set or vector, `,` is written as it is.
     let comma = if in_container { SET_SEPARATOR } else { b'\\' };
-    if all_plain(s, b'\\', comma) {
-        out.extend_from_slice(s);
+    if copy_if_plain(out, s, b'\\', comma) {
         return;
     }
     let is_cut = |b: u8| b == b'\\' || b == SEPARATOR || (in_container && b == SET_SEPARATOR);

@@ -106,11 +106,13 @@ impl LogFiles {
         self.out.clear();
         let mut values: Vec<Value<'_>> = Vec::with_capacity(header.fields.len());
         let mut records = batch.records();
+        let mut writer = self.format.record_writer(header);
         let mut count = 0u64;
         while records.next_into(&mut values)? {
-            self.format.record(header, &values, &mut self.out);
+            writer.write(&values, &mut self.out);
             count += 1;
         }
+        drop(writer);
         if count == 0 {
             return Ok(Written {
                 records: 0,

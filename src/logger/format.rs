@@ -22,8 +22,37 @@ pub trait LogFormat: Send {
     fn open(&self, header: &Header, opened: SystemTime, out: &mut Vec<u8>);
     /// One record (one value per header field) as one line, with its '\n'.
     fn record(&self, header: &Header, values: &[Value<'_>], out: &mut Vec<u8>);
+    /// A writer for many records of `header`'s schema (a batch's). A format
+    /// whose lines repeat something that depends only on the schema (JSON's
+    /// keys) works it out here once instead of on every record; the
+    /// default writes each record with [`LogFormat::record`].
+    fn record_writer<'h>(&'h self, header: &'h Header) -> Box<dyn RecordWriter + 'h> {
+        Box::new(EachRecord {
+            format: self,
+            header,
+        })
+    }
     /// Lines written when a file is closed (ASCII: `"#close\t<ts>\n"`; JSON: nothing).
     fn close(&self, closed: SystemTime, out: &mut Vec<u8>);
+}
+
+/// Writes records of one schema, made by [`LogFormat::record_writer`]. The
+/// bytes are the same as [`LogFormat::record`]'s.
+pub trait RecordWriter {
+    /// One record (one value per field of the schema) as one line, with its '\n'.
+    fn write(&mut self, values: &[Value<'_>], out: &mut Vec<u8>);
+}
+
+/// The default [`RecordWriter`]: nothing prepared.
+struct EachRecord<'h, F: ?Sized> {
+    format: &'h F,
+    header: &'h Header,
+}
+
+impl<F: LogFormat + ?Sized> RecordWriter for EachRecord<'_, F> {
+    fn write(&mut self, values: &[Value<'_>], out: &mut Vec<u8>) {
+        self.format.record(self.header, values, out);
+    }
 }
 
 /// A column's type as Zeek's `#types` line names it (`Field::TypeName`,
@@ -65,78 +94,137 @@ pub fn write_addr(out: &mut Vec<u8>, addr: &IpAddr) {
     }
 }
 
-fn write_ipv4(out: &mut Vec<u8>, a: &Ipv4Addr) {
-    for (i, octet) in a.octets().iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        write_u64(out, u64::from(*octet));
+// Addresses are written into a window of zeros appended to `out` at once
+// and cut to length at the end, as `write_u64` does: byte stores by index
+// instead of a capacity check and length update per byte.
+
+/// Each octet's decimal digits followed by a `.`, and how many bytes that is.
+const OCTETS: [([u8; 4], u8); 256] = octet_table();
+
+const fn octet_table() -> [([u8; 4], u8); 256] {
+    let mut table = [([0u8; 4], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, t, o) = (
+            b'0' + (i / 100) as u8,
+            b'0' + (i / 10 % 10) as u8,
+            b'0' + (i % 10) as u8,
+        );
+        table[i] = if i >= 100 {
+            ([h, t, o, b'.'], 4)
+        } else if i >= 10 {
+            ([t, o, b'.', 0], 3)
+        } else {
+            ([o, b'.', 0, 0], 2)
+        };
+        i += 1;
     }
+    table
+}
+
+/// The longest address: eight groups of four hex digits and seven colons.
+const IPV6_MAX: usize = 39;
+
+fn write_ipv4(out: &mut Vec<u8>, a: &Ipv4Addr) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 16]);
+    let n = ipv4_into(&mut out[start..start + 16], 0, a.octets());
+    out.truncate(start + n);
+}
+
+/// Writes `a.b.c.d` into `w` at `at`; returns where it ends. `w` has room
+/// for 16 bytes from `at`: each octet's table entry is stored whole and the
+/// next one overwrites its excess.
+fn ipv4_into(w: &mut [u8], mut at: usize, octets: [u8; 4]) -> usize {
+    for octet in octets {
+        let (bytes, len) = OCTETS[usize::from(octet)];
+        w[at..at + 4].copy_from_slice(&bytes);
+        at += usize::from(len);
+    }
+    // Without the last octet's `.`.
+    at - 1
 }
 
 fn write_ipv6(out: &mut Vec<u8>, a: &Ipv6Addr) {
-    let words = a.segments();
-    // The first longest run of zero words, if at least two long.
-    let (mut best_base, mut best_len) = (usize::MAX, 0usize);
-    let mut i = 0;
-    while i < 8 {
-        if words[i] == 0 {
-            let start = i;
-            while i < 8 && words[i] == 0 {
-                i += 1;
-            }
-            if i - start > best_len {
-                best_base = start;
-                best_len = i - start;
-            }
-        } else {
-            i += 1;
+    // Room for the longest form and for ipv4_into's excess.
+    const WINDOW: usize = IPV6_MAX + 9;
+    let start = out.len();
+    out.extend_from_slice(&[0u8; WINDOW]);
+    let n = ipv6_into(&mut out[start..start + WINDOW], a);
+    out.truncate(start + n);
+}
+
+/// The first longest run of zero words, as (start, length), if at least
+/// two long.
+fn longest_zero_run(words: &[u16; 8]) -> Option<(usize, usize)> {
+    let (mut best, mut run_start, mut run_len) = (None, 0, 0);
+    for (i, &w) in words.iter().enumerate() {
+        if w != 0 {
+            run_len = 0;
+            continue;
+        }
+        if run_len == 0 {
+            run_start = i;
+        }
+        run_len += 1;
+        if run_len >= 2 && best.is_none_or(|(_, len)| run_len > len) {
+            best = Some((run_start, run_len));
         }
     }
-    if best_len < 2 {
-        best_base = usize::MAX;
-        best_len = 0;
-    }
-    let in_run = |i: usize| best_base != usize::MAX && i >= best_base && i < best_base + best_len;
+    best
+}
 
-    for i in 0..8 {
-        if in_run(i) {
-            if i == best_base {
-                out.push(b':');
+/// BSD `inet_ntop`'s IPv6 form into `w`; returns its length.
+fn ipv6_into(w: &mut [u8], a: &Ipv6Addr) -> usize {
+    let words = a.segments();
+    let run = longest_zero_run(&words);
+    // ::a.b.c.d, ::ffff:a.b.c.d and ::ffff:0:a.b.c.d keep a dotted tail.
+    let dotted_tail = match run {
+        Some((0, 6)) => true,
+        Some((0, 7)) => words[7] != 1,
+        Some((0, 5)) => words[5] == 0xffff,
+        Some((0, 4)) => words[4] == 0xffff && words[5] == 0,
+        _ => false,
+    };
+    let (run_start, run_end) = run.map_or((8, 8), |(s, len)| (s, s + len));
+    let mut at = 0;
+    let mut i = 0;
+    while i < 8 {
+        if i == run_start {
+            // The run is `::`: its first colon here, its second the
+            // separator of the next word, or alone at the end.
+            w[at] = b':';
+            at += 1;
+            i = run_end;
+            if i == 8 {
+                w[at] = b':';
+                at += 1;
             }
             continue;
         }
         if i != 0 {
-            out.push(b':');
+            w[at] = b':';
+            at += 1;
         }
-        if i == 6
-            && best_base == 0
-            && (best_len == 6
-                || (best_len == 7 && words[7] != 1)
-                || (best_len == 5 && words[5] == 0xffff)
-                || (best_len == 4 && words[4] == 0xffff && words[5] == 0))
-        {
+        if i == 6 && dotted_tail {
             let o = a.octets();
-            write_ipv4(out, &Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-            return;
+            return ipv4_into(w, at, [o[12], o[13], o[14], o[15]]);
         }
-        write_hex_word(out, words[i]);
+        at = hex_word_into(w, at, words[i]);
+        i += 1;
     }
-    if best_base != usize::MAX && best_base + best_len == 8 {
-        out.push(b':');
-    }
+    at
 }
 
-fn write_hex_word(out: &mut Vec<u8>, w: u16) {
+/// A word in lower-case hex without leading zeros, into `w` at `at`.
+fn hex_word_into(w: &mut [u8], at: usize, word: u16) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut started = false;
-    for shift in [12u32, 8, 4, 0] {
-        let nibble = (w >> shift) & 0xf;
-        if nibble != 0 || started || shift == 0 {
-            out.push(HEX[nibble as usize]);
-            started = true;
-        }
+    let digits = (16 - (word | 1).leading_zeros() as usize).div_ceil(4);
+    for d in 0..digits {
+        let shift = 4 * (digits - 1 - d);
+        w[at + d] = HEX[usize::from((word >> shift) & 0xf)];
     }
+    at + digits
 }
 
 /// A subnet as `addr/len` (`Formatter::Render(subnet_t)`,
@@ -152,43 +240,119 @@ pub fn write_subnet(out: &mut Vec<u8>, addr: &IpAddr, prefix: u8) {
 /// `a` and `b`: the test for "copy as it is" that both formats make on
 /// every string. Eight bytes at a time.
 pub fn all_plain(s: &[u8], a: u8, b: u8) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Exact "some byte is zero" / "some byte is below n" tests (n <= 128).
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
-    let bad = |v: u64| {
-        v & HIGHS != 0
-            || has_below(v, 0x20)
-            || has_zero(v ^ (ONES * 0x7f))
-            || has_zero(v ^ (ONES * u64::from(a)))
-            || has_zero(v ^ (ONES * u64::from(b)))
-    };
-    let word_at = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        u64::from_le_bytes(w)
-    };
     let n = s.len();
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 <= n {
-            if bad(word_at(i)) {
-                return false;
-            }
-            i += 8;
-        }
-        // The tail as the last eight bytes, overlapping what was checked.
-        i == n || !bad(word_at(n - 8))
-    } else {
-        // Fewer than eight bytes, assembled in a register over a padding
-        // of a byte that is always plain.
-        let mut v = ONES * u64::from(b'0');
-        for (i, &c) in s.iter().enumerate() {
-            v = (v & !(0xff << (8 * i))) | (u64::from(c) << (8 * i));
-        }
-        !bad(v)
+    if n < 8 {
+        return !short_words(s)
+            .is_some_and(|(lo, hi)| any_bad(u64::from(lo) | (u64::from(hi) << 32), a, b));
     }
+    let mut i = 0;
+    while i + 8 <= n {
+        if any_bad(word_at(s, i), a, b) {
+            return false;
+        }
+        i += 8;
+    }
+    // The tail as the last eight bytes, overlapping what was checked.
+    i == n || !any_bad(word_at(s, n - 8), a, b)
+}
+
+/// Appends `s` if [`all_plain`] holds for it, and says whether it did.
+/// Strings of up to 32 bytes, most of those in logs (Zeek's uids are 18),
+/// are checked and copied in the same few (overlapping) loads, without a
+/// call to `memcpy`.
+pub fn copy_if_plain(out: &mut Vec<u8>, s: &[u8], a: u8, b: u8) -> bool {
+    let n = s.len();
+    if n > 32 {
+        if !all_plain(s, a, b) {
+            return false;
+        }
+        out.extend_from_slice(s);
+        return true;
+    }
+    let start = out.len();
+    if n >= 8 {
+        // Words at 0, 8 and 16, each moved back to end by the last byte,
+        // and the last eight bytes: every byte in one of them.
+        let at = [0, 8.min(n - 8), 16.min(n - 8), n - 8];
+        let words = at.map(|i| word_at(s, i));
+        let bad = words.iter().fold(0, |bad, &w| bad | bad_bytes(w, a, b));
+        if bad != 0 {
+            return false;
+        }
+        out.extend_from_slice(&[0u8; 32]);
+        let w = &mut out[start..start + 32];
+        for (i, word) in at.into_iter().zip(words) {
+            w[i..i + 8].copy_from_slice(&word.to_le_bytes());
+        }
+    } else if let Some((lo, hi)) = short_words(s) {
+        if any_bad(u64::from(lo) | (u64::from(hi) << 32), a, b) {
+            return false;
+        }
+        out.extend_from_slice(&[0u8; 8]);
+        let w = &mut out[start..start + 8];
+        if n >= 4 {
+            w[..4].copy_from_slice(&lo.to_le_bytes());
+            w[n - 4..n].copy_from_slice(&hi.to_le_bytes());
+        } else {
+            // lo holds s[0], s[n / 2] and s[n - 1], the whole of s.
+            w[0] = lo as u8;
+            w[n / 2] = (lo >> 8) as u8;
+            w[n - 1] = (lo >> 16) as u8;
+        }
+    }
+    out.truncate(start + n);
+    true
+}
+
+/// The eight bytes of `s` from `i`, as one little-endian word.
+fn word_at(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// A string of 1 to 7 bytes as two 4-byte words that cover every byte
+/// (padded with a byte that is always plain): the first and last four
+/// bytes when there are at least four, else `s[0]`, `s[n / 2]` and
+/// `s[n - 1]` in the first word. None for the empty string.
+fn short_words(s: &[u8]) -> Option<(u32, u32)> {
+    const PAD: u32 = 0x3030_3030; // "0000"
+    let n = s.len();
+    debug_assert!(n < 8);
+    if n >= 4 {
+        let word = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+        Some((word(0), word(n - 4)))
+    } else if n > 0 {
+        let lo = u32::from(s[0]) | (u32::from(s[n / 2]) << 8) | (u32::from(s[n - 1]) << 16);
+        Some((lo | (PAD & 0xff00_0000), PAD))
+    } else {
+        None
+    }
+}
+
+/// Whether some byte of `v` is not printable ASCII or is `a` or `b`.
+fn any_bad(v: u64, a: u8, b: u8) -> bool {
+    bad_bytes(v, a, b) != 0
+}
+
+/// The high bit of every byte of `v` that is not printable ASCII (0x20 to
+/// 0x7e) or is `a` or `b` (ASCII themselves), all other bits clear. No
+/// branches, so that the masks of several words can be or-ed and tested
+/// once.
+fn bad_bytes(v: u64, a: u8, b: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = ONES * 0x80;
+    const LOWS: u64 = ONES * 0x7f;
+    debug_assert!(a < 0x80 && b < 0x80);
+    // Each byte's low seven bits. Adding at most 0x80 to a byte of these
+    // never carries into the next, and its high bit then tells the sum.
+    let low = v & LOWS;
+    let at_least_space = low + ONES * (0x80 - 0x20);
+    let is_del = low + ONES;
+    let not_a = (low ^ (ONES * u64::from(a))) + LOWS;
+    let not_b = (low ^ (ONES * u64::from(b))) + LOWS;
+    // Bytes of 0x80 and more have their own high bit set in v.
+    (v | is_del | !(at_least_space & not_a & not_b)) & HIGHS
 }
 
 /// Appends `\xNN` (lower-case hex, Zeek's `util::bytetohex`).
@@ -261,6 +425,133 @@ mod tests {
         let mut out = Vec::new();
         write_addr(&mut out, &s.parse().unwrap());
         String::from_utf8(out).unwrap()
+    }
+
+    /// The step-by-step port of BSD `inet_ntop` that the window writers
+    /// replaced, kept as the reference they are checked against.
+    fn reference_addr(a: &IpAddr) -> Vec<u8> {
+        let mut out = Vec::new();
+        match a {
+            IpAddr::V4(a) => reference_ipv4(&mut out, a),
+            IpAddr::V6(a) => reference_ipv6(&mut out, a),
+        }
+        out
+    }
+
+    fn reference_ipv4(out: &mut Vec<u8>, a: &Ipv4Addr) {
+        for (i, octet) in a.octets().iter().enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
+            write_u64(out, u64::from(*octet));
+        }
+    }
+
+    fn reference_ipv6(out: &mut Vec<u8>, a: &Ipv6Addr) {
+        let words = a.segments();
+        // The first longest run of zero words, if at least two long.
+        let (mut best_base, mut best_len) = (usize::MAX, 0usize);
+        let mut i = 0;
+        while i < 8 {
+            if words[i] == 0 {
+                let start = i;
+                while i < 8 && words[i] == 0 {
+                    i += 1;
+                }
+                if i - start > best_len {
+                    best_base = start;
+                    best_len = i - start;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if best_len < 2 {
+            best_base = usize::MAX;
+            best_len = 0;
+        }
+        let in_run =
+            |i: usize| best_base != usize::MAX && i >= best_base && i < best_base + best_len;
+
+        for i in 0..8 {
+            if in_run(i) {
+                if i == best_base {
+                    out.push(b':');
+                }
+                continue;
+            }
+            if i != 0 {
+                out.push(b':');
+            }
+            if i == 6
+                && best_base == 0
+                && (best_len == 6
+                    || (best_len == 7 && words[7] != 1)
+                    || (best_len == 5 && words[5] == 0xffff)
+                    || (best_len == 4 && words[4] == 0xffff && words[5] == 0))
+            {
+                let o = a.octets();
+                reference_ipv4(out, &Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+                return;
+            }
+            reference_hex_word(out, words[i]);
+        }
+        if best_base != usize::MAX && best_base + best_len == 8 {
+            out.push(b':');
+        }
+    }
+
+    fn reference_hex_word(out: &mut Vec<u8>, w: u16) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut started = false;
+        for shift in [12u32, 8, 4, 0] {
+            let nibble = (w >> shift) & 0xf;
+            if nibble != 0 || started || shift == 0 {
+                out.push(HEX[nibble as usize]);
+                started = true;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Words drawn mostly from 0, 1 and 0xffff, so that zero runs of
+        /// every length and place and the dotted-tail forms come up often.
+        #[test]
+        fn ipv6_matches_the_reference(
+            words in proptest::array::uniform8(proptest::prop_oneof![
+                3 => proptest::strategy::Just(0u16),
+                1 => proptest::strategy::Just(1u16),
+                1 => proptest::strategy::Just(0xffffu16),
+                2 => proptest::num::u16::ANY,
+            ])
+        ) {
+            let a = IpAddr::V6(Ipv6Addr::from(words));
+            let mut out = b"x".to_vec();
+            write_addr(&mut out, &a);
+            proptest::prop_assert_eq!(&out[1..], &reference_addr(&a)[..], "{:?}", words);
+        }
+
+        #[test]
+        fn ipv4_matches_the_reference(bits in proptest::num::u32::ANY) {
+            let a = IpAddr::V4(Ipv4Addr::from(bits));
+            let mut out = b"x".to_vec();
+            write_addr(&mut out, &a);
+            proptest::prop_assert_eq!(&out[1..], &reference_addr(&a)[..]);
+        }
+    }
+
+    #[test]
+    fn every_octet_and_hex_word() {
+        for i in 0..=255u8 {
+            let a = IpAddr::V4(Ipv4Addr::new(i, 255 - i, i / 3, 7));
+            assert_eq!(addr(&a.to_string()).as_bytes(), reference_addr(&a));
+        }
+        for w in 0..=0xffffu16 {
+            let a = IpAddr::V6(Ipv6Addr::new(w, 1, 0, w, 0, 0, 2, w));
+            let mut out = Vec::new();
+            write_addr(&mut out, &a);
+            assert_eq!(out, reference_addr(&a), "{w:#x}");
+        }
     }
 
     #[test]
@@ -340,11 +631,47 @@ mod tests {
         }
     }
 
+    #[test]
+    fn copy_if_plain_copies_exactly_the_plain_strings() {
+        let reference = |s: &[u8]| {
+            s.iter()
+                .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+        };
+        let base: Vec<u8> = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ".to_vec();
+        for n in 0..=base.len() {
+            for pos in 0..n.max(1) {
+                for byte in [b'a', b'"', b'\\', 0x1f, 0x7f, 0x80, 0xff, b' ', b'~'] {
+                    let mut s = base[..n].to_vec();
+                    if n > 0 {
+                        s[pos] = byte;
+                    }
+                    let mut out = b"prefix".to_vec();
+                    let copied = copy_if_plain(&mut out, &s, b'"', b'\\');
+                    assert_eq!(copied, reference(&s), "{s:?}");
+                    let want = if copied {
+                        [&b"prefix"[..], &s].concat()
+                    } else {
+                        b"prefix".to_vec()
+                    };
+                    assert_eq!(out, want, "{s:?}");
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn plain_bytes_match_a_bytewise_test(s in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
             let reference = s.iter().all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\');
             proptest::prop_assert_eq!(all_plain(&s, b'"', b'\\'), reference);
+        }
+
+        #[test]
+        fn copy_if_plain_matches_all_plain(s in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let mut out = Vec::new();
+            let copied = copy_if_plain(&mut out, &s, b'"', b'\\');
+            proptest::prop_assert_eq!(copied, all_plain(&s, b'"', b'\\'));
+            proptest::prop_assert_eq!(out, if copied { s } else { Vec::new() });
         }
     }
 

@@ -11,7 +11,9 @@
 
 use std::time::SystemTime;
 
-use super::format::{all_plain, needs_hex_escaping, write_addr, write_subnet, LogFormat};
+use super::format::{
+    all_plain, copy_if_plain, needs_hex_escaping, write_addr, write_subnet, LogFormat, RecordWriter,
+};
 use super::numbers::{write_i64, write_json_double, write_u64};
 use super::value::{Elements, Header, Value};
 
@@ -31,25 +33,94 @@ impl LogFormat for Json {
     /// `formatter::JSON::Describe` (`src/threading/formatters/JSON.cc:73-88`):
     /// the fields in schema order, unset ones left out.
     fn record(&self, header: &Header, values: &[Value<'_>], out: &mut Vec<u8>) {
-        debug_assert_eq!(header.fields.len(), values.len());
-        out.push(b'{');
-        let mut first = true;
-        for (field, value) in header.fields.iter().zip(values) {
-            if let Value::Unset(_) = value {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_key(out, field.name.as_bytes());
-            out.push(b':');
-            write_value(out, value);
-        }
-        out.extend_from_slice(b"}\n");
+        JsonRecords::new(header).write(values, out);
+    }
+
+    /// The keys rendered once for the whole batch.
+    fn record_writer<'h>(&'h self, header: &'h Header) -> Box<dyn RecordWriter + 'h> {
+        Box::new(JsonRecords::new(header))
     }
 
     fn close(&self, _closed: SystemTime, _out: &mut Vec<u8>) {}
+}
+
+/// The records of one schema, with every field's key rendered once.
+struct JsonRecords {
+    keys: Vec<Key>,
+}
+
+impl JsonRecords {
+    fn new(header: &Header) -> JsonRecords {
+        JsonRecords {
+            keys: header.fields.iter().map(|f| Key::new(&f.name)).collect(),
+        }
+    }
+}
+
+impl RecordWriter for JsonRecords {
+    fn write(&mut self, values: &[Value<'_>], out: &mut Vec<u8>) {
+        debug_assert_eq!(self.keys.len(), values.len());
+        // The line's `{` is the separator of the first key written.
+        let mut separator = b'{';
+        for (key, value) in self.keys.iter().zip(values) {
+            if let Value::Unset(_) = value {
+                continue;
+            }
+            key.write(out, separator);
+            separator = b',';
+            write_value(out, value);
+        }
+        if separator == b'{' {
+            out.push(b'{');
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// How many bytes of a key are copied as one block.
+const KEY_SLOT: usize = 32;
+
+/// A field's key as every line has it: a separator byte (`{` or `,`,
+/// set per line), the name quoted and escaped as RapidJSON's `Writer::Key`
+/// escapes it, and `:`.
+enum Key {
+    /// Copied as one fixed-size block, which needs no call to `memcpy`,
+    /// and the bytes past `len` cut off again.
+    Short {
+        bytes: [u8; KEY_SLOT],
+        len: usize,
+    },
+    Long(Vec<u8>),
+}
+
+impl Key {
+    fn new(name: &str) -> Key {
+        let mut rendered = vec![b','];
+        write_key(&mut rendered, name.as_bytes());
+        rendered.push(b':');
+        if rendered.len() <= KEY_SLOT {
+            let mut bytes = [0u8; KEY_SLOT];
+            bytes[..rendered.len()].copy_from_slice(&rendered);
+            Key::Short {
+                bytes,
+                len: rendered.len(),
+            }
+        } else {
+            Key::Long(rendered)
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>, separator: u8) {
+        let start = out.len();
+        match self {
+            Key::Short { bytes, len } => {
+                out.extend_from_slice(bytes);
+                out.truncate(start + len);
+            }
+            Key::Long(bytes) => out.extend_from_slice(bytes),
+        }
+        out[start] = separator;
+    }
 }
 
 /// `formatter::JSON::BuildJSON` (`src/threading/formatters/JSON.cc:116-246`).
@@ -111,29 +182,35 @@ fn is_kept(b: u8) -> bool {
 /// as the four characters `\xNN`, whose backslash JSON doubles: `\\xNN`.
 fn write_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
-    if is_plain(s) {
-        out.extend_from_slice(s);
-    } else if !needs_hex_escaping(s, is_kept) {
+    if !copy_if_plain(out, s, b'"', b'\\') {
+        write_escaped_string(out, s);
+    }
+    out.push(b'"');
+}
+
+/// A string that is not plain printable ASCII, JSON-escaped as UTF-8 or
+/// hex-escaped as a whole (see [`write_string`]).
+fn write_escaped_string(out: &mut Vec<u8>, s: &[u8]) {
+    if !needs_hex_escaping(s, is_kept) {
         for &b in s {
             write_json_byte(out, b);
         }
-    } else {
-        for &b in s {
-            if is_kept(b) {
-                write_json_byte(out, b);
-            } else {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'\\',
-                    b'x',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ]);
-            }
+        return;
+    }
+    for &b in s {
+        if is_kept(b) {
+            write_json_byte(out, b);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
         }
     }
-    out.push(b'"');
 }
 
 /// A key: RapidJSON's escaping alone (`Writer::Key`).
@@ -312,6 +389,49 @@ mod tests {
              \"vn\":[0,null,2],\"f\":\"SSH::foo: function(i:count) : string\\n{ \\nif (0 < SSH::i) \
              \\n\\treturn (Foo);\\nelse\\n\\treturn (Bar);\\n\\n}\"}\n"
         );
+    }
+
+    /// The keys are rendered once per schema; every record written by one
+    /// writer still gets its own separators, and keys of every length and
+    /// ones that need escaping come out as `record` writes them.
+    #[test]
+    fn one_writer_for_many_records() {
+        let long = "a_name_longer_than_the_thirty_two_bytes_of_a_slot";
+        let names = ["ts", long, "q\"uote\\", "\u{e9}t\u{e9}", "x"];
+        let mut h = header("test", &[TypeTag::String; 5]);
+        for (f, n) in h.fields.iter_mut().zip(names) {
+            f.name = n.into();
+        }
+        let unset = Value::Unset(TypeTag::String);
+        let records = [
+            [
+                Value::Count(1),
+                Value::Count(2),
+                Value::Count(3),
+                Value::Count(4),
+                Value::Count(5),
+            ],
+            [unset, Value::Count(2), unset, Value::Count(4), unset],
+            [unset, unset, unset, unset, unset],
+            [unset, unset, unset, unset, Value::Bool(true)],
+        ];
+        let mut writer = Json.record_writer(&h);
+        let mut out = Vec::new();
+        for r in &records {
+            writer.write(r, &mut out);
+        }
+        let want = format!(
+            "{{\"ts\":1,\"{long}\":2,\"q\\\"uote\\\\\":3,\"\u{e9}t\u{e9}\":4,\"x\":5}}\n\
+             {{\"{long}\":2,\"\u{e9}t\u{e9}\":4}}\n\
+             {{}}\n\
+             {{\"x\":true}}\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let mut one_by_one = Vec::new();
+        for r in &records {
+            Json.record(&h, r, &mut one_by_one);
+        }
+        assert_eq!(String::from_utf8(one_by_one).unwrap(), want);
     }
 
     #[test]

@@ -239,52 +239,88 @@ pub fn write_json_double(out: &mut Vec<u8>, d: f64) {
     if d < 0.0 {
         out.push(b'-');
     }
-    let mut digits = [0u8; 32];
+    // Grisu2 writes at most 32 digits (in practice 17); the rest of the
+    // buffer is zeros, so that layout can copy 32 bytes from any digit.
+    let mut digits = [0u8; 2 * DIGITS_MAX];
     let (len, k) = grisu2(d.abs(), &mut digits);
-    prettify(out, &digits[..len], k);
+    let start = out.len();
+    out.extend_from_slice(&[0u8; WINDOW]);
+    let n = layout(&mut out[start..start + WINDOW], &digits, len, k);
+    out.truncate(start + n);
 }
 
-/// RapidJSON's `Prettify` with its default of 324 decimal places, under
-/// which its truncation branches can never be taken for a double.
-fn prettify(out: &mut Vec<u8>, digits: &[u8], k: i32) {
-    let length = digits.len() as i32;
+/// The most digits `grisu2` can write.
+const DIGITS_MAX: usize = 32;
+
+/// The room `layout` writes in: its copies of 32 digits may start as far
+/// as 22 bytes in (after 21 integer digits and the point).
+const WINDOW: usize = 64;
+
+/// RapidJSON's `Prettify` (with its default of 324 decimal places, under
+/// which its truncation branches can never be taken for a double), laid
+/// out in `w` with copies of fixed size: the digits are copied 32 bytes at
+/// a time wherever they go (the bytes past `len` are overwritten or cut
+/// off), so no copy depends on the number's length. `digits[..len]` are
+/// the digits, v = digits × 10^k. Returns the length written.
+fn layout(w: &mut [u8], digits: &[u8; 2 * DIGITS_MAX], len: usize, k: i32) -> usize {
+    const ZEROS: [u8; 32] = [b'0'; 32];
+    let digits_from = |i: usize| -> &[u8; DIGITS_MAX] {
+        digits[i..i + DIGITS_MAX].try_into().expect("in the buffer")
+    };
+    let length = len as i32;
     let kk = length + k; // 10^(kk-1) <= v < 10^kk
     if (0..).contains(&k) && kk <= 21 {
         // 1234e7 -> 12340000000.0
-        out.extend_from_slice(digits);
-        out.resize(out.len() + (kk - length) as usize, b'0');
-        out.extend_from_slice(b".0");
+        let kk = kk as usize;
+        w[..32].copy_from_slice(digits_from(0));
+        w[len..len + 32].copy_from_slice(&ZEROS);
+        w[kk..kk + 2].copy_from_slice(b".0");
+        kk + 2
     } else if 0 < kk && kk <= 21 {
         // 1234e-2 -> 12.34
-        let (int, frac) = digits.split_at(kk as usize);
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
+        let kk = kk as usize;
+        w[..32].copy_from_slice(digits_from(0));
+        w[kk + 1..kk + 33].copy_from_slice(digits_from(kk));
+        w[kk] = b'.';
+        len + 1
     } else if -6 < kk && kk <= 0 {
         // 1234e-6 -> 0.001234
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + (-kk) as usize, b'0');
-        out.extend_from_slice(digits);
-    } else if length == 1 {
-        // 1e30
-        out.push(digits[0]);
-        out.push(b'e');
-        write_exponent(out, kk - 1);
+        let zeros = (-kk) as usize;
+        w[..8].copy_from_slice(b"0.000000");
+        w[2 + zeros..34 + zeros].copy_from_slice(digits_from(0));
+        2 + zeros + len
     } else {
-        // 1234e30 -> 1.234e33
-        out.push(digits[0]);
-        out.push(b'.');
-        out.extend_from_slice(&digits[1..]);
-        out.push(b'e');
-        write_exponent(out, kk - 1);
+        // 1e30, 1234e30 -> 1.234e33
+        w[0] = digits[0];
+        let mut at = 1;
+        if len > 1 {
+            w[1] = b'.';
+            w[2..34].copy_from_slice(digits_from(1));
+            at = len + 1;
+        }
+        w[at] = b'e';
+        at + 1 + exponent_into(&mut w[at + 1..at + 5], kk - 1)
     }
 }
 
-fn write_exponent(out: &mut Vec<u8>, k: i32) {
+/// A decimal exponent (|k| <= 324) as `-`, if negative, and its digits
+/// without padding, into `w`; returns the length.
+fn exponent_into(w: &mut [u8], k: i32) -> usize {
+    let mut at = 0;
     if k < 0 {
-        out.push(b'-');
+        w[0] = b'-';
+        at = 1;
     }
-    write_u64(out, u64::from(k.unsigned_abs()));
+    let e = k.unsigned_abs();
+    let n = if e >= 100 {
+        3
+    } else if e >= 10 {
+        2
+    } else {
+        1
+    };
+    fill_digits(&mut w[at..at + n], u64::from(e));
+    at + n
 }
 
 /// A floating-point number with a 64-bit significand: `f * 2^e`.
@@ -508,7 +544,7 @@ const POW10: [u64; 20] = [
 /// `buf` and the decimal exponent K such that v ≈ digits × 10^K. Follows
 /// RapidJSON's `internal::Grisu2` step by step, including its unsigned
 /// wrap-arounds, so that the digits are the same.
-fn grisu2(value: f64, buf: &mut [u8; 32]) -> (usize, i32) {
+fn grisu2(value: f64, buf: &mut [u8; 2 * DIGITS_MAX]) -> (usize, i32) {
     let v = DiyFp::from_f64(value);
     let (w_m, w_p) = v.normalized_boundaries();
     let (c_mk, mut big_k) = cached_power(w_p.e);
@@ -536,12 +572,82 @@ fn count_decimal_digit32(n: u32) -> i32 {
     }
 }
 
-fn digit_gen(w: DiyFp, mp: DiyFp, mut delta: u64, buf: &mut [u8; 32], big_k: &mut i32) -> usize {
+fn digit_gen(
+    w: DiyFp,
+    mp: DiyFp,
+    mut delta: u64,
+    buf: &mut [u8; 2 * DIGITS_MAX],
+    big_k: &mut i32,
+) -> usize {
     let shift = (-mp.e) as u32;
     let one_f = 1u64 << shift;
     let wp_w = mp.f.wrapping_sub(w.f);
-    let mut p1 = (mp.f >> shift) as u32;
+    let p1 = (mp.f >> shift) as u32;
     let mut p2 = mp.f & (one_f - 1);
+    // The digits of the integral part p1, then those of the fraction p2.
+    let (mut kappa, mut len) = if 0 < p1 && p1 < 1_000_000_000 && delta < one_f {
+        // The integral part's loop below stops early only where the
+        // remainder (p1's digits not yet written, then p2) is within
+        // delta. With delta below one unit of p1 that needs those digits
+        // to be zeros and p2 <= delta; so its digits can be written at
+        // once. (p1 below 10^9 has its exact digit count, so none is a
+        // leading zero.)
+        let n = count_decimal_digit32(p1) as usize;
+        if p2 <= delta {
+            // It stops after the last non-zero digit.
+            let mut kept = p1;
+            let mut zeros = 0;
+            while kept.is_multiple_of(10) {
+                kept /= 10;
+                zeros += 1;
+            }
+            let len = n - zeros;
+            fill_digits(&mut buf[..len], u64::from(kept));
+            *big_k += zeros as i32;
+            grisu_round(buf, len, delta, p2, POW10[zeros] << shift, wp_w);
+            return len;
+        }
+        fill_digits(&mut buf[..n], u64::from(p1));
+        (0, n)
+    } else {
+        match integral_digits(p1, p2, shift, delta, wp_w, buf, big_k) {
+            Ok(len) => return len,
+            Err(len) => (0, len),
+        }
+    };
+
+    loop {
+        p2 = p2.wrapping_mul(10);
+        delta = delta.wrapping_mul(10);
+        let d = (p2 >> shift) as u8;
+        if d != 0 || len != 0 {
+            buf[len] = b'0'.wrapping_add(d);
+            len += 1;
+        }
+        p2 &= one_f - 1;
+        kappa -= 1;
+        if p2 < delta {
+            *big_k += kappa;
+            let index = (-kappa) as usize;
+            let scale = if index < 20 { POW10[index] } else { 0 };
+            grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
+            return len;
+        }
+    }
+}
+
+/// Grisu2's loop over the digits of the integral part p1, step by step as
+/// RapidJSON has it: `Ok(len)` if the digits end there, `Err(len)` if the
+/// fraction's digits follow.
+fn integral_digits(
+    mut p1: u32,
+    p2: u64,
+    shift: u32,
+    delta: u64,
+    wp_w: u64,
+    buf: &mut [u8; 2 * DIGITS_MAX],
+    big_k: &mut i32,
+) -> Result<usize, usize> {
     let mut kappa = count_decimal_digit32(p1);
     let mut len = 0usize;
 
@@ -602,32 +708,15 @@ fn digit_gen(w: DiyFp, mp: DiyFp, mut delta: u64, buf: &mut [u8; 32], big_k: &mu
         if tmp <= delta {
             *big_k += kappa;
             grisu_round(buf, len, delta, tmp, POW10[kappa as usize] << shift, wp_w);
-            return len;
+            return Ok(len);
         }
     }
 
-    loop {
-        p2 = p2.wrapping_mul(10);
-        delta = delta.wrapping_mul(10);
-        let d = (p2 >> shift) as u8;
-        if d != 0 || len != 0 {
-            buf[len] = b'0'.wrapping_add(d);
-            len += 1;
-        }
-        p2 &= one_f - 1;
-        kappa -= 1;
-        if p2 < delta {
-            *big_k += kappa;
-            let index = (-kappa) as usize;
-            let scale = if index < 20 { POW10[index] } else { 0 };
-            grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
-            return len;
-        }
-    }
+    Err(len)
 }
 
 fn grisu_round(
-    buf: &mut [u8; 32],
+    buf: &mut [u8; 2 * DIGITS_MAX],
     len: usize,
     delta: u64,
     mut rest: u64,
@@ -666,6 +755,182 @@ mod tests {
         let mut out = Vec::new();
         write_json_double(&mut out, d);
         String::from_utf8(out).unwrap()
+    }
+
+    /// `grisu2` as it was first written, over `reference_digit_gen`.
+    fn reference_grisu2(value: f64, buf: &mut [u8; 2 * DIGITS_MAX]) -> (usize, i32) {
+        let v = DiyFp::from_f64(value);
+        let (w_m, w_p) = v.normalized_boundaries();
+        let (c_mk, mut big_k) = cached_power(w_p.e);
+        let w = v.normalize().mul(c_mk);
+        let mut wp = w_p.mul(c_mk);
+        let mut wm = w_m.mul(c_mk);
+        wm.f = wm.f.wrapping_add(1);
+        wp.f = wp.f.wrapping_sub(1);
+        let len = reference_digit_gen(w, wp, wp.f.wrapping_sub(wm.f), buf, &mut big_k);
+        (len, big_k)
+    }
+
+    /// RapidJSON's `DigitGen` step by step, as `digit_gen` was first written.
+    fn reference_digit_gen(
+        w: DiyFp,
+        mp: DiyFp,
+        mut delta: u64,
+        buf: &mut [u8; 2 * DIGITS_MAX],
+        big_k: &mut i32,
+    ) -> usize {
+        let shift = (-mp.e) as u32;
+        let one_f = 1u64 << shift;
+        let wp_w = mp.f.wrapping_sub(w.f);
+        let mut p1 = (mp.f >> shift) as u32;
+        let mut p2 = mp.f & (one_f - 1);
+        let mut kappa = count_decimal_digit32(p1);
+        let mut len = 0usize;
+
+        while kappa > 0 {
+            let d = match kappa {
+                9 => {
+                    let d = p1 / 100_000_000;
+                    p1 %= 100_000_000;
+                    d
+                }
+                8 => {
+                    let d = p1 / 10_000_000;
+                    p1 %= 10_000_000;
+                    d
+                }
+                7 => {
+                    let d = p1 / 1_000_000;
+                    p1 %= 1_000_000;
+                    d
+                }
+                6 => {
+                    let d = p1 / 100_000;
+                    p1 %= 100_000;
+                    d
+                }
+                5 => {
+                    let d = p1 / 10_000;
+                    p1 %= 10_000;
+                    d
+                }
+                4 => {
+                    let d = p1 / 1_000;
+                    p1 %= 1_000;
+                    d
+                }
+                3 => {
+                    let d = p1 / 100;
+                    p1 %= 100;
+                    d
+                }
+                2 => {
+                    let d = p1 / 10;
+                    p1 %= 10;
+                    d
+                }
+                _ => {
+                    let d = p1;
+                    p1 = 0;
+                    d
+                }
+            };
+            if d != 0 || len != 0 {
+                buf[len] = b'0'.wrapping_add(d as u8);
+                len += 1;
+            }
+            kappa -= 1;
+            let tmp = (u64::from(p1) << shift).wrapping_add(p2);
+            if tmp <= delta {
+                *big_k += kappa;
+                grisu_round(buf, len, delta, tmp, POW10[kappa as usize] << shift, wp_w);
+                return len;
+            }
+        }
+
+        loop {
+            p2 = p2.wrapping_mul(10);
+            delta = delta.wrapping_mul(10);
+            let d = (p2 >> shift) as u8;
+            if d != 0 || len != 0 {
+                buf[len] = b'0'.wrapping_add(d);
+                len += 1;
+            }
+            p2 &= one_f - 1;
+            kappa -= 1;
+            if p2 < delta {
+                *big_k += kappa;
+                let index = (-kappa) as usize;
+                let scale = if index < 20 { POW10[index] } else { 0 };
+                grisu_round(buf, len, delta, p2, one_f, wp_w.wrapping_mul(scale));
+                return len;
+            }
+        }
+    }
+
+    /// `write_json_double` as it was first written, step by step after
+    /// RapidJSON's `Writer::Double`: Grisu2's digits one at a time, laid
+    /// out by pushes in `reference_prettify`. The reference for the fast
+    /// paths.
+    fn reference_json_str(d: f64) -> String {
+        let mut out = Vec::new();
+        if d == 0.0 {
+            if d.is_sign_negative() {
+                out.push(b'-');
+            }
+            out.extend_from_slice(b"0.0");
+        } else {
+            if d < 0.0 {
+                out.push(b'-');
+            }
+            let mut digits = [0u8; 2 * DIGITS_MAX];
+            let (len, k) = reference_grisu2(d.abs(), &mut digits);
+            reference_prettify(&mut out, &digits[..len], k);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// RapidJSON's `Prettify` with its default of 324 decimal places, under
+    /// which its truncation branches can never be taken for a double.
+    fn reference_prettify(out: &mut Vec<u8>, digits: &[u8], k: i32) {
+        let length = digits.len() as i32;
+        let kk = length + k; // 10^(kk-1) <= v < 10^kk
+        if (0..).contains(&k) && kk <= 21 {
+            // 1234e7 -> 12340000000.0
+            out.extend_from_slice(digits);
+            out.resize(out.len() + (kk - length) as usize, b'0');
+            out.extend_from_slice(b".0");
+        } else if 0 < kk && kk <= 21 {
+            // 1234e-2 -> 12.34
+            let (int, frac) = digits.split_at(kk as usize);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        } else if -6 < kk && kk <= 0 {
+            // 1234e-6 -> 0.001234
+            out.extend_from_slice(b"0.");
+            out.resize(out.len() + (-kk) as usize, b'0');
+            out.extend_from_slice(digits);
+        } else if length == 1 {
+            // 1e30
+            out.push(digits[0]);
+            out.push(b'e');
+            reference_exponent(out, kk - 1);
+        } else {
+            // 1234e30 -> 1.234e33
+            out.push(digits[0]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+            out.push(b'e');
+            reference_exponent(out, kk - 1);
+        }
+    }
+
+    fn reference_exponent(out: &mut Vec<u8>, k: i32) {
+        if k < 0 {
+            out.push(b'-');
+        }
+        write_u64(out, u64::from(k.unsigned_abs()));
     }
 
     /// glibc's `snprintf("%.6f")`: exact, ties to even, like `to_chars`.
@@ -805,6 +1070,47 @@ mod tests {
                 s.push_str(".0");
             }
             proptest::prop_assert_eq!(ascii_str(d), s);
+        }
+
+        #[test]
+        fn json_double_matches_the_reference(bits in proptest::num::u64::ANY) {
+            let d = f64::from_bits(bits);
+            proptest::prop_assume!(d.is_finite());
+            proptest::prop_assert_eq!(json_str(d), reference_json_str(d), "{:e}", d);
+        }
+
+        /// Times as Zeek writes them: seconds since the epoch with
+        /// microseconds (and the odd nanosecond), and intervals.
+        #[test]
+        fn json_double_matches_the_reference_for_times(
+            secs in 0u64..4_000_000_000,
+            micros in 0u64..1_000_000,
+            nanos in 0u64..1000,
+        ) {
+            let times = [
+                secs as f64,
+                secs as f64 + 0.5,
+                secs as f64 + micros as f64 / 1e6,
+                secs as f64 + (micros * 1000 + nanos) as f64 / 1e9,
+                (secs % 100_000) as f64 + micros as f64 / 1e6,
+                micros as f64 / 1e6,
+                nanos as f64 / 1e9,
+                -(secs as f64 + micros as f64 / 1e6),
+            ];
+            for d in times {
+                proptest::prop_assert_eq!(json_str(d), reference_json_str(d), "{:e}", d);
+            }
+        }
+
+        /// Every layout branch: digits of every length at every decimal
+        /// exponent around the branch points.
+        #[test]
+        fn json_double_matches_the_reference_for_layouts(
+            mantissa in 1u64..100_000_000_000_000_000,
+            exp in -30i32..30,
+        ) {
+            let d = mantissa as f64 * 10f64.powi(exp);
+            proptest::prop_assert_eq!(json_str(d), reference_json_str(d), "{:e}", d);
         }
 
         #[test]
