@@ -81,6 +81,9 @@ fn receiver() {
             reactor.buffer_size = kib.parse::<usize>().unwrap() * 1024;
             reactor.buffer_count = u16::try_from(pool / reactor.buffer_size).unwrap();
         }
+        if let Some(count) = arg("buffer-count") {
+            reactor.buffer_count = count.parse().unwrap();
+        }
         let ctx = zring::Context::with_config(&reactor).unwrap();
         let mut s = ctx.socket(zring::SocketKind::Pull);
         for option in config.socket_options() {

@@ -16,10 +16,12 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
+use zmtp_codec::BufferPool;
 
 use super::waker::Waker;
 
 const PAGE: usize = 4096;
+const HUGE_PAGE: usize = 2 * 1024 * 1024;
 
 /// Memory of all buffers of one ring, shared with the slices handed out.
 pub(crate) struct BufPool {
@@ -137,8 +139,16 @@ impl BufRing {
         let entries_layout =
             Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), PAGE)
                 .map_err(io::Error::other)?;
-        let memory_layout = Layout::from_size_align(count as usize * buffer_size, PAGE)
-            .map_err(io::Error::other)?;
+        let memory_size = count as usize * buffer_size;
+        // A pool of whole huge pages is aligned to them, so the kernel can
+        // back it with 2 MiB pages (below).
+        let align = if memory_size.is_multiple_of(HUGE_PAGE) {
+            HUGE_PAGE
+        } else {
+            PAGE
+        };
+        let memory_layout =
+            Layout::from_size_align(memory_size, align).map_err(io::Error::other)?;
         // SAFETY: both layouts have non-zero size.
         let entries = unsafe { alloc::alloc_zeroed(entries_layout) } as *mut BufRingEntry;
         // SAFETY: as above.
@@ -148,6 +158,13 @@ impl BufRing {
                 io::ErrorKind::OutOfMemory,
                 "cannot allocate receive buffers",
             ));
+        }
+        if align == HUGE_PAGE {
+            // Receives copy into buffers all over the pool, which in 4 KiB
+            // pages would take thousands of TLB entries. Only advice: with
+            // transparent huge pages off, nothing changes.
+            // SAFETY: the range is the allocation just made.
+            unsafe { libc::madvise(memory.cast(), memory_size, libc::MADV_HUGEPAGE) };
         }
         let pool = Arc::new(BufPool {
             memory,
@@ -245,7 +262,11 @@ impl BufRing {
     /// are leased: whoever holds those (a slow consumer, a queue for a slow
     /// peer) may hold them long, and the ring must never run dry because of
     /// it, or every connection of the reactor would stop receiving.
-    pub(crate) fn take(&mut self, bid: u16, len: usize) -> (Bytes, bool) {
+    ///
+    /// Copies of large fills go into buffers from `copies`, which keeps them
+    /// warm: a fresh allocation of a few hundred KiB is mapped and
+    /// page-faulted in anew each time.
+    pub(crate) fn take(&mut self, bid: u16, len: usize, copies: &dyn BufferPool) -> (Bytes, bool) {
         self.on_ring -= 1;
         if len < self.copy_below || self.leased >= usize::from(self.count) / 2 {
             // SAFETY: the kernel filled `len` bytes of buffer `bid`, and it is
@@ -256,7 +277,9 @@ impl BufRing {
                     len,
                 )
             };
-            let copy = Bytes::copy_from_slice(data);
+            let mut copy = copies.take(len);
+            copy.extend_from_slice(data);
+            let copy = copies.freeze(copy);
             self.push(bid);
             self.publish();
             (copy, true)
@@ -297,5 +320,41 @@ impl Drop for BufRing {
         }
         // SAFETY: allocated in `new` with this layout, and unregistered.
         unsafe { alloc::dealloc(self.entries as *mut u8, self.entries_layout) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zmtp_codec::HeapPool;
+
+    #[test]
+    fn leases_come_back_from_other_threads_and_half_leased_fills_are_copied() {
+        let ring = IoUring::new(8).expect("io_uring");
+        let waker = Arc::new(Waker::new().unwrap());
+        let mut bufs = BufRing::new(&ring, 0, 4, 4096, 16, waker).unwrap();
+        // As if the kernel had filled buffers 0..3 in turn.
+        let (small, copied) = bufs.take(0, 10, &HeapPool);
+        assert!(copied, "a fill below copy_below is copied");
+        drop(small);
+        let (a, copied_a) = bufs.take(1, 100, &HeapPool);
+        let (b, copied_b) = bufs.take(2, 100, &HeapPool);
+        assert!(
+            !copied_a && !copied_b,
+            "leased while the ring is not half leased"
+        );
+        let (c, copied_c) = bufs.take(3, 100, &HeapPool);
+        assert!(
+            copied_c,
+            "half the ring leased: copied, its buffer back at once"
+        );
+        assert!(bufs.may_have_free());
+        assert_eq!(bufs.recycle(), 0, "the leases are still held");
+        std::thread::spawn(move || drop((a, b, c))).join().unwrap();
+        assert_eq!(bufs.recycle(), 2);
+        let (d, copied_d) = bufs.take(0, 100, &HeapPool);
+        assert!(!copied_d, "leased again once the buffers are back");
+        drop(d);
+        bufs.unregister(&ring);
     }
 }

@@ -19,7 +19,7 @@
 mod broker;
 pub(crate) mod bufring;
 mod conn;
-mod reassembly_pool;
+mod copy_pool;
 mod slab;
 pub(crate) mod sys;
 pub(crate) mod waker;
@@ -42,7 +42,7 @@ use zmtp_codec::{BufferPool, Event, Message, SessionConfig, SubscriptionAction};
 
 use self::bufring::BufRing;
 use self::conn::{Conn, Origin};
-use self::reassembly_pool::ReassemblyPool;
+use self::copy_pool::CopyPool;
 use self::slab::{Key, Slab};
 use self::waker::Waker;
 use crate::broker::shard::Shard;
@@ -450,8 +450,9 @@ struct Reactor {
     /// Sockets with a wake delay whose application has not been woken for
     /// what this reactor queued, and when it must be.
     deferred_wakes: Vec<(Arc<SocketShared>, Instant)>,
-    /// Buffers for received messages that straddle receive buffers.
-    reassembly: Arc<dyn BufferPool>,
+    /// Buffers for received bytes that are copied: messages straddling
+    /// receive buffers, fills copied out of a crowded ring.
+    copies: Arc<dyn BufferPool>,
 }
 
 impl Reactor {
@@ -493,7 +494,7 @@ impl Reactor {
             timers: BinaryHeap::new(),
             deferred_wakes: Vec::new(),
             // Unused, it keeps at most as much again as the receive ring.
-            reassembly: Arc::new(ReassemblyPool::new(
+            copies: Arc::new(CopyPool::new(
                 usize::from(config.buffer_count) * config.buffer_size,
             )),
             paused: HashMap::new(),
@@ -934,7 +935,7 @@ impl Reactor {
         if let Some(bytes) = spec.opts.rcvbuf {
             sys::set_buffer_size(fd.as_raw_fd(), false, bytes);
         }
-        let buffers = &self.reassembly;
+        let buffers = &self.copies;
         let key = self
             .conns
             .insert_with(|key| Box::new(Conn::new(key, fd, spec, peer, origin, pipe, buffers)));
@@ -985,7 +986,7 @@ impl Reactor {
             if conn.closing.is_some() {
                 self.bufs.put_back(bid);
             } else {
-                let (bytes, copied) = self.bufs.take(bid, res as usize);
+                let (bytes, copied) = self.bufs.take(bid, res as usize, &*self.copies);
                 if copied {
                     conn.spec
                         .socket

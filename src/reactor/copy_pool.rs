@@ -1,13 +1,15 @@
-//! Recycled buffers for messages that straddle receive buffers.
+//! Recycled buffers for received bytes that must be copied: messages that
+//! straddle receive buffers, and fills copied out of a ring that is half
+//! leased.
 //!
-//! The codec gathers such a message into one buffer of its size (one copy).
-//! A Zeek log batch of 64 KiB or more straddles nearly always, and the
+//! The codec gathers a straddling message into one buffer of its size (one
+//! copy). A Zeek log batch of 64 KiB or more straddles often, and the
 //! buffer is freed on the application thread once the batch is written.
 //! With plain allocations glibc hands that memory back to the kernel (it
-//! trims the top of the reactor's arena), so the next batch page-faults its
-//! way into fresh, zeroed pages: measured at 50 % of the receiving
-//! process's CPU time at 64 KiB, more than the copy. Keeping the buffers
-//! here, up to a bound, makes the pages stay warm.
+//! trims the reactor's arena, or unmaps a chunk above its mmap threshold),
+//! so the next batch page-faults its way into fresh, zeroed pages: measured
+//! at 50 % of the receiving process's CPU time at 64 KiB, more than the
+//! copy. Keeping the buffers here, up to a bound, keeps their pages warm.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +22,7 @@ const MIN_POOLED: usize = 16 * 1024;
 
 /// One reactor's pool (shared with the threads that drop the messages).
 #[derive(Debug)]
-pub(crate) struct ReassemblyPool {
+pub(crate) struct CopyPool {
     inner: Arc<Inner>,
 }
 
@@ -37,10 +39,10 @@ struct FreeList {
     bytes: usize,
 }
 
-impl ReassemblyPool {
+impl CopyPool {
     /// A pool keeping at most `retain_bytes` of unused buffers.
-    pub(crate) fn new(retain_bytes: usize) -> ReassemblyPool {
-        ReassemblyPool {
+    pub(crate) fn new(retain_bytes: usize) -> CopyPool {
+        CopyPool {
             inner: Arc::new(Inner {
                 free: Mutex::new(FreeList::default()),
                 retain_bytes,
@@ -86,7 +88,7 @@ impl Inner {
     }
 }
 
-impl BufferPool for ReassemblyPool {
+impl BufferPool for CopyPool {
     fn take(&self, capacity: usize) -> Vec<u8> {
         let wanted = size_class(capacity);
         if wanted >= MIN_POOLED {
@@ -165,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_dropped_message_gives_its_buffer_back_for_the_next() {
-        let pool = ReassemblyPool::new(1 << 20);
+        let pool = CopyPool::new(1 << 20);
         let mut buffer = pool.take(65_545);
         let address = buffer.as_ptr();
         buffer.resize(65_545, 7);
@@ -183,7 +185,7 @@ mod tests {
 
     #[test]
     fn keeps_no_more_than_its_bound_and_no_small_buffers() {
-        let pool = ReassemblyPool::new(200_000);
+        let pool = CopyPool::new(200_000);
         let buffers: Vec<Bytes> = (0..4)
             .map(|_| {
                 let mut b = pool.take(65_545);
@@ -199,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_large_buffer_is_not_spent_on_a_small_need() {
-        let pool = ReassemblyPool::new(1 << 24);
+        let pool = CopyPool::new(1 << 24);
         pool.recycle(Vec::with_capacity(1 << 20));
         assert!(pool.take(20_000).capacity() < 1 << 20);
         assert_eq!(pool.retained(), 1 << 20);
