@@ -517,11 +517,23 @@ fn plain_wrong_password_gets_error_400() {
             reason: "400 wrong password for zeek".into()
         }
     );
+    // libzmq's PLAIN ERROR (see zmtp_codec::mechanism::plain): 0x5e 'RROR'.
     let reply = take_all(&mut b);
-    assert_eq!(&reply[..], b"\x04\x0a\x05ERROR\x03400");
+    assert_eq!(&reply[..], b"\x04\x09\x5eRROR\x03400");
     let err = deliver(reply, &mut a).unwrap_err();
     assert_eq!(err, Error::PeerError("400".into()));
     assert!(!a.is_ready() && !b.is_ready());
+    // The RFC's form is understood by the client too.
+    let (mut a, mut b) = plain_pair("zeek", "secret", AllowAll);
+    shuttle(&mut a, &mut b).unwrap();
+    shuttle(&mut b, &mut a).unwrap();
+    let err = deliver(framed_command(b"\x05ERROR\x03500"), &mut a).unwrap_err();
+    assert_eq!(err, Error::PeerError("500".into()));
+    let (mut a, mut b) = plain_pair("zeek", "secret", AllowAll);
+    shuttle(&mut a, &mut b).unwrap();
+    shuttle(&mut b, &mut a).unwrap();
+    let err = deliver(framed_command(b"\x5eRROR\x04400"), &mut a).unwrap_err();
+    assert!(err.to_string().contains("ERROR"), "{err}");
 }
 
 #[test]

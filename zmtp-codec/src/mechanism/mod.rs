@@ -25,7 +25,7 @@ pub use curve::{
 };
 pub use keys::{KeyPair, KeyPairError, OsRandom, PublicKey, Randomness, SecretKey};
 pub use null::Null;
-pub use plain::{PlainClient, PlainServer};
+pub use plain::{PlainClient, PlainServer, LIBZMQ_PLAIN_ERROR_PREFIX};
 
 /// Where a handshake stands after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]

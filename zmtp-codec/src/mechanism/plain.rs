@@ -3,6 +3,9 @@
 //! answers WELCOME (or ERROR once its authoriser refused), the client sends
 //! INITIATE with its metadata and the server READY with its own. No
 //! encryption: data frames go out as they are.
+//!
+//! A refusal is answered with libzmq's own (not the RFC's) ERROR form: see
+//! [`LIBZMQ_PLAIN_ERROR_PREFIX`].
 
 use bytes::{BufMut, Bytes};
 
@@ -21,9 +24,45 @@ fn malformed(command: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Checks that `body` is the command `expected`; an ERROR from the peer
-/// becomes [`Error::PeerError`]. Returns the command's data.
+/// How a PLAIN ERROR starts as libzmq 4.3 writes and reads it.
+///
+/// libzmq's PLAIN ERROR is not the RFC's: its prefix is the C literal
+/// `"\x05ERROR"`, where the hex escape swallows the `E`, so the command
+/// libzmq sends, and the only ERROR its PLAIN client recognises, is
+/// `5e 'RROR' len reason` (9 bytes for `400`), a command name 94 bytes long
+/// to anyone else. Checked against libzmq 4.3.5: sent the RFC's
+/// `05 'ERROR' 03 '400'`, a libzmq PLAIN client reports a protocol error
+/// (unexpected command); sent libzmq's form, it reports an authentication
+/// failure with status 400, as with a libzmq server. So [`PlainServer`]
+/// sends libzmq's form, and [`PlainClient`] takes both. CURVE's ERROR is the
+/// RFC's in libzmq too.
+pub const LIBZMQ_PLAIN_ERROR_PREFIX: &[u8] = b"\x5eRROR";
+
+/// libzmq's PLAIN ERROR for `reason`.
+fn libzmq_plain_error(reason: &str) -> Bytes {
+    let reason = &reason.as_bytes()[..reason.len().min(255)];
+    let mut out = Vec::with_capacity(LIBZMQ_PLAIN_ERROR_PREFIX.len() + 1 + reason.len());
+    out.extend_from_slice(LIBZMQ_PLAIN_ERROR_PREFIX);
+    out.push(reason.len() as u8);
+    out.extend_from_slice(reason);
+    Bytes::from(out)
+}
+
+/// Checks that `body` is the command `expected`; an ERROR from the peer, in
+/// the RFC's form or libzmq's, becomes [`Error::PeerError`]. Returns the
+/// command's data.
 fn expect(body: Bytes, expected: &'static str, phase: &'static str) -> Result<Bytes> {
+    if let Some(rest) = body.strip_prefix(LIBZMQ_PLAIN_ERROR_PREFIX) {
+        return match rest.split_first() {
+            Some((&len, reason)) if reason.len() == usize::from(len) => {
+                Err(Error::PeerError(printable(reason)))
+            }
+            _ => Err(malformed(
+                "ERROR",
+                "libzmq-style PLAIN ERROR whose reason length does not match",
+            )),
+        };
+    }
     let raw = RawCommand::parse(body.clone())?;
     if raw.is(expected) {
         return Ok(raw.data);
@@ -146,6 +185,8 @@ enum ServerState {
 
 /// The server side of PLAIN (`ZMQ_PLAIN_SERVER`). libzmq refuses PLAIN
 /// clients outright without a ZAP handler; here the authoriser is required.
+/// A refusal is answered with libzmq's own ERROR form
+/// ([`LIBZMQ_PLAIN_ERROR_PREFIX`]).
 pub struct PlainServer {
     authorizer: Box<dyn Authorizer>,
     state: ServerState,
@@ -191,7 +232,7 @@ impl PlainServer {
         };
         if let Err(refusal) = self.authorizer.authorize(&credentials) {
             if let Some(reason) = refusal.error_reason() {
-                send.push(Command::Error(Bytes::from_static(reason.as_bytes())).encode());
+                send.push(libzmq_plain_error(reason));
             }
             return Err(Error::Refused {
                 mechanism: "PLAIN",
