@@ -11,9 +11,9 @@
 //! ```
 //!
 //! Boxes are NaCl `crypto_box` (X25519, XSalsa20-Poly1305) in libsodium's
-//! "easy" layout, MAC first. After the handshake the transient shared key
-//! is precomputed once ([`SalsaBox`]), so a MESSAGE costs one copy into its
-//! output buffer, encrypted in place, and one allocation.
+//! "easy" layout, MAC first. The transient shared key is precomputed once
+//! per connection (`crypto_box_beforenm`), so a MESSAGE costs one copy
+//! into its output buffer, encrypted in place, and one allocation.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use crypto_box::aead::generic_array::GenericArray;
@@ -23,6 +23,7 @@ use crypto_secretbox::XSalsa20Poly1305;
 use zeroize::Zeroizing;
 
 use super::auth::{Authorizer, Credentials};
+use super::fastbox::FastBox;
 use super::keys::{KeyPair, OsRandom, PublicKey, Randomness, SecretKey};
 use super::{Mechanism, Step};
 use crate::command::{Command, RawCommand};
@@ -73,24 +74,27 @@ fn long_nonce(prefix: &[u8; 8], random: &[u8]) -> [u8; 24] {
     nonce
 }
 
-/// Encrypts `buf[TAG..]` in place and puts the MAC in `buf[..TAG]`.
-fn seal_in_place(cipher: &impl AeadInPlace, nonce: &[u8; 24], buf: &mut [u8]) -> Result<()> {
-    let (tag, text) = buf.split_at_mut(TAG);
+/// The three boxes CURVE uses: `crypto_box` between long-term or transient
+/// keys in the handshake (crypto_box's [`SalsaBox`]), the cookie's
+/// `crypto_secretbox`, and the precomputed transient box of the data path
+/// ([`FastBox`]).
+trait Boxer {
+    /// Encrypts `text` in place; returns the MAC.
+    fn seal(&self, nonce: &[u8; 24], text: &mut [u8]) -> Result<[u8; TAG]>;
+    /// Checks `tag` and decrypts `text` in place.
+    fn open(&self, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool;
+}
+
+fn aead_seal(cipher: &impl AeadInPlace, nonce: &[u8; 24], text: &mut [u8]) -> Result<[u8; TAG]> {
     let mac = cipher
         .encrypt_in_place_detached(GenericArray::from_slice(nonce), b"", text)
         .map_err(|_| Error::CurveExhausted("the box cannot be sealed".into()))?;
+    let mut tag = [0u8; TAG];
     tag.copy_from_slice(&mac);
-    Ok(())
+    Ok(tag)
 }
 
-/// Checks the MAC in `tag` and decrypts `text` in place.
-fn open_detached(
-    cipher: &impl AeadInPlace,
-    nonce: &[u8; 24],
-    tag: &[u8],
-    text: &mut [u8],
-    what: &'static str,
-) -> Result<()> {
+fn aead_open(cipher: &impl AeadInPlace, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool {
     cipher
         .decrypt_in_place_detached(
             GenericArray::from_slice(nonce),
@@ -98,12 +102,61 @@ fn open_detached(
             text,
             GenericArray::from_slice(tag),
         )
-        .map_err(|_| Error::BadBox { what })
+        .is_ok()
+}
+
+impl Boxer for SalsaBox {
+    fn seal(&self, nonce: &[u8; 24], text: &mut [u8]) -> Result<[u8; TAG]> {
+        aead_seal(self, nonce, text)
+    }
+    fn open(&self, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool {
+        aead_open(self, nonce, tag, text)
+    }
+}
+
+impl Boxer for XSalsa20Poly1305 {
+    fn seal(&self, nonce: &[u8; 24], text: &mut [u8]) -> Result<[u8; TAG]> {
+        aead_seal(self, nonce, text)
+    }
+    fn open(&self, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool {
+        aead_open(self, nonce, tag, text)
+    }
+}
+
+impl Boxer for FastBox {
+    fn seal(&self, nonce: &[u8; 24], text: &mut [u8]) -> Result<[u8; TAG]> {
+        Ok(FastBox::seal(self, nonce, text))
+    }
+    fn open(&self, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool {
+        FastBox::open(self, nonce, tag, text)
+    }
+}
+
+/// Encrypts `buf[TAG..]` in place and puts the MAC in `buf[..TAG]`.
+fn seal_in_place(cipher: &impl Boxer, nonce: &[u8; 24], buf: &mut [u8]) -> Result<()> {
+    let (tag, text) = buf.split_at_mut(TAG);
+    tag.copy_from_slice(&cipher.seal(nonce, text)?);
+    Ok(())
+}
+
+/// Checks the MAC in `tag` and decrypts `text` in place.
+fn open_detached(
+    cipher: &impl Boxer,
+    nonce: &[u8; 24],
+    tag: &[u8],
+    text: &mut [u8],
+    what: &'static str,
+) -> Result<()> {
+    if cipher.open(nonce, tag, text) {
+        Ok(())
+    } else {
+        Err(Error::BadBox { what })
+    }
 }
 
 /// Opens a box `[MAC | ciphertext]` in place; afterwards `buf[TAG..]` is the plaintext.
 fn open_in_place(
-    cipher: &impl AeadInPlace,
+    cipher: &impl Boxer,
     nonce: &[u8; 24],
     buf: &mut [u8],
     what: &'static str,
@@ -176,7 +229,7 @@ fn check_size(body: &[u8], command: &str, exact: Option<usize>, min: usize) -> R
 /// The encrypted data phase: one precomputed key, a send counter and the
 /// highest nonce the peer has used.
 struct Traffic {
-    cipher: SalsaBox,
+    cipher: FastBox,
     send_prefix: &'static [u8; 16],
     recv_prefix: &'static [u8; 16],
     next_send: u64,
@@ -390,7 +443,7 @@ impl CurveClient {
         )?;
         let server_transient = key_at(&plain, TAG);
         let cookie = &plain[TAG + 32..];
-        let cipher = precompute(&server_transient, &transient);
+        let cipher = FastBox::new(&server_transient, &transient);
 
         // The vouch: our transient key and the server's, boxed from our
         // long-term key to the server's transient one.
@@ -713,7 +766,7 @@ impl CurveServer {
                 last: hello_nonce,
             });
         }
-        let cipher = precompute(&client_transient, &transient);
+        let cipher = FastBox::new(&client_transient, &transient);
         let mut plain = BytesMut::from(&body[113..]);
         open_in_place(
             &cipher,

@@ -14,6 +14,7 @@ use crate::metadata::Metadata;
 
 mod auth;
 mod curve;
+mod fastbox;
 mod keys;
 mod null;
 mod plain;
