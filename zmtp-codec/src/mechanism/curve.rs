@@ -904,3 +904,233 @@ impl Mechanism for CurveServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanism::AllowAll;
+
+    /// Bytes counting up from a start value, so the tests know every
+    /// transient key.
+    struct Counting(u8);
+
+    impl Randomness for Counting {
+        fn fill(&mut self, dest: &mut [u8]) -> Result<()> {
+            for b in dest {
+                *b = self.0;
+                self.0 = self.0.wrapping_add(1);
+            }
+            Ok(())
+        }
+    }
+
+    fn secret_from(start: u8) -> SecretKey {
+        let mut bytes = [0u8; 32];
+        Counting(start).fill(&mut bytes).unwrap();
+        SecretKey::from_bytes(bytes)
+    }
+
+    fn metadata(socket_type: &str) -> Metadata {
+        let mut md = Metadata::new();
+        md.push("Socket-Type", socket_type.to_string()).unwrap();
+        md
+    }
+
+    /// Opens a box sealed with `cipher` at `at` in `body`, lets `edit`
+    /// change the plaintext, and seals it again.
+    fn reseal(
+        body: &[u8],
+        at: usize,
+        cipher: &FastBox,
+        nonce: &[u8; 24],
+        edit: impl FnOnce(&mut Vec<u8>),
+    ) -> Bytes {
+        let mut boxed = body[at..].to_vec();
+        let (tag, text) = boxed.split_at_mut(TAG);
+        assert!(cipher.open(nonce, tag, text));
+        let mut plain = boxed[TAG..].to_vec();
+        edit(&mut plain);
+        let tag = cipher.seal(nonce, &mut plain);
+        let mut out = body[..at].to_vec();
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&plain);
+        Bytes::from(out)
+    }
+
+    struct Handshake {
+        client: CurveClient,
+        server: CurveServer,
+        initiate: Bytes,
+    }
+
+    fn up_to_initiate() -> Handshake {
+        let server_keys = KeyPair::from_secret(secret_from(0xa0));
+        let mut client =
+            CurveClient::new(KeyPair::from_secret(secret_from(0xc0)), server_keys.public)
+                .with_randomness(Box::new(Counting(0x01)));
+        let mut server = CurveServer::new(server_keys, Box::new(AllowAll))
+            .with_randomness(Box::new(Counting(0x21)));
+        let (md_c, md_s) = (metadata("DEALER"), metadata("DEALER"));
+        let mut out = Vec::new();
+        client.start(&md_c, &mut out).unwrap();
+        let hello = out.pop().unwrap();
+        server
+            .on_frame(Frame::command(hello), &md_s, &mut out)
+            .unwrap();
+        let welcome = out.pop().unwrap();
+        client
+            .on_frame(Frame::command(welcome), &md_c, &mut out)
+            .unwrap();
+        let initiate = out.pop().unwrap();
+        Handshake {
+            client,
+            server,
+            initiate,
+        }
+    }
+
+    fn client_server_box() -> FastBox {
+        // c' = 01..20 (the client's first draw), s' = 21..40 (the server's).
+        FastBox::new(&secret_from(0x21).public_key(), &secret_from(0x01))
+    }
+
+    #[test]
+    fn malformed_metadata_inside_initiate_is_refused() {
+        let mut h = up_to_initiate();
+        let tampered = reseal(
+            &h.initiate,
+            113,
+            &client_server_box(),
+            &short_nonce(INITIATE_PREFIX, 2),
+            |plain| plain.extend_from_slice(b"\x05X-Bad\x00\x00\x00\x09ab"),
+        );
+        let err = h
+            .server
+            .on_frame(
+                Frame::command(tampered),
+                &metadata("DEALER"),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::MalformedMetadata(reason) if reason.contains("X-Bad")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn initiate_box_too_short_for_the_vouch_cannot_be_forged() {
+        // Resealing lets us shrink the box below C + vouch only if the
+        // size check did not come first: it does, naming INITIATE.
+        let mut h = up_to_initiate();
+        let tampered = reseal(
+            &h.initiate,
+            113,
+            &client_server_box(),
+            &short_nonce(INITIATE_PREFIX, 2),
+            |plain| plain.truncate(100),
+        );
+        let err = h
+            .server
+            .on_frame(
+                Frame::command(tampered),
+                &metadata("DEALER"),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::MalformedCommand { command, .. } if command == "INITIATE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_metadata_inside_ready_is_refused() {
+        let mut h = up_to_initiate();
+        let mut out = Vec::new();
+        h.server
+            .on_frame(
+                Frame::command(h.initiate.clone()),
+                &metadata("DEALER"),
+                &mut out,
+            )
+            .unwrap();
+        let ready = out.pop().unwrap();
+        let tampered = reseal(
+            &ready,
+            14,
+            &client_server_box(),
+            &short_nonce(READY_PREFIX, 1),
+            |plain| {
+                plain.clear();
+                plain.extend_from_slice(b"\x0bSocket-Type\x00\x00\x01\x00DEALER");
+            },
+        );
+        let err = h
+            .client
+            .on_frame(Frame::command(tampered), &metadata("DEALER"), &mut out)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::MalformedMetadata(reason) if reason.contains("Socket-Type")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_vouch_must_name_our_server_key() {
+        let mut h = up_to_initiate();
+        // Replace the vouch with one for another server key, sealed
+        // correctly from the client's long-term key to S'.
+        let client_secret = secret_from(0xc0);
+        let vouch_box = FastBox::new(&secret_from(0x21).public_key(), &client_secret);
+        let tampered = reseal(
+            &h.initiate,
+            113,
+            &client_server_box(),
+            &short_nonce(INITIATE_PREFIX, 2),
+            |plain| {
+                let nonce = long_nonce(VOUCH_PREFIX, &plain[32..48]);
+                let mut vouch = [0u8; 64];
+                vouch[..32].copy_from_slice(secret_from(0x01).public_key().as_bytes());
+                vouch[32..].copy_from_slice(&[9u8; 32]);
+                let tag = vouch_box.seal(&nonce, &mut vouch);
+                plain[48..64].copy_from_slice(&tag);
+                plain[64..128].copy_from_slice(&vouch);
+            },
+        );
+        let err = h
+            .server
+            .on_frame(
+                Frame::command(tampered),
+                &metadata("DEALER"),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::CurveMismatch {
+                command: "INITIATE",
+                reason: "its vouch is for another server key"
+            }
+        );
+    }
+
+    #[test]
+    fn seal_and_open_before_the_handshake_are_refused() {
+        let mut client = CurveClient::new(
+            KeyPair::from_secret(secret_from(1)),
+            secret_from(2).public_key(),
+        );
+        assert_eq!(
+            client
+                .seal(FrameFlags::data(false), Bytes::new())
+                .unwrap_err(),
+            Error::NotReady
+        );
+        assert_eq!(
+            client.open(Frame::data(Bytes::new(), false)).unwrap_err(),
+            Error::NotReady
+        );
+        assert!(!format!("{client:?}").contains(&secret_from(1).to_z85()));
+    }
+}
