@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-mod pyzmq;
+pub mod pyzmq;
 pub mod raw;
 mod zmq_crate;
 
@@ -90,6 +90,11 @@ pub fn zmq_crate_peer(kind: &str) -> Box<dyn LibzmqPeer> {
 /// A libzmq 4.3.5 socket of `kind`, in a pyzmq subprocess.
 pub fn pyzmq_peer(kind: &str) -> Box<dyn LibzmqPeer> {
     Box::new(pyzmq::PyzmqPeer::new(kind))
+}
+
+/// A libzmq 4.3.5 socket of `kind` with its CURVE and PLAIN controls.
+pub fn pyzmq_secure_peer(kind: &str) -> pyzmq::PyzmqPeer {
+    pyzmq::PyzmqPeer::new(kind)
 }
 
 /// One peer of each version, for tests that must pass against both.

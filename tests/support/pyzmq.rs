@@ -104,6 +104,91 @@ impl PyzmqPeer {
     }
 }
 
+/// libzmq's security options (`zmq.h`).
+pub const ZMQ_PLAIN_SERVER: i32 = 44;
+pub const ZMQ_PLAIN_USERNAME: i32 = 45;
+pub const ZMQ_PLAIN_PASSWORD: i32 = 46;
+pub const ZMQ_CURVE_SERVER: i32 = 47;
+pub const ZMQ_CURVE_PUBLICKEY: i32 = 48;
+pub const ZMQ_CURVE_SECRETKEY: i32 = 49;
+pub const ZMQ_CURVE_SERVERKEY: i32 = 50;
+/// `ZMQ_EVENT_HANDSHAKE_FAILED_AUTH`: the value is the ZAP status code.
+pub const ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: u32 = 0x4000;
+/// `ZMQ_EVENT_HANDSHAKE_SUCCEEDED`.
+pub const ZMQ_EVENT_HANDSHAKE_SUCCEEDED: u32 = 0x1000;
+
+/// What only pyzmq's libzmq (built with libsodium) can do: CURVE and PLAIN.
+impl PyzmqPeer {
+    /// Sets a byte-valued socket option (keys, credentials); before bind/connect.
+    pub fn set_bytes(&mut self, option: i32, value: &[u8]) {
+        self.request(&format!("setbytes {option} {}", hex(value)));
+    }
+
+    /// Makes this socket a CURVE server with `secret`.
+    pub fn curve_server(&mut self, secret: &[u8; 32]) {
+        self.set_int(ZMQ_CURVE_SERVER, 1);
+        self.set_bytes(ZMQ_CURVE_SECRETKEY, secret);
+    }
+
+    /// Makes this socket a CURVE client with the pair `public`/`secret`,
+    /// trusting the server key `server`.
+    pub fn curve_client(&mut self, public: &[u8; 32], secret: &[u8; 32], server: &[u8; 32]) {
+        self.set_bytes(ZMQ_CURVE_PUBLICKEY, public);
+        self.set_bytes(ZMQ_CURVE_SECRETKEY, secret);
+        self.set_bytes(ZMQ_CURVE_SERVERKEY, server);
+    }
+
+    /// Binds a ZAP handler in this peer's context that admits exactly the
+    /// CURVE client keys and PLAIN (username, password) pairs given.
+    pub fn zap(&mut self, curve_keys: &[[u8; 32]], plain: &[(&[u8], &[u8])]) {
+        let mut allowed: Vec<String> = curve_keys
+            .iter()
+            .map(|k| format!("CURVE:{}", hex(k)))
+            .collect();
+        allowed.extend(
+            plain
+                .iter()
+                .map(|(u, p)| format!("PLAIN:{}:{}", hex(u), hex(p))),
+        );
+        self.request(&format!("zap {}", allowed.join(" ")));
+    }
+
+    /// Starts recording the socket's events (call before bind/connect).
+    pub fn monitor(&mut self) {
+        self.request("monitor");
+    }
+
+    /// The next recorded event as (event, value), or `None` after `timeout`.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<(u32, u32)> {
+        let reply = self.request(&format!("event {}", timeout.as_millis()));
+        if reply == "\0none" {
+            return None;
+        }
+        let (event, value) = reply.split_once(' ').expect("EVENT VALUE");
+        Some((
+            event.parse().expect("event number"),
+            value.parse().expect("event value"),
+        ))
+    }
+
+    /// Waits for `event`, skipping others (connects, accepts, ...).
+    pub fn wait_event(&mut self, event: u32, timeout: Duration) -> Option<u32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.next_event(left) {
+                Some((e, value)) if e == event => return Some(value),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    pub fn set_int(&mut self, option: i32, value: i64) {
+        self.request(&format!("set {option} {value}"));
+    }
+}
+
 impl Drop for PyzmqPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();

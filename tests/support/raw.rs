@@ -29,14 +29,16 @@ impl Conn {
     }
 
     pub fn over(stream: TcpStream, config: SessionConfig) -> Conn {
+        Conn::over_session(stream, Session::new(config))
+    }
+
+    /// A connection whose session is already made (e.g. with a CURVE or PLAIN mechanism).
+    pub fn over_session(stream: TcpStream, session: Session) -> Conn {
         stream.set_nodelay(true).expect("nodelay");
         stream
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
-        let mut conn = Conn {
-            stream,
-            session: Session::new(config),
-        };
+        let mut conn = Conn { stream, session };
         conn.flush();
         conn
     }

@@ -91,6 +91,53 @@ pub enum Error {
     #[error("peer sent ERROR: {0}")]
     PeerError(String),
 
+    /// The caller's authoriser (the ZAP-like hook) refused the peer's
+    /// credentials. The ERROR command libzmq sends in this case is already
+    /// queued (unless the status was 300, which libzmq answers by closing).
+    #[error("{mechanism} peer refused by the authoriser: {reason}")]
+    Refused {
+        /// `PLAIN` or `CURVE`.
+        mechanism: &'static str,
+        /// The authoriser's reason (its status code and text).
+        reason: String,
+    },
+
+    /// A CURVE box that does not open: the peer used another key than the one
+    /// we expect (e.g. a wrong server public key), or bytes were altered.
+    #[error("CURVE {what} box does not open: wrong key, or bytes altered in transit")]
+    BadBox {
+        /// Which box: `HELLO`, `WELCOME`, `cookie`, `INITIATE`, `vouch`,
+        /// `READY` or `MESSAGE`.
+        what: &'static str,
+    },
+
+    /// A CURVE short nonce that is not above the last one the peer used: a
+    /// replayed or reordered command.
+    #[error("CURVE {command} nonce {nonce} is not above the last one seen ({last}): replayed or reordered")]
+    NonceOutOfOrder {
+        /// The command that carried it.
+        command: &'static str,
+        /// The nonce received.
+        nonce: u64,
+        /// The highest nonce seen before.
+        last: u64,
+    },
+
+    /// A CURVE box that opens but whose contents contradict the handshake
+    /// (a cookie or vouch for another transient key).
+    #[error("CURVE {command} does not match this handshake: {reason}")]
+    CurveMismatch {
+        /// The command.
+        command: &'static str,
+        /// What did not match.
+        reason: &'static str,
+    },
+
+    /// We ran out of nonces (2^64 commands in one direction) or the
+    /// randomness source failed: the connection cannot go on safely.
+    #[error("CURVE cannot continue safely: {0}")]
+    CurveExhausted(String),
+
     /// A local request that needs a finished handshake was made too early.
     #[error("the handshake has not finished yet")]
     NotReady,

@@ -7,6 +7,12 @@
 //! in (frames are slices of that), and bodies to send are queued as handles,
 //! never copied.
 //!
+//! Security mechanisms: [`Null`] (the default), PLAIN ([`PlainClient`],
+//! [`PlainServer`]) and CURVE ([`CurveClient`], [`CurveServer`]) as libzmq
+//! 4.3 speaks them; servers ask an [`Authorizer`] (the in-process
+//! counterpart of a ZAP handler) who may connect. Keys are read and
+//! written in Z85 ([`z85`]).
+//!
 //! ```
 //! use bytes::{Buf, Bytes};
 //! use zmtp_codec::{Event, Session, SessionConfig, SocketType};
@@ -45,12 +51,16 @@ mod reassembly;
 pub mod session;
 pub mod socket_type;
 pub mod subscription;
+pub mod z85;
 
 pub use command::{Command, RawCommand};
 pub use error::{Error, Result};
 pub use frame::{Frame, FrameDecoder, FrameFlags, FrameHeader, RawFrame};
 pub use greeting::{Greeting, MechanismName};
-pub use mechanism::{Mechanism, Null, Step};
+pub use mechanism::{
+    AllowAll, Authorizer, Credentials, CurveClient, CurveServer, KeyPair, Mechanism, Null,
+    OsRandom, PlainClient, PlainServer, PublicKey, Randomness, Refusal, SecretKey, Step,
+};
 pub use message::{Message, MessageBuilder};
 pub use metadata::Metadata;
 pub use outbox::Outbox;

@@ -494,24 +494,17 @@ impl Session {
     /// The slow path: one frame at a time, for commands and for messages
     /// that straddle chunks.
     fn on_traffic_frame(&mut self, raw: RawFrame) -> Result<Option<Event>> {
-        let frame = if self.transforms_frames {
+        // An encrypting mechanism hands back the plain frame in wire form, so
+        // a lone decrypted frame is a message without another copy.
+        let raw = if self.transforms_frames {
             self.mechanism.open(raw.into_frame())?
-        } else if raw.flags.is_command() {
-            raw.into_frame()
         } else {
-            return self.on_data_frame(raw);
+            raw
         };
-        if frame.is_command() {
-            return self.on_command(frame.body);
+        if raw.flags.is_command() {
+            return self.on_command(raw.into_frame().body);
         }
-        self.check_message_size(frame.body.len(), frame.more())?;
-        self.builder.push(&frame.body);
-        self.builder_copied_bytes += frame.body.len() as u64;
-        if frame.more() {
-            return Ok(None);
-        }
-        let message = self.builder.take().expect("a frame was just pushed");
-        Ok(self.on_message(message))
+        self.on_data_frame(raw)
     }
 
     fn on_data_frame(&mut self, raw: RawFrame) -> Result<Option<Event>> {

@@ -1,17 +1,32 @@
 //! Security mechanisms. The session runs the greeting and framing; a
 //! mechanism runs the handshake that follows and, if it encrypts, wraps each
-//! frame afterwards. NULL lives here; PLAIN and CURVE implement the same trait.
+//! frame afterwards: NULL (no security), PLAIN (RFC 24: a clear-text
+//! username and password) and CURVE (RFCs 25/26: encryption and
+//! authentication by key). PLAIN and CURVE servers ask an [`Authorizer`],
+//! the in-process counterpart of a ZAP handler.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::Result;
-use crate::frame::{Frame, FrameFlags};
+use crate::frame::{encode_frame, Frame, FrameFlags, RawFrame};
 use crate::greeting::MechanismName;
 use crate::metadata::Metadata;
 
+mod auth;
+mod curve;
+mod fastbox;
+mod keys;
 mod null;
+mod plain;
 
+pub use auth::{AllowAll, Authorizer, Credentials, Refusal};
+pub use curve::{
+    CurveClient, CurveServer, HELLO_SIZE, INITIATE_MIN_SIZE, MESSAGE_MIN_SIZE, READY_MIN_SIZE,
+    WELCOME_SIZE,
+};
+pub use keys::{KeyPair, KeyPairError, OsRandom, PublicKey, Randomness, SecretKey};
 pub use null::Null;
+pub use plain::{PlainClient, PlainServer, LIBZMQ_PLAIN_ERROR_PREFIX};
 
 /// Where a handshake stands after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +70,17 @@ pub trait Mechanism: Send + std::fmt::Debug {
         Ok(Frame { flags, body })
     }
 
-    /// Unwraps an incoming frame.
-    fn open(&mut self, frame: Frame) -> Result<Frame> {
-        Ok(frame)
+    /// Unwraps an incoming frame into the plain frame it carries, in wire
+    /// form (header and body in one buffer), so that a lone frame can
+    /// become a [`crate::Message`] without another copy.
+    fn open(&mut self, frame: Frame) -> Result<RawFrame> {
+        let mut wire = BytesMut::new();
+        encode_frame(frame.flags, &frame.body, &mut wire);
+        let header_len = wire.len() - frame.body.len();
+        Ok(RawFrame {
+            flags: FrameFlags::from_bits(wire[0]),
+            wire: wire.freeze(),
+            header_len,
+        })
     }
 }
