@@ -149,7 +149,7 @@ impl LoggerConfig {
             // then take a whole 64 KiB batch and more, so fewer batches
             // straddle two buffers and need gathering, and the kernel
             // makes fewer, larger copies. Measured at 64 KiB batches:
-            // 0.6x the receive CPU of 64 KiB buffers (docs/benchmarks.md).
+            // about 0.7x the receive CPU of 64 KiB buffers (docs/benchmarks.md).
             buffer_count: 64,
             buffer_size: 256 * 1024,
             ..ReactorConfig::default()
