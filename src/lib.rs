@@ -14,8 +14,10 @@ pub mod logger;
 pub mod metrics;
 pub mod onloop;
 pub mod reactor;
+pub mod security;
 pub mod socket;
 
 pub use error::{Error, Result};
 pub use reactor::ReactorConfig;
+pub use security::{Access, Security};
 pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};

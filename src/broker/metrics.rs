@@ -172,6 +172,16 @@ pub fn render(s: &BrokerStats) -> String {
             |s| s.protocol_errors,
         ),
         (
+            "security_failures_total",
+            "Connections closed for a failed or refused CURVE/PLAIN handshake.",
+            |s| s.security_failures,
+        ),
+        (
+            "access_denied_total",
+            "Connections refused on accept for the peer's address.",
+            |s| s.access_denied,
+        ),
+        (
             "timeouts_total",
             "Connections closed by a handshake or heartbeat timeout.",
             |s| s.timeouts,

@@ -34,6 +34,7 @@ pub use self::config::{BrokerConfig, ConfigError, SlowSubscriber};
 use self::egress::Egress;
 use crate::endpoint::Endpoint;
 use crate::reactor::{sys, Command, ConnSpec, Reactors};
+use crate::security::Security;
 use crate::socket::options::{SocketKind, SocketOptions};
 use crate::socket::pipe::Pipe;
 use crate::socket::pipe::PipeWriter;
@@ -298,6 +299,16 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// Checks `config`, starts the reactors and binds both endpoints.
     pub fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        Broker::start_with_security(config, Security::Null)
+    }
+
+    /// As [`Broker::start`], with both sides' connections run with
+    /// `security` (Zeek 8.2's encrypted clusters: a CURVE server admitting
+    /// the cluster's client key).
+    pub fn start_with_security(
+        config: BrokerConfig,
+        security: Security,
+    ) -> Result<Broker, BrokerError> {
         config.validate()?;
         let reactor_config = config.reactor_config();
         let n = reactor_config.cores.len().max(1);
@@ -363,6 +374,7 @@ impl Broker {
                     shared: shared.clone(),
                     side,
                 }),
+                security: security.clone(),
             })
         };
         // Listeners on different reactors, so accepting spreads.

@@ -179,6 +179,16 @@ pub fn render(s: &LoggerStats) -> String {
             "Connections closed for malformed ZMTP or a broken limit.",
             sock.protocol_errors,
         ),
+        (
+            "security_failures_total",
+            "Connections closed for a failed or refused CURVE/PLAIN handshake.",
+            sock.security_failures,
+        ),
+        (
+            "access_denied_total",
+            "Connections refused on accept for the peer's address.",
+            sock.access_denied,
+        ),
     ] {
         w.counter(&format!("{z}_{name}"), help, value);
     }

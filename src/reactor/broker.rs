@@ -357,17 +357,7 @@ impl Reactor {
     }
 
     fn protocol_error(&mut self, key: Key, e: zmtp_codec::Error) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let phase = if conn.session.is_ready() {
-            ""
-        } else {
-            " during the handshake"
-        };
-        let counters = &conn.spec.socket.counters;
-        counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-        self.close_conn(key, format!("protocol error{phase}: {e}"));
+        self.session_failed(key, e);
     }
 
     /// A broker connection finished its handshake: it joins the book.

@@ -105,7 +105,7 @@ impl Conn {
     ) -> Conn {
         let mut config = spec.session.clone();
         config.buffers = buffers.clone();
-        let session = Session::new(config);
+        let session = Session::with_mechanism(config, spec.security.mechanism());
         // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
         let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
         Conn {
@@ -145,6 +145,39 @@ impl Conn {
 
     pub(super) fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
+    }
+
+    /// Writes what the session's outbox holds now, without waiting, if no
+    /// send is in flight: a failing session's last words (an ERROR for a
+    /// refused peer) reach the peer before the close. Best effort: a few
+    /// bytes into a socket buffer that is normally empty by then.
+    pub(super) fn write_outbox_now(&mut self) {
+        if self.send_in_flight || self.zc_notif_pending {
+            return;
+        }
+        let outbox = self.session.outbox();
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let n = outbox.chunks_vectored(&mut slices);
+        if n == 0 {
+            return;
+        }
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = slices.as_mut_ptr().cast::<libc::iovec>();
+        msg.msg_iovlen = n as _;
+        // SAFETY: IoSlice is ABI-compatible with iovec, and the slices
+        // borrow the outbox, which outlives the call. MSG_DONTWAIT: the
+        // reactor must never block on a peer that does not read.
+        let written = unsafe {
+            libc::sendmsg(
+                self.fd.as_raw_fd(),
+                &msg,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if written > 0 {
+            outbox.advance(written as usize);
+        }
     }
 
     /// Adds the messages received since the last call to the socket's counters.

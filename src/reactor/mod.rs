@@ -104,6 +104,8 @@ pub(crate) struct ConnSpec {
     /// Set for the broker's connections, which are served by the reactor's
     /// broker part instead of an application's socket.
     pub(crate) broker: Option<BrokerRole>,
+    /// The mechanism each connection runs, and for servers who may connect.
+    pub(crate) security: crate::security::Security,
 }
 
 /// Where a connecter connects.
@@ -763,12 +765,26 @@ impl Reactor {
                 .connections_accepted
                 .fetch_add(1, Ordering::Relaxed);
             let peer = sys::peer_name(&fd);
-            let target = self.next_adopter % self.mailboxes.len();
-            self.next_adopter = self.next_adopter.wrapping_add(1);
-            if target == self.id {
-                self.add_conn(fd, spec, peer, Origin::Accepted, None);
+            let refusal = spec
+                .security
+                .access()
+                .and_then(|access| access.admits_address(sys::peer_ip(&fd)).err());
+            if let Some(why) = refusal {
+                // Before any byte is read: the peer sees the close only.
+                spec.socket
+                    .counters
+                    .access_denied
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer, endpoint = %l.name, "connection refused: {why}");
+                drop(fd);
             } else {
-                self.send_to(target, Command::Adopt { spec, fd, peer });
+                let target = self.next_adopter % self.mailboxes.len();
+                self.next_adopter = self.next_adopter.wrapping_add(1);
+                if target == self.id {
+                    self.add_conn(fd, spec, peer, Origin::Accepted, None);
+                } else {
+                    self.send_to(target, Command::Adopt { spec, fd, peer });
+                }
             }
         } else if res != -libc::ECANCELED {
             let err = io::Error::from_raw_os_error(-res);
@@ -1013,6 +1029,22 @@ impl Reactor {
                 self.bufs.put_back(bid);
             }
             match -res {
+                0 if !conn.session.is_ready()
+                    && !matches!(conn.spec.security, crate::security::Security::Null) =>
+                {
+                    // libzmq closes without a word when our greeting names
+                    // another mechanism, or when it refuses our CURVE key.
+                    let mechanism = conn.spec.security.name();
+                    let counters = &conn.spec.socket.counters;
+                    counters.security_failures.fetch_add(1, Ordering::Relaxed);
+                    self.close_conn(
+                        key,
+                        format!(
+                            "peer closed during the {mechanism} handshake: it runs another \
+                             mechanism (NULL?), or refused our keys or credentials"
+                        ),
+                    );
+                }
                 0 => {
                     // Deliver what the peer sent before it closed: a paused
                     // connection still holds decoded messages.
@@ -1130,11 +1162,7 @@ impl Reactor {
                 Ok(Some(event)) => event,
                 Ok(None) => return Step::Idle,
                 Err(e) => {
-                    let ready = conn.session.is_ready();
-                    let counters = &conn.spec.socket.counters;
-                    counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    let phase = if ready { "" } else { " during the handshake" };
-                    self.close_conn(key, format!("protocol error{phase}: {e}"));
+                    self.session_failed(key, e);
                     return Step::Idle;
                 }
             };
@@ -1473,6 +1501,30 @@ impl Reactor {
 
     /// Starts closing a connection; it is freed once the kernel holds
     /// nothing of it.
+    /// A session failed: counts it (a refused or broken PLAIN/CURVE
+    /// handshake apart from other protocol errors), sends what the session
+    /// queued last (a refused peer's ERROR), and closes.
+    fn session_failed(&mut self, key: Key, e: zmtp_codec::Error) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let counters = &conn.spec.socket.counters;
+        let reason = if crate::security::is_security_failure(&e) {
+            counters.security_failures.fetch_add(1, Ordering::Relaxed);
+            format!("{} handshake failed: {e}", conn.spec.security.name())
+        } else {
+            counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            let phase = if conn.session.is_ready() {
+                ""
+            } else {
+                " during the handshake"
+            };
+            format!("protocol error{phase}: {e}")
+        };
+        conn.write_outbox_now();
+        self.close_conn(key, reason);
+    }
+
     fn close_conn(&mut self, key: Key, reason: String) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;

@@ -208,6 +208,13 @@ pub(crate) fn peer_name(fd: &OwnedFd) -> String {
     }
 }
 
+/// The IP address of a connection's peer (`None` for ipc).
+pub(crate) fn peer_ip(fd: &OwnedFd) -> Option<std::net::IpAddr> {
+    // SAFETY: as in `peer_name`.
+    let stream = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd.as_raw_fd()) });
+    stream.peer_addr().ok().map(|a| a.ip())
+}
+
 /// A listening TCP socket and the address it got.
 pub(crate) fn tcp_listen(addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
     let listener = std::net::TcpListener::bind(addr)?;

@@ -31,6 +31,7 @@ use self::trie::Trie;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::reactor::{sys, Command, ConnSpec, ReactorConfig, Reactors, Target};
+use crate::security::Security;
 
 /// How long a send or receive may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,7 @@ impl Context {
             endpoints: Vec::new(),
             arena: BytesMut::new(),
             fanout: Vec::new(),
+            security: Security::default(),
         }
     }
 }
@@ -172,6 +174,8 @@ pub struct Socket {
     arena: BytesMut,
     /// Scratch list of fan-out targets, kept to avoid an allocation per message.
     fanout: Vec<usize>,
+    /// The mechanism of every connection (see [`Socket::set_security`]).
+    security: Security,
 }
 
 impl std::fmt::Debug for Socket {
@@ -242,6 +246,20 @@ impl Socket {
         Ok(())
     }
 
+    /// Sets how connections authenticate and encrypt: NULL (the default),
+    /// PLAIN or CURVE, as client or server, and for servers who may
+    /// connect. Like libzmq's ZMQ_CURVE_* and ZMQ_PLAIN_* options it applies
+    /// to connections made after it; zring asks for it before the first
+    /// bind or connect, so that no endpoint of a socket runs another
+    /// mechanism.
+    pub fn set_security(&mut self, security: Security) -> Result<()> {
+        if self.shared.is_some() {
+            return Err(Error::OptionTooLate { option: "security" });
+        }
+        self.security = security;
+        Ok(())
+    }
+
     fn shared(&mut self) -> Result<Arc<SocketShared>> {
         if let Some(s) = &self.shared {
             return Ok(s.clone());
@@ -276,6 +294,7 @@ impl Socket {
             opts: self.opts.clone(),
             session,
             broker: None,
+            security: self.security.clone(),
         }))
     }
 

@@ -82,6 +82,10 @@ counters! {
     disconnects,
     /// Connections closed because the peer broke the protocol or a limit.
     protocol_errors,
+    /// Connections closed because a PLAIN or CURVE handshake failed or was refused (unknown key or user, mechanism mismatch, bad box, nonce out of order).
+    security_failures,
+    /// Connections refused on accept because of the peer's address.
+    access_denied,
     /// Connections closed because a heartbeat or the handshake timed out.
     timeouts,
     /// Failed connection attempts.

@@ -4,6 +4,7 @@ Usage: lzpeer.py KIND. One request per line, one reply per line:
   bind ENDPOINT        -> ok LAST_ENDPOINT
   connect ENDPOINT     -> ok
   send HEX[,HEX...]    -> ok            (one multipart message)
+  trysend HEX[,HEX...] -> ok | none     (the same without blocking)
   recv TIMEOUT_MS      -> ok HEX[,HEX...] | none
   sub HEX | unsub HEX  -> ok
   set OPTION VALUE     -> ok            (integer options)
@@ -47,6 +48,12 @@ def handle(sock, command, arg):
         return "ok"
     if command == "send":
         sock.send_multipart([bytes.fromhex(f) for f in arg.split(",")])
+        return "ok"
+    if command == "trysend":
+        try:
+            sock.send_multipart([bytes.fromhex(f) for f in arg.split(",")], zmq.NOBLOCK)
+        except zmq.Again:
+            return "none"
         return "ok"
     if command == "recv":
         if not sock.poll(int(arg), zmq.POLLIN):

@@ -153,6 +153,12 @@ impl PyzmqPeer {
         self.request(&format!("zap {}", allowed.join(" ")));
     }
 
+    /// Sends without blocking; false if libzmq had no room (no peer ready).
+    pub fn try_send(&mut self, frames: &[&[u8]]) -> bool {
+        let frames: Vec<String> = frames.iter().map(|f| hex(f)).collect();
+        self.request(&format!("trysend {}", frames.join(","))) != "\0none"
+    }
+
     /// Starts recording the socket's events (call before bind/connect).
     pub fn monitor(&mut self) {
         self.request("monitor");
