@@ -443,8 +443,7 @@ fn read_keyfile(path: &Path) -> Result<KeyFile, CurveConfigError> {
             "curve_keyfile {shown}: not a regular file"
         )));
     }
-    check_private(path, &meta)
-        .map_err(|e| CurveConfigError::new(format!("curve_keyfile {e}")))?;
+    check_private(path, &meta).map_err(|e| CurveConfigError::new(format!("curve_keyfile {e}")))?;
     let mut text = Zeroizing::new(String::new());
     file.read_to_string(&mut text).map_err(cannot)?;
     toml::from_str(&text).map_err(|e| {
@@ -724,13 +723,22 @@ mod tests {
 
     #[test]
     fn bad_z85_names_the_option_and_the_problem() {
-        let e = err(&options(Some(SERVER_SECRET), Some(&CLIENT_PUBLIC[..35])), no_env);
+        let e = err(
+            &options(Some(SERVER_SECRET), Some(&CLIENT_PUBLIC[..35])),
+            no_env,
+        );
         assert_eq!(
             e,
             "curve_client_publickey: a CURVE key is 40 Z85 characters (32 bytes); got 35 characters"
         );
-        let e = err(&options(Some(SERVER_SECRET), Some(&CLIENT_PUBLIC[..39])), no_env);
-        assert!(e.starts_with("curve_client_publickey: Z85 text is whole"), "{e}");
+        let e = err(
+            &options(Some(SERVER_SECRET), Some(&CLIENT_PUBLIC[..39])),
+            no_env,
+        );
+        assert!(
+            e.starts_with("curve_client_publickey: Z85 text is whole"),
+            "{e}"
+        );
         let bad = format!("{}\"", &CLIENT_PUBLIC[..39]);
         let e = err(&options(Some(SERVER_SECRET), Some(&bad)), no_env);
         assert_eq!(
@@ -749,7 +757,10 @@ mod tests {
             (ENV_CLIENT_PUBLICKEY, CLIENT_PUBLIC),
         ]);
         let e = err(&CurveOptions::default(), env);
-        assert!(e.starts_with(&format!("{ENV_SERVER_SECRETKEY}: a CURVE key")), "{e}");
+        assert!(
+            e.starts_with(&format!("{ENV_SERVER_SECRETKEY}: a CURVE key")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -880,7 +891,10 @@ mod tests {
         };
         let e = err(&o, no_env);
         assert!(
-            e.starts_with(&format!("curve_keyfile {}: cannot read it: ", path.display())),
+            e.starts_with(&format!(
+                "curve_keyfile {}: cannot read it: ",
+                path.display()
+            )),
             "{e}"
         );
         // A misspelt key: the parser quotes the line, the secret is redacted.
@@ -899,7 +913,10 @@ mod tests {
             0o600,
         );
         let e = err(&o, no_env);
-        assert!(e.starts_with(&format!("curve_keyfile {}: ", path.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("curve_keyfile {}: ", path.display())),
+            "{e}"
+        );
         assert!(
             !e.contains(&SERVER_SECRET[..10]),
             "no part of the secret: {e}"
@@ -916,7 +933,10 @@ mod tests {
         o.keyfile = Some("/etc/zring/keys.toml".into());
         let shown = format!("{o:?}");
         assert!(!shown.contains(SERVER_SECRET), "{shown}");
-        assert!(shown.contains("server_secretkey: Some(<redacted>)"), "{shown}");
+        assert!(
+            shown.contains("server_secretkey: Some(<redacted>)"),
+            "{shown}"
+        );
         o.keyfile = None;
         let s = o.resolve(no_env).unwrap().unwrap();
         let shown = format!("{s:?}");

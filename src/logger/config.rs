@@ -208,9 +208,7 @@ mod tests {
             "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
         );
         let e = c
-            .curve(|name| {
-                (name == crate::keys::ENV_SERVER_SECRETKEY).then(|| secret.to_owned())
-            })
+            .curve(|name| (name == crate::keys::ENV_SERVER_SECRETKEY).then(|| secret.to_owned()))
             .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
     }
