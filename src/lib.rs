@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cat;
 pub mod endpoint;
 pub mod error;
+pub mod keys;
 pub mod logger;
 pub mod metrics;
 pub mod onloop;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use zring::cat::CatConfig;
+use zring::keys::{CurveOptions, CurveSettings, SecretText};
 use zring::{Context, ReactorConfig, SocketKind};
 
 /// zring: a native, libzmq-free ZeroMQ (ZMTP 3.x) dataplane on io_uring.
@@ -49,6 +50,56 @@ enum Command {
     ///   printf 'log-write|payload\n' | zring cat push tcp://logger:5557
     #[command(verbatim_doc_comment)]
     Cat(CatArgs),
+    /// Generate a CURVE key pair and print it in Z85, as libzmq's curve_keygen does.
+    ///
+    /// With --keyfile, write instead a new key file with a server key pair and
+    /// a client key pair: the keys of one encrypted Zeek cluster, under Zeek's
+    /// option names, for zring broker and zring logger (--curve-keyfile) and
+    /// to copy into the nodes' settings. The file is created with mode 0600
+    /// and an existing file is never replaced. See docs/security.md.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct KeygenArgs {
+    /// Write the cluster's key file here (mode 0600; must not exist yet).
+    #[arg(long, value_name = "FILE")]
+    keyfile: Option<std::path::PathBuf>,
+}
+
+/// CURVE encryption, with Zeek's option names (docs/security.md). Instead
+/// of these, Zeek's ZEEK_CLUSTER_BACKEND_ZEROMQ_CURVE_* environment
+/// variables may be set, but not both.
+#[derive(Debug, clap::Args)]
+struct CurveArgs {
+    /// The cluster's server public key (Z85); optional, checked against the
+    /// secret key.
+    #[arg(long, value_name = "Z85", allow_hyphen_values = true)]
+    curve_server_publickey: Option<String>,
+    /// The cluster's server secret key (Z85). Other local users can read
+    /// command lines: prefer --curve-keyfile or the environment variable
+    /// ZEEK_CLUSTER_BACKEND_ZEROMQ_CURVE_SERVER_SECRETKEY.
+    #[arg(long, value_name = "Z85", allow_hyphen_values = true, value_parser = secret_text)]
+    curve_server_secretkey: Option<SecretText>,
+    /// The nodes' client public key (Z85), the one client key Zeek accepts.
+    #[arg(long, value_name = "Z85", allow_hyphen_values = true)]
+    curve_client_publickey: Option<String>,
+    /// More client public keys to accept (comma-separated, or repeated).
+    #[arg(
+        long,
+        value_name = "Z85,...",
+        allow_hyphen_values = true,
+        value_delimiter = ','
+    )]
+    curve_allowed_clients: Option<Vec<String>>,
+    /// A key file (TOML, curve_* keys) as `zring keygen --keyfile` writes
+    /// it; group and others must have no access to it.
+    #[arg(long, value_name = "FILE")]
+    curve_keyfile: Option<std::path::PathBuf>,
+}
+
+fn secret_text(text: &str) -> Result<SecretText, std::convert::Infallible> {
+    Ok(SecretText::from(text))
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +154,8 @@ struct BrokerArgs {
     #[arg(long, value_name = "N")]
     receive_buffers: Option<u16>,
     #[command(flatten)]
+    curve: CurveArgs,
+    #[command(flatten)]
     daemon: DaemonArgs,
 }
 
@@ -148,6 +201,8 @@ struct LoggerArgs {
         default_value_t = zring::logger::config::DEFAULT_WAKE_DELAY.as_micros() as u64
     )]
     wake_delay_us: u64,
+    #[command(flatten)]
+    curve: CurveArgs,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -222,7 +277,7 @@ fn main() -> anyhow::Result<()> {
     // keeps stderr for problems. RUST_LOG overrides both.
     let default_level = match cli.command {
         Command::Broker(_) | Command::Logger(_) => "info",
-        Command::Cat(_) => "warn",
+        Command::Cat(_) | Command::Keygen(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -235,6 +290,85 @@ fn main() -> anyhow::Result<()> {
         Command::Broker(args) => broker(args),
         Command::Logger(args) => logger(args),
         Command::Cat(args) => cat(args),
+        Command::Keygen(args) => keygen(args),
+    }
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    use zring::codec::{KeyPair, OsRandom};
+
+    let server = KeyPair::generate(&mut OsRandom)?;
+    let Some(path) = args.keyfile else {
+        // curve_keygen's two sections, without its preamble.
+        let secret = zeroize::Zeroizing::new(server.secret.to_z85());
+        println!("== CURVE PUBLIC KEY ==");
+        println!("{}", server.public.to_z85());
+        println!();
+        println!("== CURVE SECRET KEY ==");
+        println!("{}", secret.as_str());
+        return Ok(());
+    };
+    let client = KeyPair::generate(&mut OsRandom)?;
+    zring::keys::write_keyfile(&path, &server, &client).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} exists: zring keygen never replaces a key file; remove it or choose another",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("{}: cannot write the key file: {e}", path.display())
+        }
+    })?;
+    println!(
+        "wrote {} (mode 0600): a new server key pair and client key pair",
+        path.display()
+    );
+    println!("curve_server_publickey = \"{}\"", server.public.to_z85());
+    println!("curve_client_publickey = \"{}\"", client.public.to_z85());
+    Ok(())
+}
+
+impl CurveArgs {
+    fn into_options(self) -> CurveOptions {
+        CurveOptions {
+            server_publickey: self.curve_server_publickey,
+            server_secretkey: self.curve_server_secretkey,
+            client_publickey: self.curve_client_publickey,
+            allowed_clients: self.curve_allowed_clients.unwrap_or_default(),
+            keyfile: self.curve_keyfile,
+        }
+    }
+}
+
+/// Resolves the CURVE keys before anything binds, so a bad or half-given
+/// key stops the process with an error that names it.
+fn resolve_curve(
+    what: &str,
+    resolve: impl FnOnce() -> Result<Option<CurveSettings>, zring::keys::CurveConfigError>,
+) -> anyhow::Result<Option<CurveSettings>> {
+    let curve = resolve()?;
+    if let Some(curve) = &curve {
+        // TODO(integration): the sockets do not apply the keys yet. Refuse
+        // rather than serve plaintext to nodes meant to be encrypted; remove
+        // this once Broker::start and Logger::start apply them.
+        anyhow::bail!(
+            "CURVE keys are configured (server public key {}), but this build of zring {what} \
+             cannot apply them to its sockets yet",
+            curve.server.public.to_z85()
+        );
+    }
+    Ok(curve)
+}
+
+/// What the start-up line says about encryption: public facts only.
+fn curve_summary(curve: &Option<CurveSettings>) -> String {
+    match curve {
+        None => "off (plaintext)".to_owned(),
+        Some(c) => format!(
+            "on: server public key {}, {} client key(s) accepted",
+            c.server.public.to_z85(),
+            c.clients().count()
+        ),
     }
 }
 
@@ -262,6 +396,8 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         Some(std::time::Duration::from_micros(args.wake_delay_us)).filter(|d| !d.is_zero());
     config.cores = args.daemon.cores.unwrap_or_default();
     config.reactors = args.daemon.reactors.unwrap_or(config.cores.len().max(1));
+    config.curve = args.curve.into_options();
+    let curve = resolve_curve("logger", || config.curve(zring::keys::process_env))?;
     let signals = block_stop_signals();
     let logger = Logger::start(config.clone())?;
     tracing::info!(
@@ -271,6 +407,7 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         rotate_interval_s = config.rotate_interval.map_or(0, |d| d.as_secs()),
         gzip = config.gzip,
         reactors = config.reactors,
+        curve = curve_summary(&curve),
         "zring logger running"
     );
     let metrics = serve_metrics(args.daemon.metrics_listen.as_deref(), || {
@@ -325,7 +462,13 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         reactors,
         cores: args.daemon.cores,
         metrics_listen: args.daemon.metrics_listen,
+        curve_server_publickey: args.curve.curve_server_publickey,
+        curve_server_secretkey: args.curve.curve_server_secretkey,
+        curve_client_publickey: args.curve.curve_client_publickey,
+        curve_allowed_clients: args.curve.curve_allowed_clients,
+        curve_keyfile: args.curve.curve_keyfile,
     })?;
+    let curve = resolve_curve("broker", || config.curve(zring::keys::process_env))?;
     // Block the stop signals before any thread starts, so every thread
     // inherits the mask and only `wait_for_stop_signal` receives them.
     let signals = block_stop_signals();
@@ -343,6 +486,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         cores,
         slow_subscriber = config.slow_subscriber.name(),
         xpub_sndhwm = config.xpub_sndhwm,
+        curve = curve_summary(&curve),
         "zring broker running"
     );
     let metrics = serve_metrics(config.metrics_listen.as_deref(), || broker.metrics_source())?;

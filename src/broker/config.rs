@@ -2,11 +2,12 @@
 //! `Cluster::Backend::ZeroMQ::*` options, so a TOML file reads like the
 //! `redef`s an operator already has.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::keys::{CurveConfigError, CurveOptions, CurveSettings, SecretText};
 use crate::reactor::ReactorConfig;
 
 /// What the broker does when a subscriber's lane is full.
@@ -77,6 +78,9 @@ pub struct BrokerConfig {
     pub cores: Vec<usize>,
     /// Where to serve Prometheus metrics (None: off).
     pub metrics_listen: Option<String>,
+    /// CURVE keys as given (`curve_*` options), resolved at start-up by
+    /// [`BrokerConfig::curve`]. Its `Debug` output redacts the secret.
+    pub curve: CurveOptions,
 }
 
 impl Default for BrokerConfig {
@@ -98,6 +102,7 @@ impl Default for BrokerConfig {
             reactors: 1,
             cores: Vec::new(),
             metrics_listen: None,
+            curve: CurveOptions::default(),
         }
     }
 }
@@ -163,6 +168,16 @@ pub struct Overrides {
     pub cores: Option<Vec<usize>>,
     #[allow(missing_docs)]
     pub metrics_listen: Option<String>,
+    /// Zeek's option; "" = not set.
+    pub curve_server_publickey: Option<String>,
+    /// Zeek's option; "" = not set. A file holding it must be private.
+    pub curve_server_secretkey: Option<SecretText>,
+    /// Zeek's option; "" = not set.
+    pub curve_client_publickey: Option<String>,
+    /// More client public keys to accept ([] = none).
+    pub curve_allowed_clients: Option<Vec<String>>,
+    /// A key file with any of the three keys ("" = none).
+    pub curve_keyfile: Option<PathBuf>,
 }
 
 fn count(name: &str, v: i64) -> Result<usize, ConfigError> {
@@ -189,20 +204,46 @@ fn buffer(name: &str, v: i64) -> Result<Option<usize>, ConfigError> {
 impl BrokerConfig {
     /// Reads a TOML file of overrides.
     pub fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
+        use std::io::Read;
+
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let cannot = |e: std::io::Error| ConfigError::Read {
             path: shown.clone(),
             detail: e.to_string(),
-        })?;
-        Self::parse_file(&shown, &text)
+        };
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        // The text may hold a secret key.
+        let mut text = zeroize::Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(cannot)?;
+        let overrides = Self::parse_file(&shown, &text)?;
+        if overrides.curve_server_secretkey.is_some() {
+            crate::keys::check_private(path, &meta).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "{e}, or move the key to a curve_keyfile or to Zeek's environment variable"
+                ))
+            })?;
+        }
+        Ok(overrides)
     }
 
     /// Parses TOML overrides (`path` only names the source in errors).
     pub fn parse_file(path: &str, text: &str) -> Result<Overrides, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            detail: e.to_string().trim_end().to_owned(),
+            detail: crate::keys::toml_error_text(&e),
         })
+    }
+
+    /// The CURVE keys from the `curve_*` options, their key file or Zeek's
+    /// environment variables (looked up through `env`; the binary passes
+    /// [`crate::keys::process_env`]). `Ok(None)`: none is set, the broker
+    /// speaks plaintext (NULL). See [`CurveOptions::resolve`].
+    pub fn curve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<CurveSettings>, CurveConfigError> {
+        self.curve.resolve(env)
     }
 
     /// Applies overrides on top of this configuration.
@@ -248,6 +289,22 @@ impl BrokerConfig {
         }
         if let Some(v) = o.metrics_listen {
             self.metrics_listen = Some(v).filter(|s| !s.is_empty());
+        }
+        // Zeek's defaults for these are "", so "" unsets them here too.
+        if let Some(v) = o.curve_server_publickey {
+            self.curve.server_publickey = Some(v).filter(|s| !s.trim().is_empty());
+        }
+        if let Some(v) = o.curve_server_secretkey {
+            self.curve.server_secretkey = Some(v).filter(|s| !s.is_empty());
+        }
+        if let Some(v) = o.curve_client_publickey {
+            self.curve.client_publickey = Some(v).filter(|s| !s.trim().is_empty());
+        }
+        if let Some(v) = o.curve_allowed_clients {
+            self.curve.allowed_clients = v;
+        }
+        if let Some(v) = o.curve_keyfile {
+            self.curve.keyfile = Some(v).filter(|p| !p.as_os_str().is_empty());
         }
         match (o.listen_xpub_nodrop, o.slow_subscriber) {
             (Some(false), Some(SlowSubscriber::Block)) => {
@@ -432,5 +489,97 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.to_string().contains("listen_xpub_nodrop"), "{e}");
+    }
+
+    const SERVER_PUBLIC: &str = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    const SERVER_SECRET: &str = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
+    const CLIENT_PUBLIC: &str = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn curve_options_come_from_the_file_with_zeeks_names() {
+        let o = BrokerConfig::parse_file(
+            "b.toml",
+            &format!(
+                r#"
+                curve_server_publickey = "{SERVER_PUBLIC}"
+                curve_server_secretkey = "{SERVER_SECRET}"
+                curve_client_publickey = "{CLIENT_PUBLIC}"
+                curve_allowed_clients = ["{SERVER_PUBLIC}"]
+                "#
+            ),
+        )
+        .unwrap();
+        assert!(!format!("{o:?}").contains(SERVER_SECRET));
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.curve(no_env), Ok(None));
+        c.apply(o).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(SERVER_SECRET), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let s = c.curve(no_env).unwrap().unwrap();
+        assert_eq!(s.server.public.to_z85(), SERVER_PUBLIC);
+        assert_eq!(s.client_public.to_z85(), CLIENT_PUBLIC);
+        assert_eq!(s.allowed_clients.len(), 1);
+        // "" is Zeek's default: not set.
+        c.apply(
+            BrokerConfig::parse_file(
+                "b.toml",
+                "curve_server_secretkey = \"\"\ncurve_client_publickey = \"\"\n\
+                 curve_server_publickey = \"\"\ncurve_allowed_clients = []\ncurve_keyfile = \"\"",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.curve, CurveOptions::default());
+        assert_eq!(c.curve(no_env), Ok(None));
+    }
+
+    #[test]
+    fn a_config_file_error_never_quotes_a_secret() {
+        let e = BrokerConfig::parse_file(
+            "b.toml",
+            &format!("curve_server_secretkye = \"{SERVER_SECRET}\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("curve_server_secretkye"), "{e}");
+        assert!(!e.contains(SERVER_SECRET), "{e}");
+        let e = BrokerConfig::parse_file(
+            "b.toml",
+            &format!("curve_server_secretkey = \"{SERVER_SECRET}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains(&SERVER_SECRET[..10]), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_with_a_secret_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = std::env::temp_dir().join(format!("zring-broker-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broker.toml");
+        std::fs::write(&path, "xpub_sndhwm = 5\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Without a secret, the file may be public.
+        assert_eq!(BrokerConfig::read_file(&path).unwrap().xpub_sndhwm, Some(5));
+        std::fs::write(
+            &path,
+            format!("curve_server_secretkey = \"{SERVER_SECRET}\"\n"),
+        )
+        .unwrap();
+        let e = BrokerConfig::read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("(mode 0644)") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(BrokerConfig::read_file(&path)
+            .unwrap()
+            .curve_server_secretkey
+            .is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::keys::{CurveConfigError, CurveOptions, CurveSettings};
 use crate::reactor::ReactorConfig;
 use crate::SocketOption;
 
@@ -68,6 +69,11 @@ pub struct LoggerConfig {
     /// wakes once for several (None: at once). See
     /// [`SocketOption::RcvWakeDelay`].
     pub wake_delay: Option<Duration>,
+    /// CURVE keys as given (`curve_*` options), resolved at start-up by
+    /// [`LoggerConfig::curve`]. A logger uses the same server key pair as
+    /// the cluster's broker (contract §7.4). Its `Debug` output redacts
+    /// the secret.
+    pub curve: CurveOptions,
 }
 
 impl LoggerConfig {
@@ -87,7 +93,19 @@ impl LoggerConfig {
             cores: Vec::new(),
             metrics_listen: None,
             wake_delay: Some(DEFAULT_WAKE_DELAY),
+            curve: CurveOptions::default(),
         }
+    }
+
+    /// The CURVE keys from the `curve_*` options, their key file or Zeek's
+    /// environment variables (looked up through `env`; the binary passes
+    /// [`crate::keys::process_env`]). `Ok(None)`: none is set, the logger
+    /// speaks plaintext (NULL). See [`CurveOptions::resolve`].
+    pub fn curve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<CurveSettings>, CurveConfigError> {
+        self.curve.resolve(env)
     }
 
     /// Checks values that cannot work, naming the option.
@@ -174,5 +192,24 @@ mod tests {
         let mut bad = c.clone();
         bad.cores = vec![0, 1];
         assert!(bad.validate().unwrap_err().contains("cores"));
+    }
+
+    #[test]
+    fn curve_keys_resolve_and_the_secret_is_not_shown() {
+        let secret = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
+        let mut c = LoggerConfig::new("tcp://127.0.0.1:0");
+        assert_eq!(c.curve(|_| None), Ok(None));
+        c.curve.server_secretkey = Some(secret.into());
+        c.curve.client_publickey = Some("Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID".into());
+        assert!(!format!("{c:?}").contains(secret));
+        let s = c.curve(|_| None).unwrap().unwrap();
+        assert_eq!(
+            s.server.public.to_z85(),
+            "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+        );
+        let e = c
+            .curve(|name| (name == crate::keys::ENV_SERVER_SECRETKEY).then(|| secret.to_owned()))
+            .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
     }
 }
