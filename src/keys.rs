@@ -33,6 +33,8 @@ use zeroize::{Zeroize, Zeroizing};
 use zmtp_codec::z85::Z85Error;
 use zmtp_codec::{KeyPair, PublicKey, SecretKey};
 
+use crate::security::{Access, Security};
+
 /// Zeek's environment variable for `curve_server_publickey`.
 pub const ENV_SERVER_PUBLICKEY: &str = "ZEEK_CLUSTER_BACKEND_ZEROMQ_CURVE_SERVER_PUBLICKEY";
 /// Zeek's environment variable for `curve_server_secretkey`.
@@ -135,6 +137,15 @@ impl CurveSettings {
     /// Every accepted client key, `client_public` first.
     pub fn clients(&self) -> impl Iterator<Item = &PublicKey> {
         std::iter::once(&self.client_public).chain(&self.allowed_clients)
+    }
+
+    /// The sockets' mechanism: a CURVE server with the cluster's server
+    /// keys, admitting exactly these client keys (Zeek's ZAP handler).
+    pub fn server_security(&self) -> Security {
+        let access = self.clients().fold(Access::default(), |access, key| {
+            access.allow_curve_client(*key)
+        });
+        Security::curve_server(self.server.clone(), access)
     }
 }
 

@@ -316,3 +316,67 @@ fn plain_users_with_their_password_get_in_and_others_get_400() {
     push.connect(&endpoint).unwrap();
     zring_to_libzmq(&mut push, &mut server);
 }
+
+#[test]
+fn an_encrypted_zeek_cluster_runs_through_zring_broker() {
+    // Zeek 8.2's encrypted cluster: one server and one client key pair,
+    // given to zring as Zeek's environment variables; nodes are libzmq
+    // CURVE clients, the broker's two sides CURVE servers admitting the
+    // cluster's client key only.
+    let (server, client, stranger) = (keys(), keys(), keys());
+    let env = |name: &str| match name {
+        zring::keys::ENV_SERVER_SECRETKEY => Some(server.secret.to_z85()),
+        zring::keys::ENV_CLIENT_PUBLICKEY => Some(client.public.to_z85()),
+        _ => None,
+    };
+    let settings = zring::keys::CurveOptions::default()
+        .resolve(env)
+        .unwrap()
+        .expect("CURVE is configured");
+    let config = zring::broker::BrokerConfig {
+        listen_xpub_endpoint: "tcp://127.0.0.1:*".into(),
+        listen_xsub_endpoint: "tcp://127.0.0.1:*".into(),
+        linger: Duration::ZERO,
+        ..Default::default()
+    };
+    let broker =
+        zring::broker::Broker::start_with_security(config, settings.server_security()).unwrap();
+    let node = |kind: &str, keys: &KeyPair, endpoint: &str| {
+        let mut peer = pyzmq_secure_peer(kind);
+        peer.curve_client(
+            keys.public.as_bytes(),
+            keys.secret.as_bytes(),
+            server.public.as_bytes(),
+        );
+        peer.monitor();
+        peer.connect(endpoint);
+        peer
+    };
+    let mut subscriber = node("XSUB", &client, broker.xpub_endpoint());
+    let mut publisher = node("XPUB", &client, broker.xsub_endpoint());
+    subscriber.send(&[b"\x01zeek/event/"]);
+    // The publisher sees the subscription forwarded over CURVE (B2).
+    assert_eq!(
+        publisher.recv(TIMEOUT),
+        Some(vec![b"\x01zeek/event/".to_vec()])
+    );
+    publisher.send(&[b"zeek/event/x", b"node", b"broker-bin-v1", b"payload"]);
+    assert_eq!(
+        subscriber.recv(TIMEOUT),
+        Some(vec![
+            b"zeek/event/x".to_vec(),
+            b"node".to_vec(),
+            b"broker-bin-v1".to_vec(),
+            b"payload".to_vec()
+        ])
+    );
+    // A node with another client key is refused, with status 400.
+    let mut intruder = node("XSUB", &stranger, broker.xpub_endpoint());
+    assert_eq!(
+        intruder.wait_event(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, TIMEOUT),
+        Some(400)
+    );
+    wait_for("the broker to count the refusal", || {
+        broker.stats().xpub_side.security_failures > 0
+    });
+}

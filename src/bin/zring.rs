@@ -343,21 +343,9 @@ impl CurveArgs {
 /// Resolves the CURVE keys before anything binds, so a bad or half-given
 /// key stops the process with an error that names it.
 fn resolve_curve(
-    what: &str,
     resolve: impl FnOnce() -> Result<Option<CurveSettings>, zring::keys::CurveConfigError>,
 ) -> anyhow::Result<Option<CurveSettings>> {
-    let curve = resolve()?;
-    if let Some(curve) = &curve {
-        // TODO(integration): the sockets do not apply the keys yet. Refuse
-        // rather than serve plaintext to nodes meant to be encrypted; remove
-        // this once Broker::start and Logger::start apply them.
-        anyhow::bail!(
-            "CURVE keys are configured (server public key {}), but this build of zring {what} \
-             cannot apply them to its sockets yet",
-            curve.server.public.to_z85()
-        );
-    }
-    Ok(curve)
+    Ok(resolve()?)
 }
 
 /// What the start-up line says about encryption: public facts only.
@@ -397,9 +385,13 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     config.cores = args.daemon.cores.unwrap_or_default();
     config.reactors = args.daemon.reactors.unwrap_or(config.cores.len().max(1));
     config.curve = args.curve.into_options();
-    let curve = resolve_curve("logger", || config.curve(zring::keys::process_env))?;
+    let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
     let signals = block_stop_signals();
-    let logger = Logger::start(config.clone())?;
+    let security = curve
+        .as_ref()
+        .map(|c| c.server_security())
+        .unwrap_or_default();
+    let logger = Logger::start_with_security(config.clone(), security)?;
     tracing::info!(
         listen = logger.endpoint(),
         dir = %config.dir.display(),
@@ -468,11 +460,15 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         curve_allowed_clients: args.curve.curve_allowed_clients,
         curve_keyfile: args.curve.curve_keyfile,
     })?;
-    let curve = resolve_curve("broker", || config.curve(zring::keys::process_env))?;
+    let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
     // Block the stop signals before any thread starts, so every thread
     // inherits the mask and only `wait_for_stop_signal` receives them.
     let signals = block_stop_signals();
-    let broker = Broker::start(config)?;
+    let security = curve
+        .as_ref()
+        .map(|c| c.server_security())
+        .unwrap_or_default();
+    let broker = Broker::start_with_security(config, security)?;
     let config = broker.config();
     let cores = if config.cores.is_empty() {
         "not pinned".to_owned()

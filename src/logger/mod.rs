@@ -37,7 +37,7 @@ use self::files::{LogFiles, WriteError};
 pub use self::stats::LoggerStats;
 pub use self::value::{Elements, Field, Header, Proto, TypeTag, Value};
 use crate::metrics::Source;
-use crate::{Context, Error, Socket, SocketKind, Wait};
+use crate::{Context, Error, Security, Socket, SocketKind, Wait};
 
 /// Why the logger could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,16 @@ pub struct Logger {
 impl Logger {
     /// Binds the PULL socket and starts writing into `config.dir`.
     pub fn start(config: LoggerConfig) -> Result<Logger, LoggerError> {
+        Logger::start_with_security(config, Security::Null)
+    }
+
+    /// As [`Logger::start`], with the PULL socket's connections run with
+    /// `security` (Zeek 8.2's encrypted clusters: a CURVE server admitting
+    /// the cluster's client key).
+    pub fn start_with_security(
+        config: LoggerConfig,
+        security: Security,
+    ) -> Result<Logger, LoggerError> {
         config.validate().map_err(LoggerError::Config)?;
         let dir_error = |source| LoggerError::Dir {
             dir: config.dir.display().to_string(),
@@ -82,6 +92,7 @@ impl Logger {
         for option in config.socket_options() {
             pull.set(option)?;
         }
+        pull.set_security(security)?;
         let endpoint = pull
             .bind(&config.listen)
             .map_err(|e| LoggerError::Config(format!("listen = {:?}: {e}", config.listen)))?;
