@@ -166,6 +166,11 @@ impl BufRing {
             // SAFETY: the range is the allocation just made.
             unsafe { libc::madvise(memory.cast(), memory_size, libc::MADV_HUGEPAGE) };
         }
+        // Fault the pool in now, at start-up, rather than in the middle of
+        // traffic: a first touch of a huge page zeroes 2 MiB at once, which
+        // stalled a receive for milliseconds (the broker's p99.9 latency).
+        // SAFETY: the range is the allocation just made; bytes are plain data.
+        unsafe { std::ptr::write_bytes(memory, 0, memory_size) };
         let pool = Arc::new(BufPool {
             memory,
             layout: memory_layout,
