@@ -561,19 +561,9 @@ impl Mechanism for CurveClient {
                 Ok(Step::Done(self.on_ready(&frame.body, traffic)?))
             }
             other => {
-                let phase = other.name();
+                let ready = other.name() == "ready";
                 self.state = other;
-                let name = RawCommand::parse(frame.body)
-                    .map(|raw| raw.name_lossy())
-                    .unwrap_or_else(|_| "unreadable".into());
-                Err(Error::UnexpectedCommand {
-                    command: name,
-                    phase: if phase == "ready" {
-                        "CURVE traffic"
-                    } else {
-                        "CURVE handshake"
-                    },
-                })
+                Err(unexpected_command(frame.body, ready))
             }
         }
     }
@@ -594,6 +584,21 @@ impl Mechanism for CurveClient {
             ClientState::Ready(traffic) => traffic.open(frame),
             _ => Err(Error::NotReady),
         }
+    }
+}
+
+/// A command frame the mechanism does not expect where it stands.
+fn unexpected_command(body: Bytes, ready: bool) -> Error {
+    let command = RawCommand::parse(body)
+        .map(|raw| raw.name_lossy())
+        .unwrap_or_else(|_| "unreadable".into());
+    Error::UnexpectedCommand {
+        command,
+        phase: if ready {
+            "CURVE traffic"
+        } else {
+            "CURVE handshake"
+        },
     }
 }
 
@@ -871,17 +876,7 @@ impl Mechanism for CurveServer {
             other => {
                 let ready = matches!(other, ServerState::Ready(_));
                 self.state = other;
-                let name = RawCommand::parse(frame.body)
-                    .map(|raw| raw.name_lossy())
-                    .unwrap_or_else(|_| "unreadable".into());
-                Err(Error::UnexpectedCommand {
-                    command: name,
-                    phase: if ready {
-                        "CURVE traffic"
-                    } else {
-                        "CURVE handshake"
-                    },
-                })
+                Err(unexpected_command(frame.body, ready))
             }
         }
     }
