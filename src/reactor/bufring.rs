@@ -21,7 +21,6 @@ use zmtp_codec::BufferPool;
 use super::waker::Waker;
 
 const PAGE: usize = 4096;
-const HUGE_PAGE: usize = 2 * 1024 * 1024;
 
 /// Memory of all buffers of one ring, shared with the slices handed out.
 pub(crate) struct BufPool {
@@ -140,15 +139,7 @@ impl BufRing {
             Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), PAGE)
                 .map_err(io::Error::other)?;
         let memory_size = count as usize * buffer_size;
-        // A pool of whole huge pages is aligned to them, so the kernel can
-        // back it with 2 MiB pages (below).
-        let align = if memory_size.is_multiple_of(HUGE_PAGE) {
-            HUGE_PAGE
-        } else {
-            PAGE
-        };
-        let memory_layout =
-            Layout::from_size_align(memory_size, align).map_err(io::Error::other)?;
+        let memory_layout = Layout::from_size_align(memory_size, PAGE).map_err(io::Error::other)?;
         // SAFETY: both layouts have non-zero size.
         let entries = unsafe { alloc::alloc_zeroed(entries_layout) } as *mut BufRingEntry;
         // SAFETY: as above.
@@ -159,18 +150,6 @@ impl BufRing {
                 "cannot allocate receive buffers",
             ));
         }
-        if align == HUGE_PAGE {
-            // Receives copy into buffers all over the pool, which in 4 KiB
-            // pages would take thousands of TLB entries. Only advice: with
-            // transparent huge pages off, nothing changes.
-            // SAFETY: the range is the allocation just made.
-            unsafe { libc::madvise(memory.cast(), memory_size, libc::MADV_HUGEPAGE) };
-        }
-        // Fault the pool in now, at start-up, rather than in the middle of
-        // traffic: a first touch of a huge page zeroes 2 MiB at once, which
-        // stalled a receive for milliseconds (the broker's p99.9 latency).
-        // SAFETY: the range is the allocation just made; bytes are plain data.
-        unsafe { std::ptr::write_bytes(memory, 0, memory_size) };
         let pool = Arc::new(BufPool {
             memory,
             layout: memory_layout,
