@@ -10,27 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::raw::{Conn, Outcome};
-use support::{all_peers, LibzmqPeer, Opt};
+use support::{all_peers, test_messages, LibzmqPeer, Opt};
 use zmtp_codec::{
     Error, Event, PeerInfo, SessionConfig, SocketType, SubscriptionAction, SubscriptionForm,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The messages every data test sends: 0 B, 1 B, 255 B, 256 B and 1 MiB
-/// frames, single and multipart.
-fn test_messages() -> Vec<Vec<Vec<u8>>> {
-    let sizes = [0usize, 1, 255, 256, 1 << 20];
-    let mut messages: Vec<Vec<Vec<u8>>> = sizes.iter().map(|&n| vec![vec![b'x'; n]]).collect();
-    messages.push(
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| vec![i as u8; n])
-            .collect(),
-    );
-    messages
-}
 
 fn local_endpoint() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

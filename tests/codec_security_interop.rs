@@ -17,7 +17,7 @@ use support::pyzmq::{
 };
 use support::pyzmq_secure_peer;
 use support::raw::{Conn, Outcome};
-use support::LibzmqPeer;
+use support::{test_messages, LibzmqPeer};
 use zmtp_codec::{
     AllowAll, Authorizer, Credentials, CurveClient, CurveServer, Error, Event, KeyPair, Mechanism,
     OsRandom, PlainClient, PlainServer, Refusal, Session, SessionConfig, SocketType,
@@ -25,19 +25,6 @@ use zmtp_codec::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn test_messages() -> Vec<Vec<Vec<u8>>> {
-    let sizes = [0usize, 1, 255, 256, 1 << 20];
-    let mut messages: Vec<Vec<Vec<u8>>> = sizes.iter().map(|&n| vec![vec![b'x'; n]]).collect();
-    messages.push(
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| vec![i as u8; n])
-            .collect(),
-    );
-    messages
-}
 
 fn frames_of(m: &[Vec<u8>]) -> Vec<&[u8]> {
     m.iter().map(Vec::as_slice).collect()

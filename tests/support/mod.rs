@@ -9,6 +9,21 @@ pub mod pyzmq;
 pub mod raw;
 mod zmq_crate;
 
+/// The messages every data test sends: 0 B, 1 B, 255 B, 256 B and 1 MiB
+/// frames, single and multipart.
+pub fn test_messages() -> Vec<Vec<Vec<u8>>> {
+    let sizes = [0usize, 1, 255, 256, 1 << 20];
+    let mut messages: Vec<Vec<Vec<u8>>> = sizes.iter().map(|&n| vec![vec![b'x'; n]]).collect();
+    messages.push(
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8; n])
+            .collect(),
+    );
+    messages
+}
+
 /// A libzmq socket the test drives. Dropping it closes the socket at once.
 pub trait LibzmqPeer: Send {
     /// The library's own version string, "4.3.4" or "4.3.5".
