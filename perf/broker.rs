@@ -20,12 +20,16 @@
 //! cargo run --release --example broker -- --soak 60
 //! ```
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use measure::median;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -438,11 +442,6 @@ fn svg(cells: &[Cell]) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {

@@ -18,6 +18,9 @@
 //! cargo run --release --example logger -- --only write --format json   # one format, e.g. to profile it
 //! ```
 
+#[path = "support/measure.rs"]
+mod measure;
+
 #[path = "../tests/support/zeek_batch.rs"]
 mod zeek_batch;
 
@@ -26,30 +29,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use measure::{median, process_cpu_seconds, thread_cpu_seconds};
 use zring::logger::batch::Batch;
 use zring::logger::config::LoggerConfig;
 use zring::logger::files::LogFiles;
 
 const NODE_ID: &str = "zeromq_worker-1_box_4242_NwrZBf1q3FkxySjt2a";
-
-fn process_cpu_seconds() -> f64 {
-    cpu_seconds_of("/proc/self/stat")
-}
-
-fn thread_cpu_seconds() -> f64 {
-    cpu_seconds_of("/proc/thread-self/stat")
-}
-
-/// utime + stime of a `stat` file, in seconds.
-fn cpu_seconds_of(file: &str) -> f64 {
-    let stat = std::fs::read_to_string(file).expect("a stat file");
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -190,11 +175,6 @@ fn ingest_once(zring: bool, size: usize, count: u64) -> Sample {
         rate: (count - 1) as f64 / elapsed,
         recv_cpu_us: cpu * 1e6 / (count - 1) as f64,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn ingest(runs: usize) {

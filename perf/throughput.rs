@@ -18,9 +18,15 @@
 //! a shared machine during a cell falls on both; medians are per
 //! implementation.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+#[path = "support/measure.rs"]
+mod measure;
+#[path = "support/pair.rs"]
+mod pair;
+
 use std::time::{Duration, Instant};
+
+use measure::process_cpu_seconds as cpu_seconds;
+use pair::{print_cell, print_ratios, run_pair, summarize, Sample, CELL_HEADER};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -32,18 +38,6 @@ enum Impl {
 enum Pattern {
     PushPull,
     PubSub,
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
 }
 
 fn parse_args() -> std::collections::HashMap<String, String> {
@@ -210,58 +204,37 @@ fn sender(args: &std::collections::HashMap<String, String>) {
     println!("done {}", cpu_seconds());
 }
 
-struct Sample {
-    rate: f64,
-    send_cpu_us: f64,
-    recv_cpu_us: f64,
-}
-
 fn run_once(imp: Impl, pattern: Pattern, size: usize, count: u64) -> Sample {
-    let exe = std::env::current_exe().unwrap();
-    let name = |i: Impl| if i == Impl::Zring { "zring" } else { "libzmq" };
+    let name = if imp == Impl::Zring {
+        "zring"
+    } else {
+        "libzmq"
+    };
     let pat = if pattern == Pattern::PushPull {
         "pushpull"
     } else {
         "pubsub"
     };
-    let mut recv = Command::new(&exe)
-        .args(["--role", "recv", "--impl", name(imp), "--pattern", pat])
-        .args(["--count", &count.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(recv.stdout.take().unwrap()).lines();
-    let ready = lines.next().unwrap().unwrap();
-    let endpoint = ready.strip_prefix("ready ").unwrap().to_owned();
-    let send = Command::new(&exe)
-        .args(["--role", "send", "--impl", name(imp), "--pattern", pat])
-        .args(["--count", &count.to_string(), "--size", &size.to_string()])
-        .args(["--endpoint", &endpoint])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    let done = lines.next().unwrap().unwrap();
-    recv.wait().unwrap();
-    let send_out = String::from_utf8(send.stdout).unwrap();
-    let send_cpu: f64 = send_out
-        .trim()
-        .strip_prefix("done ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut parts = done.strip_prefix("done ").unwrap().split(' ');
-    let elapsed: f64 = parts.next().unwrap().parse().unwrap();
-    let recv_cpu: f64 = parts.next().unwrap().parse().unwrap();
-    Sample {
-        rate: (count - 1) as f64 / elapsed,
-        send_cpu_us: send_cpu * 1e6 / count as f64,
-        recv_cpu_us: recv_cpu * 1e6 / count as f64,
-    }
+    let common = [
+        "--impl",
+        name,
+        "--pattern",
+        pat,
+        "--count",
+        &count.to_string(),
+    ]
+    .map(String::from);
+    let mut send_args = common.to_vec();
+    send_args.extend(["--size".into(), size.to_string()]);
+    run_pair(&common, &send_args, count)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+fn label(pattern: Pattern) -> &'static str {
+    if pattern == Pattern::PushPull {
+        "PUSH→PULL"
+    } else {
+        "XPUB→SUB"
+    }
 }
 
 fn orchestrate(args: &std::collections::HashMap<String, String>) {
@@ -274,10 +247,7 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
         .get("count-4k")
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
-    println!(
-        "| pattern | size | impl | msg/s | send CPU µs/msg | recv CPU µs/msg | total CPU µs/msg |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    println!("{CELL_HEADER}");
     let patterns: Vec<Pattern> = match args.get("pattern").map(String::as_str) {
         None => vec![Pattern::PushPull, Pattern::PubSub],
         Some(p) => vec![parse_pattern(p)],
@@ -288,7 +258,7 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
         Some("4096") => vec![(4096, count_4k)],
         Some(other) => panic!("--size is 64 or 4096, not {other}"),
     };
-    let mut ratios = Vec::new();
+    let mut cells = Vec::new();
     for &pattern in &patterns {
         for &(size, count) in &sizes {
             // Runs alternate between the implementations, so that a change
@@ -300,47 +270,12 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
                     samples[i].push(run_once(imp, pattern, size, count));
                 }
             }
-            let mut results = Vec::new();
-            for (imp, samples) in [Impl::Libzmq, Impl::Zring].into_iter().zip(&samples) {
-                let rate = median(samples.iter().map(|s| s.rate).collect());
-                let send = median(samples.iter().map(|s| s.send_cpu_us).collect());
-                let recv = median(samples.iter().map(|s| s.recv_cpu_us).collect());
-                println!(
-                    "| {} | {size} B | {} | {:.0} | {send:.3} | {recv:.3} | {:.3} |",
-                    if pattern == Pattern::PushPull {
-                        "PUSH→PULL"
-                    } else {
-                        "XPUB→SUB"
-                    },
-                    if imp == Impl::Zring {
-                        "zring"
-                    } else {
-                        "libzmq 4.3.4"
-                    },
-                    rate,
-                    send + recv
-                );
-                results.push((rate, send + recv));
-            }
-            ratios.push((
-                pattern,
-                size,
-                results[1].0 / results[0].0,
-                results[1].1 / results[0].1,
-            ));
+            let [libzmq, zring] = samples.map(|s| summarize(&s));
+            print_cell(label(pattern), size, "libzmq 4.3.4", &libzmq);
+            print_cell(label(pattern), size, "zring", &zring);
+            cells.push((label(pattern), size, libzmq, zring));
         }
     }
-    println!();
-    println!("| pattern | size | zring/libzmq msg/s | zring/libzmq CPU per msg |");
-    println!("|---|---|---|---|");
-    for (pattern, size, rate, cpu) in ratios {
-        println!(
-            "| {} | {size} B | {rate:.2}× | {cpu:.2}× |",
-            if pattern == Pattern::PushPull {
-                "PUSH→PULL"
-            } else {
-                "XPUB→SUB"
-            }
-        );
-    }
+    let rows: Vec<_> = cells.iter().map(|(p, s, l, z)| (*p, *s, l, z)).collect();
+    print_ratios(&rows);
 }

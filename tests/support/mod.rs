@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub mod pyzmq;
 pub mod raw;
+pub mod venv;
 mod zmq_crate;
 
 /// The messages every data test sends: 0 B, 1 B, 255 B, 256 B and 1 MiB

@@ -1,66 +1,13 @@
 //! libzmq 4.3.5 through pyzmq, whose wheels bundle it (with libsodium, so
-//! CURVE too). The venv is made once per checkout under `target/`; a lock
-//! file serialises test processes, and a marker written after a successful
-//! install makes a half-made venv be redone.
+//! CURVE too), driven in a Python subprocess (`lzpeer.py`).
 
-use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::venv::venv_python;
 use super::{LibzmqPeer, Opt};
-
-/// The pyzmq release whose wheels bundle libzmq 4.3.5.
-const PYZMQ: &str = "pyzmq==27.3.0";
-
-fn venv_python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        fs::create_dir_all(&target).expect("create the target directory");
-        let venv = target.join("pyzmq-venv");
-        let python = venv.join("bin").join("python");
-        let marker = venv.join(format!(".installed-{PYZMQ}"));
-        let lock = File::create(target.join("pyzmq-venv.lock")).expect("create the venv lock file");
-        lock.lock().expect("lock the venv");
-        if !marker.exists() {
-            let _ = fs::remove_dir_all(&venv);
-            run(
-                Command::new("python3").args(["-m", "venv"]).arg(&venv),
-                "python3 -m venv (install python3-venv)",
-            );
-            run(
-                Command::new(&python).args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    PYZMQ,
-                ]),
-                "pip install pyzmq (PyPI must be reachable)",
-            );
-            fs::write(&marker, b"").expect("write the venv marker");
-        }
-        python
-    })
-}
-
-fn run(command: &mut Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 pub struct PyzmqPeer {
     child: Child,

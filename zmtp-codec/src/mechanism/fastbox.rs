@@ -1,6 +1,12 @@
 //! The precomputed `crypto_box` of the CURVE data path (READY, INITIATE's
 //! box and every MESSAGE): X25519 and HSalsa20 once per connection, then
-//! XSalsa20 from the `salsa20` crate and a Poly1305 of our own per box.
+//! XSalsa20 ([`super::salsa`]) and Poly1305 of our own per box, laid out
+//! as NaCl's secretbox: the first 32 bytes of key stream are the Poly1305
+//! key, the rest encrypts the text, the MAC covers the ciphertext.
+//!
+//! MESSAGE nonces share a 16-byte prefix per direction, which is all that
+//! XSalsa20's HSalsa20 step reads, so [`PrefixedBox`] does that step once
+//! per direction instead of once per message.
 //!
 //! Why not `crypto_box::SalsaBox` here: `poly1305` 0.8 picks its AVX2
 //! backend at run time, and that path costs about 1.8 µs per 64-byte
@@ -8,20 +14,19 @@
 //! which only a `--cfg` flag selects. The portable 44-bit-limb evaluation
 //! below does small messages in about 0.1 µs. It is checked against the
 //! RFC 8439 vector and, in tests, against the `poly1305` crate on random
-//! keys and lengths; the CURVE transcript test checks whole boxes.
+//! keys and lengths; whole boxes are checked against `crypto_box`, and the
+//! CURVE transcript test checks them on the wire.
 
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use salsa20::cipher::generic_array::GenericArray;
-use salsa20::cipher::{KeyIvInit, StreamCipher};
-use salsa20::XSalsa20;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{PublicKey, SecretKey};
+use super::salsa::{Salsa20, LANES};
 
 /// A `crypto_box_beforenm` key: seals and opens boxes between two keys.
 pub(crate) struct FastBox {
-    key: Zeroizing<[u8; 32]>,
+    key: Salsa20,
 }
 
 impl FastBox {
@@ -32,43 +37,186 @@ impl FastBox {
                 .mul_clamped(*secret.as_bytes())
                 .to_bytes(),
         );
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&salsa20::hsalsa::<salsa20::cipher::consts::U10>(
-            GenericArray::from_slice(&shared[..]),
-            &GenericArray::default(),
-        ));
-        FastBox { key }
+        FastBox {
+            key: Salsa20::from_bytes(&shared).hsalsa20(&[0; 16]),
+        }
     }
 
-    /// The XSalsa20 stream for `nonce`, positioned after the Poly1305 key
-    /// it produced first (NaCl's secretbox layout).
-    fn stream(&self, nonce: &[u8; 24]) -> (XSalsa20, Poly1305) {
-        let mut cipher = XSalsa20::new(
-            GenericArray::from_slice(&self.key[..]),
-            GenericArray::from_slice(nonce),
-        );
-        let mut mac_key = Zeroizing::new([0u8; 32]);
-        cipher.apply_keystream(&mut mac_key[..]);
-        (cipher, Poly1305::new(&mac_key))
+    /// The boxes whose nonces begin with `prefix`.
+    pub(crate) fn with_prefix(&self, prefix: &[u8; 16]) -> PrefixedBox {
+        PrefixedBox::new(self.key.hsalsa20(prefix))
     }
 
     /// Encrypts `text` in place; returns the MAC.
     pub(crate) fn seal(&self, nonce: &[u8; 24], text: &mut [u8]) -> [u8; 16] {
-        let (mut cipher, mac) = self.stream(nonce);
-        cipher.apply_keystream(text);
-        mac.compute(text)
+        let (prefix, suffix) = split_nonce(nonce);
+        self.with_prefix(prefix).seal_with(suffix, text)
     }
 
     /// Checks `tag` over `text` and decrypts it in place; false (and `text`
     /// untouched) if the MAC is wrong.
     pub(crate) fn open(&self, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool {
-        let (mut cipher, mac) = self.stream(nonce);
-        let expected = mac.compute(text);
-        if !bool::from(expected[..].ct_eq(tag)) {
+        let (prefix, suffix) = split_nonce(nonce);
+        self.with_prefix(prefix).open_with(suffix, tag, text)
+    }
+}
+
+/// Compares two MACs in constant time, as two 64-bit words (`subtle`'s
+/// slice comparison takes an optimisation barrier per byte).
+fn tags_match(expected: &[u8; 16], tag: &[u8]) -> bool {
+    let Ok(tag) = <[u8; 16]>::try_from(tag) else {
+        return false;
+    };
+    let word = |bytes: &[u8; 16], half: usize| {
+        u64::from_le_bytes(bytes[half * 8..half * 8 + 8].try_into().unwrap())
+    };
+    let difference = (word(expected, 0) ^ word(&tag, 0)) | (word(expected, 1) ^ word(&tag, 1));
+    bool::from(difference.ct_eq(&0))
+}
+
+fn split_nonce(nonce: &[u8; 24]) -> (&[u8; 16], &[u8; 8]) {
+    let (prefix, suffix) = nonce.split_at(16);
+    (prefix.try_into().unwrap(), suffix.try_into().unwrap())
+}
+
+/// The boxes of one [`FastBox`] whose nonces share a 16-byte prefix and
+/// end in a counter: its XSalsa20 key for that prefix, and key stream made
+/// ahead for the next few small messages.
+pub(crate) struct PrefixedBox {
+    stream: Salsa20,
+    ahead: Ahead,
+}
+
+/// Texts up to this size (a 95-byte frame and its flags byte) need two
+/// blocks of key stream, the first of which is half Poly1305 key.
+const SMALL: usize = 96;
+
+/// Messages whose key stream is made at once: four messages' two blocks
+/// are two four-block computations, which cost about what two single
+/// blocks do.
+const AHEAD: usize = 4;
+
+/// Key stream for the nonces `first .. first + AHEAD`, two blocks each.
+/// MESSAGE nonces go up by one per message on both sides (libzmq's too),
+/// so the next message's stream is usually here.
+struct Ahead {
+    first: u64,
+    ready: bool,
+    stream: Box<Zeroizing<[u8; 128 * AHEAD]>>,
+}
+
+impl PrefixedBox {
+    fn new(stream: Salsa20) -> PrefixedBox {
+        PrefixedBox {
+            stream,
+            ahead: Ahead {
+                first: 0,
+                ready: false,
+                stream: Box::new(Zeroizing::new([0; 128 * AHEAD])),
+            },
+        }
+    }
+
+    /// Blocks 0 and 1 of the key stream for `nonce`, made ahead.
+    fn small_stream(&mut self, nonce: u64) -> &[u8; 128] {
+        let ahead = &mut self.ahead;
+        let index = nonce.wrapping_sub(ahead.first);
+        if !ahead.ready || index >= AHEAD as u64 {
+            let suffixes: [[u8; 8]; AHEAD] =
+                std::array::from_fn(|i| nonce.wrapping_add(i as u64).to_be_bytes());
+            ahead.stream.fill(0);
+            let per_call = LANES / 2;
+            for (group, out) in suffixes
+                .chunks_exact(per_call)
+                .zip(ahead.stream.chunks_exact_mut(128 * per_call))
+            {
+                let blocks: [(&[u8; 8], u64); LANES] =
+                    std::array::from_fn(|i| (&group[i / 2], (i % 2) as u64));
+                self.stream.xor_blocks(blocks, out.try_into().unwrap());
+            }
+            ahead.first = nonce;
+            ahead.ready = true;
+        }
+        let index = nonce.wrapping_sub(ahead.first) as usize;
+        (&ahead.stream[index * 128..(index + 1) * 128])
+            .try_into()
+            .unwrap()
+    }
+
+    /// Encrypts `text` in place under the nonce that ends in `counter`
+    /// (big-endian, as CurveZMQ's); returns the MAC.
+    pub(crate) fn seal(&mut self, counter: u64, text: &mut [u8]) -> [u8; 16] {
+        if text.len() <= SMALL {
+            let stream = self.small_stream(counter);
+            for (byte, key) in text.iter_mut().zip(&stream[32..]) {
+                *byte ^= key;
+            }
+            return Poly1305::new(stream[..32].try_into().unwrap()).compute(text);
+        }
+        self.seal_with(&counter.to_be_bytes(), text)
+    }
+
+    /// Checks `tag` over `text` and decrypts it in place; false (and `text`
+    /// untouched) if the MAC is wrong.
+    pub(crate) fn open(&mut self, counter: u64, tag: &[u8], text: &mut [u8]) -> bool {
+        if text.len() <= SMALL {
+            let stream = self.small_stream(counter);
+            let expected = Poly1305::new(stream[..32].try_into().unwrap()).compute(text);
+            if !tags_match(&expected, tag) {
+                return false;
+            }
+            for (byte, key) in text.iter_mut().zip(&stream[32..]) {
+                *byte ^= key;
+            }
+            return true;
+        }
+        self.open_with(&counter.to_be_bytes(), tag, text)
+    }
+
+    fn seal_with(&self, suffix: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
+        let mac_key = self.xor_from_block_0(suffix, text);
+        Poly1305::new(&mac_key).compute(text)
+    }
+
+    fn open_with(&self, suffix: &[u8; 8], tag: &[u8], text: &mut [u8]) -> bool {
+        let mac_key = Zeroizing::new(
+            self.first_blocks(suffix, text.len())[..32]
+                .try_into()
+                .unwrap(),
+        );
+        let expected = Poly1305::new(&mac_key).compute(text);
+        if !tags_match(&expected, tag) {
             return false;
         }
-        cipher.apply_keystream(text);
+        self.xor_from_block_0(suffix, text);
         true
+    }
+
+    /// The key stream from block 0 on: four blocks when that covers the
+    /// text, [`LANES`] otherwise.
+    fn first_blocks(&self, suffix: &[u8; 8], len: usize) -> Zeroizing<[u8; 64 * LANES]> {
+        let mut first = Zeroizing::new([0u8; 64 * LANES]);
+        if 32 + len <= 256 {
+            let mut four = self.stream.first_four(suffix);
+            first[..256].copy_from_slice(&four);
+            four.zeroize();
+        } else {
+            let blocks = std::array::from_fn(|counter| (suffix, counter as u64));
+            self.stream.xor_blocks(blocks, &mut first);
+        }
+        first
+    }
+
+    /// XORs the key stream after the Poly1305 key into `text`; returns the
+    /// Poly1305 key.
+    fn xor_from_block_0(&self, suffix: &[u8; 8], text: &mut [u8]) -> Zeroizing<[u8; 32]> {
+        let first = self.first_blocks(suffix, text.len());
+        let head = text.len().min(first.len() - 32);
+        for (byte, key) in text[..head].iter_mut().zip(&first[32..]) {
+            *byte ^= key;
+        }
+        self.stream.apply(suffix, LANES as u64, &mut text[head..]);
+        Zeroizing::new(first[..32].try_into().unwrap())
     }
 }
 
@@ -76,12 +224,84 @@ const MASK44: u64 = (1 << 44) - 1;
 const MASK42: u64 = (1 << 42) - 1;
 
 /// Poly1305 (RFC 8439 §2.5) with 44/44/42-bit limbs and 128-bit products.
+///
+/// Long messages are taken four blocks a step, as
+/// `h = (h + m1)·r⁴ + m2·r³ + m3·r² + m4·r`: the four products do not wait
+/// for each other and are reduced once, where block by block each
+/// multiplication waits for the previous reduction. (Two a step gains
+/// nothing on short messages: r² must be made first.)
 struct Poly1305 {
-    r: [u64; 3],
-    /// 20·r1 and 20·r2: a limb product that overflows 2^130 wraps as ×5,
-    /// and the limb weights leave another ×4.
-    s: [u64; 2],
+    r: Limbs,
     pad: u128,
+}
+
+/// A number mod 2^130 - 5 in three limbs, with 20·r1 and 20·r2 beside
+/// them when it multiplies: a limb product that overflows 2^130 wraps as
+/// ×5, and the limb weights leave another ×4.
+#[derive(Clone, Copy)]
+struct Limbs {
+    r: [u64; 3],
+    s: [u64; 2],
+}
+
+impl Limbs {
+    fn new(r: [u64; 3]) -> Limbs {
+        Limbs {
+            r,
+            s: [r[1] * 20, r[2] * 20],
+        }
+    }
+
+    /// `a · self` as unreduced limb sums. With the limbs of `a` under 2^46
+    /// and ours as `reduce` leaves them, each sum stays under 2^96, so four
+    /// products add up without overflow.
+    #[inline(always)]
+    fn times(&self, a: [u64; 3]) -> [u128; 3] {
+        let [r0, r1, r2] = self.r.map(u128::from);
+        let [s1, s2] = self.s.map(u128::from);
+        let [a0, a1, a2] = a.map(u128::from);
+        [
+            a0 * r0 + a1 * s2 + a2 * s1,
+            a0 * r1 + a1 * r0 + a2 * s2,
+            a0 * r2 + a1 * r1 + a2 * r0,
+        ]
+    }
+}
+
+/// Carries limb sums back into limbs of 44, 44 and 42 bits (the first one
+/// a little more, which the next step absorbs).
+#[inline(always)]
+fn reduce(d: [u128; 3]) -> [u64; 3] {
+    let [d0, mut d1, mut d2] = d;
+    d1 += d0 >> 44;
+    let mut h0 = (d0 as u64) & MASK44;
+    d2 += d1 >> 44;
+    let mut h1 = (d1 as u64) & MASK44;
+    let carry = (d2 >> 42) as u64;
+    let h2 = (d2 as u64) & MASK42;
+    h0 += carry * 5;
+    h1 += h0 >> 44;
+    h0 &= MASK44;
+    [h0, h1, h2]
+}
+
+/// A 16-byte block as limbs, with `high` (2^128 for a full block, as bit
+/// 40 of the top limb) added.
+#[inline(always)]
+fn limbs_of(block: &[u8], high: u64) -> [u64; 3] {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(block);
+    let m = u128::from_le_bytes(bytes);
+    [
+        (m as u64) & MASK44,
+        ((m >> 44) as u64) & MASK44,
+        ((m >> 88) as u64) | high,
+    ]
+}
+
+#[inline(always)]
+fn add(h: [u64; 3], m: [u64; 3]) -> [u64; 3] {
+    [h[0] + m[0], h[1] + m[1], h[2] + m[2]]
 }
 
 impl Poly1305 {
@@ -94,52 +314,57 @@ impl Poly1305 {
         pad_bytes.copy_from_slice(&key[16..]);
         let pad = u128::from_le_bytes(pad_bytes);
         pad_bytes.zeroize();
-        let r0 = (r as u64) & MASK44;
-        let r1 = ((r >> 44) as u64) & MASK44;
-        let r2 = (r >> 88) as u64;
+        let r = [
+            (r as u64) & MASK44,
+            ((r >> 44) as u64) & MASK44,
+            (r >> 88) as u64,
+        ];
         Poly1305 {
-            r: [r0, r1, r2],
-            s: [r1 * 20, r2 * 20],
+            r: Limbs::new(r),
             pad,
         }
     }
 
     fn compute(&self, message: &[u8]) -> [u8; 16] {
-        let [r0, r1, r2] = self.r;
-        let [s1, s2] = self.s;
-        let (mut h0, mut h1, mut h2) = (0u64, 0u64, 0u64);
-        let mut blocks = message.chunks_exact(16);
-        let mut absorb = |block: u128, high: u64| {
-            h0 += (block as u64) & MASK44;
-            h1 += ((block >> 44) as u64) & MASK44;
-            h2 += ((block >> 88) as u64) | high;
-            let (a0, a1, a2) = (u128::from(h0), u128::from(h1), u128::from(h2));
-            let d0 = a0 * u128::from(r0) + a1 * u128::from(s2) + a2 * u128::from(s1);
-            let mut d1 = a0 * u128::from(r1) + a1 * u128::from(r0) + a2 * u128::from(s2);
-            let mut d2 = a0 * u128::from(r2) + a1 * u128::from(r1) + a2 * u128::from(r0);
-            d1 += d0 >> 44;
-            h0 = (d0 as u64) & MASK44;
-            d2 += d1 >> 44;
-            h1 = (d1 as u64) & MASK44;
-            let carry = (d2 >> 42) as u64;
-            h2 = (d2 as u64) & MASK42;
-            h0 += carry * 5;
-            h1 += h0 >> 44;
-            h0 &= MASK44;
+        const FULL: u64 = 1 << 40;
+        let r = self.r;
+        let mut h = [0u64; 3];
+        // The powers of r cost three multiplications: worth it from a few
+        // steps on.
+        let in_quads = if message.len() >= 128 {
+            message.len() / 64 * 64
+        } else {
+            0
         };
+        let (quads, rest) = message.split_at(in_quads);
+        if !quads.is_empty() {
+            let mut r2 = Limbs::new(reduce(r.times(r.r)));
+            let mut r3 = Limbs::new(reduce(r2.times(r.r)));
+            let mut r4 = Limbs::new(reduce(r2.times(r2.r)));
+            for quad in quads.chunks_exact(64) {
+                let a = r4.times(add(h, limbs_of(&quad[..16], FULL)));
+                let b = r3.times(limbs_of(&quad[16..32], FULL));
+                let c = r2.times(limbs_of(&quad[32..48], FULL));
+                let d = r.times(limbs_of(&quad[48..], FULL));
+                h = reduce([0, 1, 2].map(|i| a[i] + b[i] + c[i] + d[i]));
+            }
+            for key in [&mut r2, &mut r3, &mut r4] {
+                key.r.zeroize();
+                key.s.zeroize();
+            }
+        }
+        let mut blocks = rest.chunks_exact(16);
         for block in blocks.by_ref() {
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(block);
-            // A full block has 2^128 added: bit 40 of the top limb.
-            absorb(u128::from_le_bytes(bytes), 1 << 40);
+            h = reduce(r.times(add(h, limbs_of(block, FULL))));
         }
-        let rest = blocks.remainder();
-        if !rest.is_empty() {
+        let tail = blocks.remainder();
+        if !tail.is_empty() {
             let mut bytes = [0u8; 16];
-            bytes[..rest.len()].copy_from_slice(rest);
-            bytes[rest.len()] = 1;
-            absorb(u128::from_le_bytes(bytes), 0);
+            bytes[..tail.len()].copy_from_slice(tail);
+            bytes[tail.len()] = 1;
+            h = reduce(r.times(add(h, limbs_of(&bytes, 0))));
         }
+        let [mut h0, mut h1, mut h2] = h;
 
         // Full carry, then subtract p = 2^130 - 5 if h >= p, in constant time.
         for _ in 0..2 {
@@ -167,8 +392,8 @@ impl Poly1305 {
 
 impl Drop for Poly1305 {
     fn drop(&mut self) {
-        self.r.zeroize();
-        self.s.zeroize();
+        self.r.r.zeroize();
+        self.r.s.zeroize();
         self.pad.zeroize();
     }
 }
@@ -178,6 +403,7 @@ mod tests {
     use super::*;
     use crypto_box::aead::AeadInPlace;
     use proptest::prelude::*;
+    use salsa20::cipher::generic_array::GenericArray;
 
     fn unhex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
@@ -211,7 +437,7 @@ mod tests {
             k[16..].fill(0);
             k
         }] {
-            for len in [0usize, 1, 15, 16, 17, 64, 65] {
+            for len in [0usize, 1, 15, 16, 17, 64, 65, 127, 128, 129, 191, 4097] {
                 let msg = vec![0xffu8; len];
                 let reference =
                     poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
@@ -232,8 +458,45 @@ mod tests {
             prop_assert_eq!(&Poly1305::new(&key).compute(&msg)[..], &reference[..]);
         }
 
+        /// MESSAGE boxes in a stream of counters that mostly go up by one
+        /// (the key stream made ahead is used) and sometimes jump or go
+        /// back (it is made again), of sizes on both sides of `SMALL`.
         #[test]
-        fn boxes_match_crypto_box(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), nonce in any::<[u8; 24]>(), msg in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn prefixed_boxes_match_crypto_box(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), start in any::<u64>(), steps in proptest::collection::vec((0u64..7, 0usize..700), 1..40)) {
+            let a = SecretKey::from_bytes(a);
+            let b = SecretKey::from_bytes(b);
+            let prefix = *b"CurveZMQMESSAGEC";
+            let mut sealer = FastBox::new(&b.public_key(), &a).with_prefix(&prefix);
+            let mut opener = FastBox::new(&a.public_key(), &b).with_prefix(&prefix);
+            let reference = crypto_box::SalsaBox::new(&b.public_key().to_box_key(), &a.to_box_key());
+            let mut counter = start;
+            for (step, len) in steps {
+                // 6 goes back by two.
+                counter = if step == 6 { counter.wrapping_sub(2) } else { counter.wrapping_add(step) };
+                let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ counter) as u8).collect();
+                let mut nonce = [0u8; 24];
+                nonce[..16].copy_from_slice(&prefix);
+                nonce[16..].copy_from_slice(&counter.to_be_bytes());
+                let mut theirs = msg.clone();
+                let their_tag = reference
+                    .encrypt_in_place_detached(GenericArray::from_slice(&nonce), b"", &mut theirs)
+                    .unwrap();
+                let mut ours = msg.clone();
+                let tag = sealer.seal(counter, &mut ours);
+                prop_assert_eq!(&ours, &theirs, "counter {} length {}", counter, len);
+                prop_assert_eq!(&tag[..], &their_tag[..]);
+                if len > 0 {
+                    let mut flipped = ours.clone();
+                    flipped[len - 1] ^= 0x80;
+                    prop_assert!(!opener.open(counter, &tag, &mut flipped));
+                }
+                prop_assert!(opener.open(counter, &tag, &mut ours));
+                prop_assert_eq!(ours, msg);
+            }
+        }
+
+        #[test]
+        fn boxes_match_crypto_box(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), nonce in any::<[u8; 24]>(), msg in proptest::collection::vec(any::<u8>(), 0..1200)) {
             let a = SecretKey::from_bytes(a);
             let b = SecretKey::from_bytes(b);
             let fast = FastBox::new(&b.public_key(), &a);

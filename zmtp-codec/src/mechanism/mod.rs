@@ -18,6 +18,7 @@ mod fastbox;
 mod keys;
 mod null;
 mod plain;
+mod salsa;
 
 pub use auth::{AllowAll, Authorizer, Credentials, Refusal};
 pub use curve::{
