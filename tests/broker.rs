@@ -168,10 +168,18 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn wait_peers(broker: &Broker, subscribers: u64, publishers: u64) {
-    wait_for("peers to connect", Duration::from_secs(10), || {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
         let s = broker.stats();
-        s.subscribers == subscribers && s.publishers == publishers
-    });
+        if s.subscribers == subscribers && s.publishers == publishers {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {subscribers} subscribers and {publishers} publishers: {s:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A node subscribes to a topic unique to it and waits for the echo: from
@@ -395,7 +403,9 @@ fn no_drop_scenario(reactors: usize) {
     for s in &subscribers {
         let mut next = [0u32; 3];
         while next.iter().any(|&n| n < N) {
-            let m = s.recv(10_000).expect("every message arrives");
+            let Some(m) = s.recv(10_000) else {
+                panic!("stalled: next {next:?} stats {:#?}", broker.stats());
+            };
             let text = String::from_utf8(m[3].clone()).unwrap();
             let (id, seq) = text.split_once(':').unwrap();
             let (id, seq): (usize, u32) = (id.parse().unwrap(), seq.parse().unwrap());

@@ -345,8 +345,19 @@ impl Broker {
             shared.config.ipv6,
         )?;
         let reactors = Reactors::start(&reactor_config)?;
+        let (done, inited) = std::sync::mpsc::channel();
         for reactor in 0..n {
-            reactors.post(reactor, Command::BrokerInit(shared.clone()));
+            let (shared, done) = (shared.clone(), done.clone());
+            reactors.post(reactor, Command::BrokerInit { shared, done });
+        }
+        drop(done);
+        // Every reactor has its part of the broker before anything can be
+        // accepted (see `Command::BrokerInit`).
+        for _ in 0..n {
+            inited.recv().map_err(|_| BrokerError::Io {
+                what: "a reactor stopped while the broker started".into(),
+                source: std::io::Error::other("reactor thread gone"),
+            })?;
         }
         let spec = |side: Side| {
             let config = &shared.config;

@@ -153,8 +153,15 @@ pub(crate) enum Command {
     CloseSocket(u64),
     /// Close everything and exit once lingering connections are done.
     Shutdown,
-    /// This reactor serves (part of) a broker.
-    BrokerInit(Arc<BrokerShared>),
+    /// This reactor serves (part of) a broker. The reactor answers on
+    /// `done` once its part exists: the broker starts listening only then,
+    /// because a connection adopted from another reactor, or a broker
+    /// command, may otherwise reach a reactor before this command does (the
+    /// mesh is drained before the external queue) and find no broker there.
+    BrokerInit {
+        shared: Arc<BrokerShared>,
+        done: std::sync::mpsc::Sender<()>,
+    },
     /// Work for the reactor's broker part.
     Broker(BrokerCommand),
 }
@@ -720,7 +727,10 @@ impl Reactor {
                 self.shutting_down = true;
                 self.close_socket(None);
             }
-            Command::BrokerInit(shared) => self.broker = Some(Shard::new(self.id, shared)),
+            Command::BrokerInit { shared, done } => {
+                self.broker = Some(Shard::new(self.id, shared));
+                let _ = done.send(());
+            }
             Command::Broker(cmd) => self.broker_command(cmd),
         }
     }
