@@ -169,6 +169,9 @@ pub(crate) enum Command {
 /// Capacity of each single-producer ring between two reactors.
 const MESH_RING: usize = 1024;
 
+/// How soon a reactor retries commands that found a mesh ring full.
+const MESH_RETRY: Duration = Duration::from_micros(100);
+
 /// A reactor's inbound work: one ring per other reactor, one queue for
 /// everyone else.
 pub(crate) struct Mailbox {
@@ -562,12 +565,20 @@ impl Reactor {
             {
                 break;
             }
+            // Commands that found another reactor's ring full are retried
+            // soon: that reactor does not tell us when it has made room.
+            let mesh_retry = self
+                .mesh_backlog
+                .iter()
+                .any(|backlog| !backlog.is_empty())
+                .then(|| Instant::now() + MESH_RETRY);
             let next_deadline = self
                 .timers
                 .peek()
                 .map(|Reverse((at, _))| *at)
                 .into_iter()
                 .chain(self.deferred_wakes.iter().map(|&(_, at)| at))
+                .chain(mesh_retry)
                 .min();
             let timeout = next_deadline.map(|at| at.saturating_duration_since(Instant::now()));
             let waker = self.mailboxes[self.id].waker.clone();
