@@ -20,5 +20,5 @@ pub mod socket;
 
 pub use error::{Error, Result};
 pub use reactor::ReactorConfig;
-pub use security::{Access, Security};
+pub use security::{Access, AddressLists, Security};
 pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};

@@ -35,6 +35,13 @@ pub enum Security {
     /// No authentication, no encryption.
     #[default]
     Null,
+    /// NULL, with the peers' addresses checked against `access` when they
+    /// connect (its key and user lists do not apply): what a ZAP handler
+    /// that filters by address does for libzmq's NULL sockets.
+    NullServer {
+        /// Whose addresses may connect.
+        access: Arc<Access>,
+    },
     /// PLAIN client: sends a username and password, in clear (RFC 24).
     PlainClient {
         /// At most 255 bytes.
@@ -64,6 +71,38 @@ pub enum Security {
 }
 
 impl Security {
+    /// NULL, admitting the addresses `access` admits.
+    pub fn null_server(access: Access) -> Security {
+        Security::NullServer {
+            access: Arc::new(access),
+        }
+    }
+
+    /// This security with `lists` added to the addresses its server side
+    /// admits: NULL becomes [`Security::NullServer`], PLAIN and CURVE
+    /// servers keep their users and keys. Clients check no addresses, and
+    /// empty lists change nothing.
+    pub fn with_address_lists(self, lists: &AddressLists) -> Security {
+        if lists.is_empty() {
+            return self;
+        }
+        let restricted = |access: &Access| access.clone().with_address_lists(lists);
+        match self {
+            Security::Null => Security::null_server(Access::default().with_address_lists(lists)),
+            Security::NullServer { access } => Security::null_server(restricted(&access)),
+            Security::PlainServer { access } => Security::plain_server(restricted(&access)),
+            Security::CurveServer { keys, access } => {
+                Security::curve_server(keys, restricted(&access))
+            }
+            client => client,
+        }
+    }
+
+    /// Whether the mechanism is NULL (with or without an address check).
+    pub fn is_null(&self) -> bool {
+        matches!(self, Security::Null | Security::NullServer { .. })
+    }
+
     /// A CURVE server admitting what `access` admits.
     pub fn curve_server(keys: KeyPair, access: Access) -> Security {
         Security::CurveServer {
@@ -104,7 +143,7 @@ impl Security {
     /// The mechanism's name, as in the greeting.
     pub fn name(&self) -> &'static str {
         match self {
-            Security::Null => "NULL",
+            Security::Null | Security::NullServer { .. } => "NULL",
             Security::PlainClient { .. } | Security::PlainServer { .. } => "PLAIN",
             Security::CurveClient { .. } | Security::CurveServer { .. } => "CURVE",
         }
@@ -113,7 +152,9 @@ impl Security {
     /// Who may connect, for the server mechanisms.
     pub(crate) fn access(&self) -> Option<&Access> {
         match self {
-            Security::PlainServer { access } | Security::CurveServer { access, .. } => Some(access),
+            Security::NullServer { access }
+            | Security::PlainServer { access }
+            | Security::CurveServer { access, .. } => Some(access),
             _ => None,
         }
     }
@@ -122,7 +163,7 @@ impl Security {
     /// own short-term keys and nonces).
     pub(crate) fn mechanism(&self) -> Box<dyn Mechanism> {
         match self {
-            Security::Null => Box::new(Null::new()),
+            Security::Null | Security::NullServer { .. } => Box::new(Null::new()),
             Security::PlainClient { username, password } => Box::new(
                 PlainClient::new(username.clone(), password.clone())
                     .expect("lengths were checked by Security::plain_client"),
@@ -146,6 +187,10 @@ impl fmt::Debug for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Security::Null => f.write_str("Null"),
+            Security::NullServer { access } => f
+                .debug_struct("NullServer")
+                .field("access", access)
+                .finish(),
             Security::PlainClient { username, .. } => f
                 .debug_struct("PlainClient")
                 .field("username", &String::from_utf8_lossy(username))
@@ -166,6 +211,52 @@ impl fmt::Debug for Security {
                 .finish_non_exhaustive(),
         }
     }
+}
+
+/// Address ranges to let in and to refuse, as configured (the broker's and
+/// the logger's `allow_addresses` and `deny_addresses`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressLists {
+    /// Once any is given, only peers in these ranges may connect.
+    pub allow: Vec<IpNet>,
+    /// Peers in these ranges may not, even if an allowed range holds them.
+    pub deny: Vec<IpNet>,
+}
+
+impl AddressLists {
+    /// Whether neither list has a range.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    /// Parses the two lists; an error names the bad entry and its list.
+    pub fn parse<S: AsRef<str>>(allow: &[S], deny: &[S]) -> Result<AddressLists, String> {
+        let parse_all = |what: &str, texts: &[S]| {
+            texts
+                .iter()
+                .map(|t| parse_address_range(t.as_ref()).map_err(|e| format!("{what}: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(AddressLists {
+            allow: parse_all("allow_addresses", allow)?,
+            deny: parse_all("deny_addresses", deny)?,
+        })
+    }
+}
+
+/// An address range as `10.0.0.0/8` or `2001:db8::/32`, or one address
+/// (`192.0.2.7`, `::1`), which is a range of one.
+pub fn parse_address_range(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    if let Ok(addr) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    Err(format!(
+        "{text:?} is not an address or an address range (like 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32)"
+    ))
 }
 
 /// Who may connect to a server socket: what a ZAP handler decides for
@@ -211,6 +302,13 @@ impl Access {
     /// Refuses peers from `net`, even if an allowed range holds them.
     pub fn deny_addresses(mut self, net: IpNet) -> Access {
         self.deny.push(net);
+        self
+    }
+
+    /// Both lists' ranges added.
+    pub fn with_address_lists(mut self, lists: &AddressLists) -> Access {
+        self.allow.extend(lists.allow.iter().copied());
+        self.deny.extend(lists.deny.iter().copied());
         self
     }
 
@@ -325,6 +423,65 @@ mod tests {
 
     fn key(n: u8) -> PublicKey {
         PublicKey::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn address_ranges_parse_or_name_what_is_wrong() {
+        let net = |s: &str| parse_address_range(s).unwrap().to_string();
+        assert_eq!(net("10.0.0.0/8"), "10.0.0.0/8");
+        assert_eq!(net(" 192.0.2.7 "), "192.0.2.7/32");
+        assert_eq!(net("::1"), "::1/128");
+        assert_eq!(net("2001:db8::/32"), "2001:db8::/32");
+        for bad in ["10.0.0.0/33", "10.0.0", "", "host.example"] {
+            let e = parse_address_range(bad).unwrap_err();
+            assert!(e.contains(&format!("{:?}", bad.trim())), "{e}");
+        }
+        let e = AddressLists::parse(&["10.0.0.0/8"], &["nope"]).unwrap_err();
+        assert!(e.starts_with("deny_addresses: \"nope\""), "{e}");
+    }
+
+    #[test]
+    fn address_lists_restrict_every_server_and_no_client() {
+        let lists = AddressLists::parse(&["10.0.0.0/8"], &["10.9.0.0/16"]).unwrap();
+        let peer = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let check = |security: &Security, addr: &str| {
+            security
+                .access()
+                .map(|a| a.admits_address(peer(addr)).is_ok())
+        };
+        // NULL becomes a NULL server with the lists, still NULL on the wire.
+        let null = Security::Null.with_address_lists(&lists);
+        assert!(null.is_null() && null.name() == "NULL");
+        assert_eq!(check(&null, "10.1.2.3"), Some(true));
+        assert_eq!(check(&null, "10.9.2.3"), Some(false));
+        assert_eq!(check(&null, "192.0.2.7"), Some(false));
+        // A CURVE server keeps its client list and gains the ranges.
+        let keys = KeyPair::from_secret(zmtp_codec::SecretKey::from_bytes([5; 32]));
+        let curve = Security::curve_server(keys, Access::default().allow_curve_client(key(1)))
+            .with_address_lists(&lists);
+        assert_eq!(check(&curve, "192.0.2.7"), Some(false));
+        let access = curve.access().unwrap();
+        let known = [1u8; 32];
+        assert!(access
+            .admits(&Credentials::Curve { public_key: &known })
+            .is_ok());
+        let unknown = [2u8; 32];
+        assert!(access
+            .admits(&Credentials::Curve {
+                public_key: &unknown
+            })
+            .is_err());
+        // Clients check no addresses; empty lists change nothing.
+        let client = Security::curve_client(
+            KeyPair::from_secret(zmtp_codec::SecretKey::from_bytes([6; 32])),
+            key(9),
+        )
+        .with_address_lists(&lists);
+        assert!(client.access().is_none());
+        assert!(Security::Null
+            .with_address_lists(&AddressLists::default())
+            .access()
+            .is_none());
     }
 
     #[test]

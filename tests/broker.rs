@@ -862,3 +862,52 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn address_lists_refuse_nodes_on_both_sides_in_plaintext() {
+    // Zeek's nodes here are on 127.0.0.1: denied, they never get a handshake.
+    let broker = broker_with(|c| {
+        c.addresses = zring::AddressLists::parse(&["127.0.0.0/8"], &[] as &[&str]).unwrap();
+        c.addresses.deny = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    let _node = Node::connect(&broker);
+    wait_for("both refusals", Duration::from_secs(10), || {
+        let s = broker.stats();
+        s.xpub_side.access_denied >= 1 && s.xsub_side.access_denied >= 1
+    });
+    let s = broker.stats();
+    assert_eq!((s.subscribers, s.publishers), (0, 0), "{s:#?}");
+    assert_eq!(s.xpub_side.handshakes + s.xsub_side.handshakes, 0);
+
+    // Allowed by range, not denied: an ordinary cluster.
+    let open = broker_with(|c| {
+        c.addresses = zring::AddressLists::parse(&["127.0.0.0/8", "::1"], &["10.0.0.0/8"]).unwrap();
+    });
+    let a = Node::connect(&open);
+    let b = Node::connect(&open);
+    wait_peers(&open, 2, 2);
+    sync_node(&a, "zeek.cluster.node.a.");
+    wait_report(&b, "+zeek.cluster.node.a.");
+    b.publish_event("zeek.cluster.node.a.", b"hello");
+    let m = a.recv(5000).expect("the event arrives");
+    assert_eq!(m[3], b"hello");
+    let s = open.stats();
+    assert_eq!(s.xpub_side.access_denied + s.xsub_side.access_denied, 0);
+}
+
+#[test]
+fn a_bad_address_range_is_a_clear_error() {
+    let exe = env!("CARGO_BIN_EXE_zring");
+    let out = std::process::Command::new(exe)
+        .args(["broker", "--listen-xpub-endpoint", "tcp://127.0.0.1:*"])
+        .args(["--listen-xsub-endpoint", "tcp://127.0.0.1:*"])
+        .args(["--allow-addresses", "10.0.0.0/8,10.1.2.0/33"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("allow_addresses") && stderr.contains("10.1.2.0/33"),
+        "{stderr}"
+    );
+}

@@ -539,3 +539,22 @@ fn a_new_schema_starts_a_new_file_and_never_overwrites_one() {
     assert_eq!(records, 5, "every record is in exactly one file");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn denied_addresses_never_reach_the_writer() {
+    let dir = scratch("denied");
+    let logger = logger(&dir, |c| {
+        c.addresses = zring::AddressLists::parse(&["10.0.0.0/8"], &[] as &[&str]).unwrap();
+    });
+    let node = Node::connect(&logger, "worker-1");
+    node.send_batch(&conn_batch_a());
+    wait_for(&logger, "the refusal", |s| s.socket.access_denied >= 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = logger.stats();
+    assert_eq!(
+        (stats.batches, stats.socket.handshakes),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert!(!dir.join("conn.log").exists());
+}

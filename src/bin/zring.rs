@@ -98,6 +98,36 @@ struct CurveArgs {
     curve_keyfile: Option<std::path::PathBuf>,
 }
 
+/// Who may connect, by address, whatever the mechanism (CURVE or
+/// plaintext). A refused peer is closed on accept, counted in
+/// *_access_denied_total and logged.
+#[derive(Debug, clap::Args)]
+struct AddressArgs {
+    /// Address ranges let in, e.g. 10.0.0.0/8,192.0.2.7 (comma-separated or
+    /// repeated); once any is given, only these [default: any].
+    #[arg(long, value_name = "RANGE,...", value_delimiter = ',')]
+    allow_addresses: Option<Vec<String>>,
+    /// Address ranges refused, even when an allowed range holds them.
+    #[arg(long, value_name = "RANGE,...", value_delimiter = ',')]
+    deny_addresses: Option<Vec<String>>,
+}
+
+/// What the start-up line says about address lists.
+fn address_summary(lists: &zring::AddressLists) -> String {
+    let show = |nets: &[ipnet::IpNet]| {
+        nets.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match (lists.allow.is_empty(), lists.deny.is_empty()) {
+        (true, true) => "any".to_owned(),
+        (false, true) => format!("allow {}", show(&lists.allow)),
+        (true, false) => format!("deny {}", show(&lists.deny)),
+        (false, false) => format!("allow {}; deny {}", show(&lists.allow), show(&lists.deny)),
+    }
+}
+
 fn secret_text(text: &str) -> Result<SecretText, std::convert::Infallible> {
     Ok(SecretText::from(text))
 }
@@ -156,6 +186,8 @@ struct BrokerArgs {
     #[command(flatten)]
     curve: CurveArgs,
     #[command(flatten)]
+    addresses: AddressArgs,
+    #[command(flatten)]
     daemon: DaemonArgs,
 }
 
@@ -203,6 +235,8 @@ struct LoggerArgs {
     wake_delay_us: u64,
     #[command(flatten)]
     curve: CurveArgs,
+    #[command(flatten)]
+    addresses: AddressArgs,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -385,6 +419,11 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     config.cores = args.daemon.cores.unwrap_or_default();
     config.reactors = args.daemon.reactors.unwrap_or(config.cores.len().max(1));
     config.curve = args.curve.into_options();
+    config.addresses = zring::AddressLists::parse(
+        &args.addresses.allow_addresses.unwrap_or_default(),
+        &args.addresses.deny_addresses.unwrap_or_default(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
     let signals = block_stop_signals();
     let security = curve
@@ -400,6 +439,7 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         gzip = config.gzip,
         reactors = config.reactors,
         curve = curve_summary(&curve),
+        addresses = address_summary(&config.addresses),
         "zring logger running"
     );
     let metrics = serve_metrics(args.daemon.metrics_listen.as_deref(), || {
@@ -459,6 +499,8 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         curve_client_publickey: args.curve.curve_client_publickey,
         curve_allowed_clients: args.curve.curve_allowed_clients,
         curve_keyfile: args.curve.curve_keyfile,
+        allow_addresses: args.addresses.allow_addresses,
+        deny_addresses: args.addresses.deny_addresses,
     })?;
     let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
     // Block the stop signals before any thread starts, so every thread
@@ -483,6 +525,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         slow_subscriber = config.slow_subscriber.name(),
         xpub_sndhwm = config.xpub_sndhwm,
         curve = curve_summary(&curve),
+        addresses = address_summary(&config.addresses),
         "zring broker running"
     );
     let metrics = serve_metrics(config.metrics_listen.as_deref(), || broker.metrics_source())?;

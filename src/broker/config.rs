@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings, SecretText};
 use crate::reactor::ReactorConfig;
+use crate::security::AddressLists;
 
 /// What the broker does when a subscriber's lane is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -81,6 +82,9 @@ pub struct BrokerConfig {
     /// CURVE keys as given (`curve_*` options), resolved at start-up by
     /// [`BrokerConfig::curve`]. Its `Debug` output redacts the secret.
     pub curve: CurveOptions,
+    /// Peer addresses let in and refused on both sides, whatever the
+    /// mechanism (`allow_addresses`, `deny_addresses`; empty: anyone).
+    pub addresses: AddressLists,
 }
 
 impl Default for BrokerConfig {
@@ -103,6 +107,7 @@ impl Default for BrokerConfig {
             cores: Vec::new(),
             metrics_listen: None,
             curve: CurveOptions::default(),
+            addresses: AddressLists::default(),
         }
     }
 }
@@ -178,6 +183,10 @@ pub struct Overrides {
     pub curve_allowed_clients: Option<Vec<String>>,
     /// A key file with any of the three keys ("" = none).
     pub curve_keyfile: Option<PathBuf>,
+    /// Address ranges let in (`10.0.0.0/8`, `192.0.2.7`; [] = any).
+    pub allow_addresses: Option<Vec<String>>,
+    /// Address ranges refused, even if allowed.
+    pub deny_addresses: Option<Vec<String>>,
 }
 
 fn count(name: &str, v: i64) -> Result<usize, ConfigError> {
@@ -305,6 +314,19 @@ impl BrokerConfig {
         }
         if let Some(v) = o.curve_keyfile {
             self.curve.keyfile = Some(v).filter(|p| !p.as_os_str().is_empty());
+        }
+        if o.allow_addresses.is_some() || o.deny_addresses.is_some() {
+            let parsed = AddressLists::parse(
+                o.allow_addresses.as_deref().unwrap_or_default(),
+                o.deny_addresses.as_deref().unwrap_or_default(),
+            )
+            .map_err(ConfigError::Invalid)?;
+            if o.allow_addresses.is_some() {
+                self.addresses.allow = parsed.allow;
+            }
+            if o.deny_addresses.is_some() {
+                self.addresses.deny = parsed.deny;
+            }
         }
         match (o.listen_xpub_nodrop, o.slow_subscriber) {
             (Some(false), Some(SlowSubscriber::Block)) => {
@@ -470,6 +492,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("one core per reactor"));
+    }
+
+    #[test]
+    fn address_lists_come_from_the_file_and_bad_ranges_are_named() {
+        let mut c = BrokerConfig::default();
+        let o = BrokerConfig::parse_file(
+            "b.toml",
+            "allow_addresses = [\"10.0.0.0/8\", \"192.0.2.7\"]\ndeny_addresses = [\"10.9.0.0/16\"]",
+        )
+        .unwrap();
+        c.apply(o).unwrap();
+        assert_eq!(c.addresses.allow.len(), 2);
+        assert_eq!(c.addresses.deny[0].to_string(), "10.9.0.0/16");
+        // A later source that sets only one list keeps the other.
+        c.apply(Overrides {
+            deny_addresses: Some(vec![]),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!((c.addresses.allow.len(), c.addresses.deny.len()), (2, 0));
+        let bad = BrokerConfig::parse_file("b.toml", "deny_addresses = [\"10.0.0.0/40\"]").unwrap();
+        let e = c.apply(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("deny_addresses") && e.contains("10.0.0.0/40"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -310,6 +310,7 @@ impl Broker {
         security: Security,
     ) -> Result<Broker, BrokerError> {
         config.validate()?;
+        let security = security.with_address_lists(&config.addresses);
         let reactor_config = config.reactor_config();
         let n = reactor_config.cores.len().max(1);
         let side = |id, kind| {

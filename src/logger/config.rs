@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings};
 use crate::reactor::ReactorConfig;
+use crate::security::AddressLists;
 use crate::SocketOption;
 
 /// The writer's default wake delay. Zeek flushes log batches once a
@@ -74,6 +75,9 @@ pub struct LoggerConfig {
     /// the cluster's broker (contract §7.4). Its `Debug` output redacts
     /// the secret.
     pub curve: CurveOptions,
+    /// Peer addresses let in and refused, whatever the mechanism (empty:
+    /// anyone).
+    pub addresses: AddressLists,
 }
 
 impl LoggerConfig {
@@ -94,6 +98,7 @@ impl LoggerConfig {
             metrics_listen: None,
             wake_delay: Some(DEFAULT_WAKE_DELAY),
             curve: CurveOptions::default(),
+            addresses: AddressLists::default(),
         }
     }
 

@@ -80,6 +80,7 @@ impl Logger {
         security: Security,
     ) -> Result<Logger, LoggerError> {
         config.validate().map_err(LoggerError::Config)?;
+        let security = security.with_address_lists(&config.addresses);
         let dir_error = |source| LoggerError::Dir {
             dir: config.dir.display().to_string(),
             source,

@@ -1050,9 +1050,7 @@ impl Reactor {
                 self.bufs.put_back(bid);
             }
             match -res {
-                0 if !conn.session.is_ready()
-                    && !matches!(conn.spec.security, crate::security::Security::Null) =>
-                {
+                0 if !conn.session.is_ready() && !conn.spec.security.is_null() => {
                     // libzmq closes without a word when our greeting names
                     // another mechanism, or when it refuses our CURVE key.
                     let mechanism = conn.spec.security.name();
