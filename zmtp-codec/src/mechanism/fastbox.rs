@@ -92,9 +92,15 @@ pub(crate) struct PrefixedBox {
 const SMALL: usize = 96;
 
 /// Messages whose key stream is made at once: four messages' two blocks
-/// are two four-block computations, which cost about what two single
+/// are one eight-block computation, which costs about what two single
 /// blocks do.
 const AHEAD: usize = 4;
+
+// The batch must be whole kernel calls (or part of it would stay zero: text
+// sent in clear under a forgeable tag), and block 0 onwards must cover
+// what the four-block path covers.
+const _: () =
+    assert!(LANES.is_multiple_of(2) && AHEAD.is_multiple_of(LANES / 2) && 64 * LANES >= 256);
 
 /// Key stream for the nonces `first .. first + AHEAD`, two blocks each.
 /// MESSAGE nonces go up by one per message on both sides (libzmq's too),
@@ -174,21 +180,18 @@ impl PrefixedBox {
     }
 
     fn seal_with(&self, suffix: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
-        let mac_key = self.xor_from_block_0(suffix, text);
-        Poly1305::new(&mac_key).compute(text)
+        let first = self.first_blocks(suffix, text.len());
+        self.xor_after_block_0(suffix, &first, text);
+        Poly1305::new(first[..32].try_into().unwrap()).compute(text)
     }
 
     fn open_with(&self, suffix: &[u8; 8], tag: &[u8], text: &mut [u8]) -> bool {
-        let mac_key = Zeroizing::new(
-            self.first_blocks(suffix, text.len())[..32]
-                .try_into()
-                .unwrap(),
-        );
-        let expected = Poly1305::new(&mac_key).compute(text);
+        let first = self.first_blocks(suffix, text.len());
+        let expected = Poly1305::new(first[..32].try_into().unwrap()).compute(text);
         if !tags_match(&expected, tag) {
             return false;
         }
-        self.xor_from_block_0(suffix, text);
+        self.xor_after_block_0(suffix, &first, text);
         true
     }
 
@@ -207,16 +210,14 @@ impl PrefixedBox {
         first
     }
 
-    /// XORs the key stream after the Poly1305 key into `text`; returns the
-    /// Poly1305 key.
-    fn xor_from_block_0(&self, suffix: &[u8; 8], text: &mut [u8]) -> Zeroizing<[u8; 32]> {
-        let first = self.first_blocks(suffix, text.len());
+    /// XORs the key stream after the Poly1305 key into `text`: the rest
+    /// of `first`, then blocks from [`LANES`] on.
+    fn xor_after_block_0(&self, suffix: &[u8; 8], first: &[u8; 64 * LANES], text: &mut [u8]) {
         let head = text.len().min(first.len() - 32);
         for (byte, key) in text[..head].iter_mut().zip(&first[32..]) {
             *byte ^= key;
         }
         self.stream.apply(suffix, LANES as u64, &mut text[head..]);
-        Zeroizing::new(first[..32].try_into().unwrap())
     }
 }
 
@@ -268,8 +269,8 @@ impl Limbs {
     }
 }
 
-/// Carries limb sums back into limbs of 44, 44 and 42 bits (the first one
-/// a little more, which the next step absorbs).
+/// Carries limb sums back into limbs of 44, 44 and 42 bits (the middle one
+/// may keep a few bits more, which the next step absorbs).
 #[inline(always)]
 fn reduce(d: [u128; 3]) -> [u64; 3] {
     let [d0, mut d1, mut d2] = d;
@@ -448,6 +449,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every length where the box changes path: the small-message batch
+    /// (up to 96), four blocks from block 0 (up to 224), eight (up to 480),
+    /// then the stream from block 8 and its tail kernels.
+    #[test]
+    fn prefixed_boxes_match_crypto_box_at_every_boundary() {
+        let a = SecretKey::from_bytes([0x11; 32]);
+        let b = SecretKey::from_bytes([0x22; 32]);
+        let prefix = *b"CurveZMQMESSAGES";
+        let mut sealer = FastBox::new(&b.public_key(), &a).with_prefix(&prefix);
+        let mut opener = FastBox::new(&a.public_key(), &b).with_prefix(&prefix);
+        let reference = crypto_box::SalsaBox::new(&b.public_key().to_box_key(), &a.to_box_key());
+        let lengths = [
+            0usize, 1, 32, 33, 95, 96, 97, 224, 225, 480, 481, 543, 544, 545, 736, 737, 991, 992,
+            993, 1248, 1249, 4097, 65537,
+        ];
+        for (counter, len) in (u64::MAX - 40..).zip(lengths) {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut nonce = [0u8; 24];
+            nonce[..16].copy_from_slice(&prefix);
+            nonce[16..].copy_from_slice(&counter.to_be_bytes());
+            let mut theirs = msg.clone();
+            let their_tag = reference
+                .encrypt_in_place_detached(GenericArray::from_slice(&nonce), b"", &mut theirs)
+                .unwrap();
+            let mut ours = msg.clone();
+            let tag = sealer.seal(counter, &mut ours);
+            assert!(ours == theirs, "length {len}: ciphertext differs");
+            assert_eq!(tag[..], their_tag[..], "length {len}: tag differs");
+            assert!(opener.open(counter, &tag, &mut ours), "length {len}");
+            assert!(ours == msg, "length {len}: plaintext differs");
+        }
+    }
+
+    #[test]
+    fn tags_compare_every_bit_and_the_length() {
+        let tag = [0x5au8; 16];
+        assert!(tags_match(&tag, &tag));
+        for bit in 0..128 {
+            let mut other = tag;
+            other[bit / 8] ^= 1 << (bit % 8);
+            assert!(!tags_match(&tag, &other), "bit {bit}");
+        }
+        assert!(!tags_match(&tag, &tag[..15]));
+        assert!(!tags_match(&tag, &[0x5a; 17]));
     }
 
     proptest! {
