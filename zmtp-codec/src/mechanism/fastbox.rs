@@ -451,6 +451,23 @@ mod tests {
         }
     }
 
+    /// `msg` sealed by crypto_box under the nonce `prefix ‖ counter`.
+    fn reference_seal(
+        reference: &crypto_box::SalsaBox,
+        prefix: &[u8; 16],
+        counter: u64,
+        msg: &[u8],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut nonce = [0u8; 24];
+        nonce[..16].copy_from_slice(prefix);
+        nonce[16..].copy_from_slice(&counter.to_be_bytes());
+        let mut sealed = msg.to_vec();
+        let tag = reference
+            .encrypt_in_place_detached(GenericArray::from_slice(&nonce), b"", &mut sealed)
+            .unwrap();
+        (sealed, tag.to_vec())
+    }
+
     /// Every length where the box changes path: the small-message batch
     /// (up to 96), four blocks from block 0 (up to 224), eight (up to 480),
     /// then the stream from block 8 and its tail kernels.
@@ -468,13 +485,7 @@ mod tests {
         ];
         for (counter, len) in (u64::MAX - 40..).zip(lengths) {
             let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut nonce = [0u8; 24];
-            nonce[..16].copy_from_slice(&prefix);
-            nonce[16..].copy_from_slice(&counter.to_be_bytes());
-            let mut theirs = msg.clone();
-            let their_tag = reference
-                .encrypt_in_place_detached(GenericArray::from_slice(&nonce), b"", &mut theirs)
-                .unwrap();
+            let (theirs, their_tag) = reference_seal(&reference, &prefix, counter, &msg);
             let mut ours = msg.clone();
             let tag = sealer.seal(counter, &mut ours);
             assert!(ours == theirs, "length {len}: ciphertext differs");
@@ -521,13 +532,7 @@ mod tests {
                 // 6 goes back by two.
                 counter = if step == 6 { counter.wrapping_sub(2) } else { counter.wrapping_add(step) };
                 let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ counter) as u8).collect();
-                let mut nonce = [0u8; 24];
-                nonce[..16].copy_from_slice(&prefix);
-                nonce[16..].copy_from_slice(&counter.to_be_bytes());
-                let mut theirs = msg.clone();
-                let their_tag = reference
-                    .encrypt_in_place_detached(GenericArray::from_slice(&nonce), b"", &mut theirs)
-                    .unwrap();
+                let (theirs, their_tag) = reference_seal(&reference, &prefix, counter, &msg);
                 let mut ours = msg.clone();
                 let tag = sealer.seal(counter, &mut ours);
                 prop_assert_eq!(&ours, &theirs, "counter {} length {}", counter, len);
