@@ -75,6 +75,9 @@ fn receiver() {
         if let Some(count) = arg("buffer-count") {
             reactor.buffer_count = count.parse().unwrap();
         }
+        if let Some(on) = arg("incremental") {
+            reactor.incremental_buffers = on.parse().unwrap();
+        }
         let ctx = zring::Context::with_config(&reactor).unwrap();
         let mut s = ctx.socket(zring::SocketKind::Pull);
         for option in config.socket_options() {

@@ -9,7 +9,7 @@
 
 use std::alloc::{self, Layout};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +22,10 @@ use super::waker::Waker;
 
 const PAGE: usize = 4096;
 
+/// `IOU_PBUF_RING_INC` from `<linux/io_uring.h>` (the io-uring crate does not
+/// export its constants).
+const IOU_PBUF_RING_INC: u16 = 2;
+
 /// Memory of all buffers of one ring, shared with the slices handed out.
 pub(crate) struct BufPool {
     memory: *mut u8,
@@ -29,15 +33,21 @@ pub(crate) struct BufPool {
     buffer_size: usize,
     /// Ids of buffers whose last slice dropped, waiting to go back on the ring.
     returned: ArrayQueue<u16>,
+    /// Per buffer: the slices alive, plus one while the kernel may still
+    /// append to it (an incremental ring's buffer that the last completion
+    /// marked `BUF_MORE`). The buffer goes back when this reaches zero.
+    refs: Box<[AtomicU32]>,
     /// Set by the reactor when a receive found no buffer; a returning buffer
     /// then wakes it.
     starved: AtomicBool,
     waker: Arc<Waker>,
 }
 
-// SAFETY: the memory is only read through leases (each buffer by at most the
-// lease that owns it, after the kernel finished writing it) and written by
-// the kernel only while the buffer is on the ring, i.e. while no lease exists.
+// SAFETY: the memory is only read through leases, each covering bytes the
+// kernel finished writing before the completion that made the lease; the
+// kernel writes a buffer only while it is on the ring, and, in an
+// incremental ring, only the bytes after those it already reported. A
+// buffer goes back on the ring only once no lease of it exists.
 unsafe impl Send for BufPool {}
 // SAFETY: as above; the shared parts are atomics and a lock-free queue.
 unsafe impl Sync for BufPool {}
@@ -51,6 +61,13 @@ impl Drop for BufPool {
 }
 
 impl BufPool {
+    /// Drops one reference to buffer `bid`; the last one gives it back.
+    fn release(&self, bid: u16) {
+        if self.refs[bid as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.give_back(bid);
+        }
+    }
+
     fn give_back(&self, bid: u16) {
         // Cannot fail: the queue holds every buffer id and each is returned once.
         let _ = self.returned.push(bid);
@@ -63,23 +80,26 @@ impl BufPool {
     }
 }
 
-/// Ownership of one filled buffer: the owner of the `Bytes` made from it.
+/// A share of one filled buffer (bytes `start..start + len` of it): the
+/// owner of the `Bytes` made from it.
 struct Lease {
     pool: Arc<BufPool>,
     bid: u16,
+    start: usize,
     len: usize,
 }
 
 impl AsRef<[u8]> for Lease {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: the kernel wrote `len` bytes of buffer `bid` before the
-        // completion that created this lease, and will not touch the buffer
-        // again until the lease returns it.
+        // SAFETY: the kernel wrote these bytes of buffer `bid` before the
+        // completion (or completions, for a joined lease) this lease was
+        // made for, and writes neither them nor, until every lease is
+        // gone, any byte of the buffer before them.
         unsafe {
             std::slice::from_raw_parts(
                 self.pool
                     .memory
-                    .add(self.bid as usize * self.pool.buffer_size),
+                    .add(self.bid as usize * self.pool.buffer_size + self.start),
                 self.len,
             )
         }
@@ -88,8 +108,37 @@ impl AsRef<[u8]> for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.give_back(self.bid);
+        self.pool.release(self.bid);
     }
+}
+
+/// `head` and then `next` as one `Bytes`, when both are leases of the same
+/// buffer of `pool` and `next` begins where `head` ends: two receives that
+/// an incremental ring put one after the other.
+pub(crate) fn join(pool: &Arc<BufPool>, head: &Bytes, next: &Bytes) -> Option<Bytes> {
+    let base = pool.memory as usize;
+    let size = pool.buffer_size;
+    let total = pool.refs.len() * size;
+    let (h, n) = (head.as_ptr() as usize, next.as_ptr() as usize);
+    if head.is_empty() || next.is_empty() || h < base || h + head.len() != n {
+        return None;
+    }
+    let end = n + next.len();
+    if end > base + total {
+        return None;
+    }
+    let bid = (h - base) / size;
+    if (end - 1 - base) / size != bid {
+        return None;
+    }
+    // Both slices are alive, so the buffer cannot go back meanwhile.
+    pool.refs[bid].fetch_add(1, Ordering::Relaxed);
+    Some(Bytes::from_owner(Lease {
+        pool: pool.clone(),
+        bid: bid as u16,
+        start: h - base - bid * size,
+        len: head.len() + next.len(),
+    }))
 }
 
 /// One registered buffer ring, owned by its reactor thread.
@@ -110,6 +159,14 @@ pub(crate) struct BufRing {
     /// be reaped.
     on_ring: usize,
     registered: bool,
+    /// Registered with `IOU_PBUF_RING_INC` (Linux 6.12): a receive takes
+    /// only the bytes it fills, and the next receive, of any connection,
+    /// continues in the same buffer.
+    incremental: bool,
+    /// Per buffer, where the next completion's bytes begin.
+    offsets: Vec<usize>,
+    /// Per buffer: the kernel reported part of it and may append more.
+    kernel_holds: Vec<bool>,
 }
 
 impl BufRing {
@@ -121,6 +178,7 @@ impl BufRing {
         count: u16,
         buffer_size: usize,
         copy_below: usize,
+        incremental: bool,
         waker: Arc<Waker>,
     ) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 32768 {
@@ -155,6 +213,7 @@ impl BufRing {
             layout: memory_layout,
             buffer_size,
             returned: ArrayQueue::new(count as usize),
+            refs: (0..count).map(|_| AtomicU32::new(0)).collect(),
             starved: AtomicBool::new(false),
             waker,
         });
@@ -169,12 +228,25 @@ impl BufRing {
             leased: 0,
             on_ring: 0,
             registered: false,
+            incremental,
+            offsets: vec![0; count as usize],
+            kernel_holds: vec![false; count as usize],
         };
         // SAFETY: `entries` is page-aligned, zeroed, `count` entries long, and
         // outlives the registration (Drop unregisters before freeing it).
-        unsafe {
+        let register = |flags| unsafe {
             ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, count, group, 0)?;
+                .register_buf_ring_with_flags(entries as u64, count, group, flags)
+        };
+        if incremental {
+            if let Err(e) = register(IOU_PBUF_RING_INC) {
+                // Before Linux 6.12: whole buffers per receive, as without.
+                tracing::debug!("incremental buffer ring refused ({e}); using whole buffers");
+                this.incremental = false;
+                register(0)?;
+            }
+        } else {
+            register(0)?;
         }
         this.registered = true;
         for bid in 0..count {
@@ -201,6 +273,18 @@ impl BufRing {
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
         self.on_ring += 1;
+        self.offsets[bid as usize] = 0;
+        self.kernel_holds[bid as usize] = false;
+    }
+
+    /// Whether receives continue in a buffer (`IOU_PBUF_RING_INC`).
+    pub(crate) fn is_incremental(&self) -> bool {
+        self.incremental
+    }
+
+    /// The memory shared with the slices, for [`join`].
+    pub(crate) fn pool(&self) -> &Arc<BufPool> {
+        &self.pool
     }
 
     fn publish(&self) {
@@ -240,46 +324,106 @@ impl BufRing {
         std::sync::atomic::fence(Ordering::SeqCst);
     }
 
-    /// The data of buffer `bid`, filled with `len` bytes by a completion, as
-    /// `Bytes`, and whether it was copied. Small fills are copied and the
-    /// buffer goes straight back. So is every fill while half the buffers
-    /// are leased: whoever holds those (a slow consumer, a queue for a slow
-    /// peer) may hold them long, and the ring must never run dry because of
-    /// it, or every connection of the reactor would stop receiving.
+    /// The `len` bytes a completion put in buffer `bid`, as `Bytes`, and
+    /// whether they were copied. `more`: the completion said `BUF_MORE`
+    /// (an incremental ring will append to the buffer).
+    ///
+    /// Small fills are copied and the buffer's share goes straight back.
+    /// So is every fill while half the buffers are leased: whoever holds
+    /// those (a slow consumer, a queue for a slow peer) may hold them long,
+    /// and the ring must never run dry because of it, or every connection
+    /// of the reactor would stop receiving.
     ///
     /// Copies of large fills go into buffers from `copies`, which keeps them
     /// warm: a fresh allocation of a few hundred KiB is mapped and
     /// page-faulted in anew each time.
-    pub(crate) fn take(&mut self, bid: u16, len: usize, copies: &dyn BufferPool) -> (Bytes, bool) {
-        self.on_ring -= 1;
-        if len < self.copy_below || self.leased >= usize::from(self.count) / 2 {
-            // SAFETY: the kernel filled `len` bytes of buffer `bid`, and it is
-            // ours until pushed back on the ring below.
+    pub(crate) fn take(
+        &mut self,
+        bid: u16,
+        len: usize,
+        more: bool,
+        copies: &dyn BufferPool,
+    ) -> (Bytes, bool) {
+        let index = bid as usize;
+        let start = self.offsets[index];
+        self.offsets[index] += len;
+        if more && !self.kernel_holds[index] {
+            self.kernel_holds[index] = true;
+            self.pool.refs[index].fetch_add(1, Ordering::Relaxed);
+        }
+        let copy = len < self.copy_below || self.leased >= usize::from(self.count) / 2;
+        let bytes = if copy {
+            // SAFETY: the kernel filled these bytes of buffer `bid`, which
+            // stays ours (off the ring, or only appended to) until released.
             let data = unsafe {
                 std::slice::from_raw_parts(
-                    self.pool.memory.add(bid as usize * self.pool.buffer_size),
+                    self.pool.memory.add(index * self.pool.buffer_size + start),
                     len,
                 )
             };
             let mut copy = copies.take(len);
             copy.extend_from_slice(data);
-            let copy = copies.freeze(copy);
-            self.push(bid);
-            self.publish();
-            (copy, true)
+            copies.freeze(copy)
         } else {
-            self.leased += 1;
-            let lease = Lease {
+            self.pool.refs[index].fetch_add(1, Ordering::Relaxed);
+            Bytes::from_owner(Lease {
                 pool: self.pool.clone(),
                 bid,
+                start,
                 len,
-            };
-            (Bytes::from_owner(lease), false)
+            })
+        };
+        if !more {
+            self.kernel_done(bid);
+        }
+        (bytes, copy)
+    }
+
+    /// The kernel will not write buffer `bid` again: it goes back on the
+    /// ring now if nothing else holds it, or when its last lease drops.
+    fn kernel_done(&mut self, bid: u16) {
+        let index = bid as usize;
+        self.on_ring -= 1;
+        if std::mem::take(&mut self.kernel_holds[index]) {
+            // Drop the kernel's reference. If it was the last, no lease
+            // exists, and none can be made from another thread: push now.
+            if self.pool.refs[index].fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.push(bid);
+                self.publish();
+                return;
+            }
+        } else if self.pool.refs[index].load(Ordering::Acquire) == 0 {
+            // Copied out, never shared.
+            self.push(bid);
+            self.publish();
+            return;
+        }
+        // Leases hold it; the last one to drop gives it back.
+        self.leased += 1;
+    }
+
+    /// Accounts for the `len` bytes a completion put in buffer `bid` that
+    /// nobody wants (the connection is closing).
+    pub(crate) fn discard(&mut self, bid: u16, len: usize, more: bool) {
+        let index = bid as usize;
+        self.offsets[index] += len;
+        if more {
+            if !self.kernel_holds[index] {
+                self.kernel_holds[index] = true;
+                self.pool.refs[index].fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            self.kernel_done(bid);
         }
     }
 
-    /// Returns buffer `bid`, selected by a completion that carried no data.
+    /// A completion named buffer `bid` but carried no data. A whole-buffer
+    /// ring consumed the buffer, so it goes back; an incremental ring
+    /// consumes only what it fills, so the buffer is still on the ring.
     pub(crate) fn put_back(&mut self, bid: u16) {
+        if self.incremental {
+            return;
+        }
         self.on_ring -= 1;
         self.push(bid);
         self.publish();
@@ -307,6 +451,54 @@ impl Drop for BufRing {
     }
 }
 
+/// The buffer pool of a reactor's sessions: gathering buffers from
+/// `copies`, and, on an incremental ring, joins of adjacent leases, so that
+/// a message two receives brought into one buffer is not copied.
+pub(crate) struct SessionBuffers<P> {
+    copies: P,
+    ring: Option<Arc<BufPool>>,
+}
+
+impl<P: BufferPool> SessionBuffers<P> {
+    pub(crate) fn new(copies: P, ring: &BufRing) -> SessionBuffers<P> {
+        SessionBuffers {
+            copies,
+            ring: ring.is_incremental().then(|| ring.pool().clone()),
+        }
+    }
+}
+
+impl<P: BufferPool> std::fmt::Debug for SessionBuffers<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBuffers")
+            .field("copies", &self.copies)
+            .field("joins", &self.ring.is_some())
+            .finish()
+    }
+}
+
+impl<P: BufferPool> BufferPool for SessionBuffers<P> {
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        self.copies.take(capacity)
+    }
+
+    fn freeze(&self, buffer: Vec<u8>) -> Bytes {
+        self.copies.freeze(buffer)
+    }
+
+    fn recycle(&self, buffer: Vec<u8>) {
+        self.copies.recycle(buffer);
+    }
+
+    fn joins(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    fn join(&self, head: &Bytes, next: &Bytes) -> Option<Bytes> {
+        join(self.ring.as_ref()?, head, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,18 +508,18 @@ mod tests {
     fn leases_come_back_from_other_threads_and_half_leased_fills_are_copied() {
         let ring = IoUring::new(8).expect("io_uring");
         let waker = Arc::new(Waker::new().unwrap());
-        let mut bufs = BufRing::new(&ring, 0, 4, 4096, 16, waker).unwrap();
+        let mut bufs = BufRing::new(&ring, 0, 4, 4096, 16, false, waker).unwrap();
         // As if the kernel had filled buffers 0..3 in turn.
-        let (small, copied) = bufs.take(0, 10, &HeapPool);
+        let (small, copied) = bufs.take(0, 10, false, &HeapPool);
         assert!(copied, "a fill below copy_below is copied");
         drop(small);
-        let (a, copied_a) = bufs.take(1, 100, &HeapPool);
-        let (b, copied_b) = bufs.take(2, 100, &HeapPool);
+        let (a, copied_a) = bufs.take(1, 100, false, &HeapPool);
+        let (b, copied_b) = bufs.take(2, 100, false, &HeapPool);
         assert!(
             !copied_a && !copied_b,
             "leased while the ring is not half leased"
         );
-        let (c, copied_c) = bufs.take(3, 100, &HeapPool);
+        let (c, copied_c) = bufs.take(3, 100, false, &HeapPool);
         assert!(
             copied_c,
             "half the ring leased: copied, its buffer back at once"
@@ -336,9 +528,73 @@ mod tests {
         assert_eq!(bufs.recycle(), 0, "the leases are still held");
         std::thread::spawn(move || drop((a, b, c))).join().unwrap();
         assert_eq!(bufs.recycle(), 2);
-        let (d, copied_d) = bufs.take(0, 100, &HeapPool);
+        let (d, copied_d) = bufs.take(0, 100, false, &HeapPool);
         assert!(!copied_d, "leased again once the buffers are back");
         drop(d);
+        bufs.unregister(&ring);
+    }
+
+    /// An incremental ring: completions continue in one buffer, the buffer
+    /// comes back only when the kernel is done with it and every lease
+    /// dropped, and adjacent leases join into one slice.
+    #[test]
+    fn incremental_buffers_are_shared_by_completions_and_joined() {
+        let ring = IoUring::new(8).expect("io_uring");
+        let waker = Arc::new(Waker::new().unwrap());
+        let mut bufs = BufRing::new(&ring, 0, 4, 4096, 16, true, waker).unwrap();
+        if !bufs.is_incremental() {
+            eprintln!("this kernel has no IOU_PBUF_RING_INC (Linux 6.12): nothing to test");
+            bufs.unregister(&ring);
+            return;
+        }
+        let pool = bufs.pool().clone();
+        // As if the kernel had put three receives into buffer 0 (two
+        // connections' worth), the last one filling it.
+        let (a, _) = bufs.take(0, 100, true, &HeapPool);
+        let (b, _) = bufs.take(0, 200, true, &HeapPool);
+        let (c, _) = bufs.take(0, 3796, false, &HeapPool);
+        assert_eq!(a.as_ptr() as usize + 100, b.as_ptr() as usize);
+        assert_eq!(b.as_ptr() as usize + 200, c.as_ptr() as usize);
+        assert_eq!(bufs.on_ring, 3, "buffer 0 left the ring with its last fill");
+        let ab = join(&pool, &a, &b).expect("adjacent leases of one buffer join");
+        assert_eq!((ab.as_ptr(), ab.len()), (a.as_ptr(), 300));
+        assert!(join(&pool, &b, &a).is_none(), "not in this order");
+        assert!(join(&pool, &a, &c).is_none(), "not with a gap");
+        assert!(
+            join(&pool, &a, &Bytes::from_static(b"x")).is_none(),
+            "not with a copy"
+        );
+        // Buffer 1 follows buffer 0 in memory, but a message that crosses
+        // from one to the other is not one buffer's: no join.
+        let (d, _) = bufs.take(1, 100, true, &HeapPool);
+        assert_eq!(c.as_ptr() as usize + c.len(), d.as_ptr() as usize);
+        assert!(join(&pool, &c, &d).is_none());
+        drop((a, b));
+        assert_eq!(
+            bufs.recycle(),
+            0,
+            "the joined slice and c still hold buffer 0"
+        );
+        std::thread::spawn(move || drop((ab, c))).join().unwrap();
+        assert_eq!(
+            bufs.recycle(),
+            1,
+            "buffer 0 is back once its last slice dropped"
+        );
+        // Buffer 1: the kernel still appends to it, so dropping its only
+        // lease does not bring it back; the kernel finishing it does.
+        drop(d);
+        assert_eq!(bufs.recycle(), 0);
+        let on_ring = bufs.on_ring;
+        bufs.discard(1, 50, false);
+        assert_eq!(
+            bufs.on_ring, on_ring,
+            "pushed straight back: nothing held it"
+        );
+        // A completion that names a buffer but carries no data consumed
+        // nothing of an incremental ring: it stays as it is.
+        bufs.put_back(2);
+        assert_eq!(bufs.on_ring, on_ring);
         bufs.unregister(&ring);
     }
 }

@@ -40,7 +40,7 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use zmtp_codec::{BufferPool, Event, Message, SessionConfig, SubscriptionAction};
 
-use self::bufring::BufRing;
+use self::bufring::{BufRing, SessionBuffers};
 use self::conn::{Conn, Origin};
 use self::copy_pool::CopyPool;
 use self::slab::{Key, Slab};
@@ -67,6 +67,11 @@ pub struct ReactorConfig {
     /// Receives smaller than this are copied and their buffer returned at
     /// once, so slow consumers of small messages cannot pin the pool.
     pub copy_below: usize,
+    /// Register the receive ring with `IOU_PBUF_RING_INC` (Linux 6.12;
+    /// ignored before): a receive takes only the bytes it fills, so large
+    /// buffers waste nothing, and a message that two receives brought lies
+    /// in one piece of memory, which the session then takes without a copy.
+    pub incremental_buffers: bool,
 }
 
 impl Default for ReactorConfig {
@@ -77,6 +82,7 @@ impl Default for ReactorConfig {
             buffer_count: 256,
             buffer_size: 64 * 1024,
             copy_below: 2048,
+            incremental_buffers: false,
         }
     }
 }
@@ -481,6 +487,7 @@ impl Reactor {
             config.buffer_count,
             config.buffer_size,
             config.copy_below,
+            config.incremental_buffers,
             waker,
         )
         .map_err(|e| match e.raw_os_error() {
@@ -493,6 +500,10 @@ impl Reactor {
             _ => ReactorError::Setup(e),
         })?;
         let n = mailboxes.len();
+        // Unused, the copy pool keeps at most as much again as the ring.
+        let retain = usize::from(config.buffer_count) * config.buffer_size;
+        let copies: Arc<dyn BufferPool> =
+            Arc::new(SessionBuffers::new(CopyPool::new(retain), &bufs));
         let mut reactor = Reactor {
             id,
             ring,
@@ -505,10 +516,7 @@ impl Reactor {
             connecters: Slab::default(),
             timers: BinaryHeap::new(),
             deferred_wakes: Vec::new(),
-            // Unused, it keeps at most as much again as the receive ring.
-            copies: Arc::new(CopyPool::new(
-                usize::from(config.buffer_count) * config.buffer_size,
-            )),
+            copies,
             paused: HashMap::new(),
             starved: Vec::new(),
             wake_buf: Box::new(0),
@@ -1009,9 +1017,14 @@ impl Reactor {
     }
 
     fn on_recv(&mut self, index: u32, generation: u32, res: i32, flags: u32) {
+        let more_in_buffer = cqueue::buffer_more(flags);
         let Some((key, conn)) = self.conns.find_mut(index, generation) else {
             if let Some(bid) = cqueue::buffer_select(flags) {
-                self.bufs.put_back(bid);
+                if res > 0 {
+                    self.bufs.discard(bid, res as usize, more_in_buffer);
+                } else {
+                    self.bufs.put_back(bid);
+                }
             }
             return;
         };
@@ -1021,9 +1034,11 @@ impl Reactor {
         if res > 0 {
             let bid = cqueue::buffer_select(flags).expect("a receive with data names its buffer");
             if conn.closing.is_some() {
-                self.bufs.put_back(bid);
+                self.bufs.discard(bid, res as usize, more_in_buffer);
             } else {
-                let (bytes, copied) = self.bufs.take(bid, res as usize, &*self.copies);
+                let (bytes, copied) =
+                    self.bufs
+                        .take(bid, res as usize, more_in_buffer, &*self.copies);
                 if copied {
                     conn.spec
                         .socket

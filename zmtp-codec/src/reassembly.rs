@@ -30,6 +30,21 @@ pub trait BufferPool: Send + Sync + fmt::Debug {
     fn recycle(&self, buffer: Vec<u8>) {
         drop(buffer);
     }
+
+    /// Whether [`BufferPool::join`] can succeed. A session then holds a
+    /// message that runs past its chunk until the next chunk arrives, which
+    /// may continue it in the same memory, before it gathers a copy.
+    fn joins(&self) -> bool {
+        false
+    }
+
+    /// `head` and then `next` as one `Bytes`, without copying, when the
+    /// pool knows they lie one after the other in one buffer (two receives
+    /// into one buffer); `None` otherwise.
+    fn join(&self, head: &Bytes, next: &Bytes) -> Option<Bytes> {
+        let _ = (head, next);
+        None
+    }
 }
 
 /// Plain heap allocations, nothing kept: the default.

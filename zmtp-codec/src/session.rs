@@ -134,6 +134,9 @@ pub struct SessionStats {
     /// Messages that straddled fed chunks and were copied into a buffer of
     /// their own (the decoder's straddling copies are in `copied_bytes`).
     pub messages_copied: u64,
+    /// Fed chunks joined with the one before, without a copy, because the
+    /// buffer pool knew them to be adjacent ([`BufferPool::join`]).
+    pub chunks_joined: u64,
     /// Data frames queued for sending.
     pub frames_sent: u64,
     /// Commands received after the handshake that we ignored (unknown names,
@@ -294,6 +297,20 @@ impl Session {
                             }
                             Scan::Straddles { size_hint } => {
                                 let buffers = &*self.config.buffers;
+                                if self.input.len() >= 2 {
+                                    // The next chunk may continue this one in
+                                    // memory: then the message is one slice.
+                                    if let Some(joined) =
+                                        buffers.join(&self.input[0], &self.input[1])
+                                    {
+                                        self.input.pop_front();
+                                        self.input[0] = joined;
+                                        self.stats.chunks_joined += 1;
+                                        continue;
+                                    }
+                                } else if buffers.joins() {
+                                    return Ok(None);
+                                }
                                 self.reassembly = Some(Reassembly::new(buffers, size_hint));
                                 continue;
                             }

@@ -410,6 +410,79 @@ fn straddling_messages_are_copied_once_and_counted() {
     assert_eq!(pull.copied_bytes(), 6 + 2 * 100_009);
 }
 
+/// A pool that joins slices of one received buffer, as a reactor's
+/// incremental receive ring does.
+#[derive(Debug)]
+struct OneBuffer(Bytes);
+
+impl zmtp_codec::BufferPool for OneBuffer {
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        Vec::with_capacity(capacity)
+    }
+    fn freeze(&self, buffer: Vec<u8>) -> Bytes {
+        Bytes::from(buffer)
+    }
+    fn joins(&self) -> bool {
+        true
+    }
+    fn join(&self, head: &Bytes, next: &Bytes) -> Option<Bytes> {
+        let base = self.0.as_ptr() as usize;
+        let (h, n) = (head.as_ptr() as usize, next.as_ptr() as usize);
+        let inside = h >= base && n + next.len() <= base + self.0.len();
+        (inside && h + head.len() == n).then(|| self.0.slice(h - base..n + next.len() - base))
+    }
+}
+
+#[test]
+fn a_message_continued_in_the_same_buffer_is_joined_not_copied() {
+    let big = Bytes::from(vec![7u8; 100_000]);
+    // The data a PUSH sends after its handshake: the receive buffer.
+    let buffer = {
+        let (mut push, _) = pair(SocketType::Push, SocketType::Pull);
+        push.send_frames(&[Bytes::from_static(b"head"), big.clone()])
+            .unwrap();
+        push.send_frames(std::slice::from_ref(&big)).unwrap();
+        let n = push.outbox().remaining();
+        push.outbox().copy_to_bytes(n)
+    };
+    // A PULL whose pool knows that buffer, after a handshake of its own,
+    // then receives of 30,000 bytes that lie one after another in it.
+    let mut config = SessionConfig::new(SocketType::Pull);
+    config.buffers = std::sync::Arc::new(OneBuffer(buffer.clone()));
+    let mut pull = Session::new(config);
+    let mut peer = Session::new(SessionConfig::new(SocketType::Push));
+    connect(&mut peer, &mut pull);
+    let mut events = Vec::new();
+    let mut at = 0;
+    while at < buffer.len() {
+        let end = (at + 30_000).min(buffer.len());
+        pull.feed(buffer.slice(at..end));
+        events.extend(drain(&mut pull).unwrap());
+        at = end;
+    }
+    let frames: Vec<Vec<Bytes>> = events
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => m.to_frames(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        frames,
+        vec![vec![Bytes::from_static(b"head"), big.clone()], vec![big]]
+    );
+    assert_eq!(pull.stats().messages_copied, 0, "nothing gathered");
+    assert_eq!(pull.copied_bytes(), 0);
+    assert!(pull.stats().chunks_joined >= 6, "{:?}", pull.stats());
+    // The messages are slices of the receive buffer itself.
+    let Event::Message(first) = &events[0] else {
+        panic!()
+    };
+    let first_body = &first.to_frames()[1];
+    let base = buffer.as_ptr() as usize;
+    assert!((base..base + buffer.len()).contains(&(first_body.as_ptr() as usize)));
+}
+
 #[test]
 fn received_messages_are_forwarded_as_their_wire_bytes() {
     // The broker's path: a message from one session sent on another is one
