@@ -37,6 +37,11 @@ pub(crate) struct BufPool {
     /// append to it (an incremental ring's buffer that the last completion
     /// marked `BUF_MORE`). The buffer goes back when this reaches zero.
     refs: Box<[AtomicU32]>,
+    /// Half the buffers wait for their leases to drop. Fills are copied
+    /// then (see [`BufRing::take`]), and sessions stop holding partial
+    /// messages for a join ([`SessionBuffers`]): a peer that sends half a
+    /// message and stops must not pin buffers the ring cannot spare.
+    pressure: AtomicBool,
     /// Set by the reactor when a receive found no buffer; a returning buffer
     /// then wakes it.
     starved: AtomicBool,
@@ -214,6 +219,7 @@ impl BufRing {
             buffer_size,
             returned: ArrayQueue::new(count as usize),
             refs: (0..count).map(|_| AtomicU32::new(0)).collect(),
+            pressure: AtomicBool::new(false),
             starved: AtomicBool::new(false),
             waker,
         });
@@ -307,6 +313,7 @@ impl BufRing {
         self.leased -= n;
         if n > 0 {
             self.publish();
+            self.note_pressure();
         }
         n
     }
@@ -400,6 +407,12 @@ impl BufRing {
         }
         // Leases hold it; the last one to drop gives it back.
         self.leased += 1;
+        self.note_pressure();
+    }
+
+    fn note_pressure(&self) {
+        let pressure = self.leased >= usize::from(self.count) / 2;
+        self.pool.pressure.store(pressure, Ordering::Relaxed);
     }
 
     /// Accounts for the `len` bytes a completion put in buffer `bid` that
@@ -491,7 +504,9 @@ impl<P: BufferPool> BufferPool for SessionBuffers<P> {
     }
 
     fn joins(&self) -> bool {
-        self.ring.is_some()
+        self.ring
+            .as_ref()
+            .is_some_and(|ring| !ring.pressure.load(Ordering::Relaxed))
     }
 
     fn join(&self, head: &Bytes, next: &Bytes) -> Option<Bytes> {
@@ -595,6 +610,18 @@ mod tests {
         // nothing of an incremental ring: it stays as it is.
         bufs.put_back(2);
         assert_eq!(bufs.on_ring, on_ring);
+
+        // Half the ring held by leases: sessions stop holding partial
+        // messages for a join, and start again once the leases drop.
+        let sessions = SessionBuffers::new(HeapPool, &bufs);
+        assert!(sessions.joins());
+        let (e, _) = bufs.take(2, 4096, false, &HeapPool);
+        assert!(sessions.joins(), "one of four buffers held");
+        let (f, _) = bufs.take(3, 4096, false, &HeapPool);
+        assert!(!sessions.joins(), "two of four held");
+        drop((e, f));
+        assert_eq!(bufs.recycle(), 2);
+        assert!(sessions.joins());
         bufs.unregister(&ring);
     }
 }
