@@ -1,6 +1,9 @@
 //! Two sessions talking through a simulated transport: every behaviour of the
 //! session that does not need a real libzmq peer.
 
+mod support;
+use support::OneBuffer;
+
 use bytes::{Buf, Bytes, BytesMut};
 use zmtp_codec::frame::encode_frame;
 use zmtp_codec::{
@@ -410,29 +413,6 @@ fn straddling_messages_are_copied_once_and_counted() {
     assert_eq!(pull.copied_bytes(), 6 + 2 * 100_009);
 }
 
-/// A pool that joins slices of one received buffer, as a reactor's
-/// incremental receive ring does.
-#[derive(Debug)]
-struct OneBuffer(Bytes);
-
-impl zmtp_codec::BufferPool for OneBuffer {
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        Vec::with_capacity(capacity)
-    }
-    fn freeze(&self, buffer: Vec<u8>) -> Bytes {
-        Bytes::from(buffer)
-    }
-    fn joins(&self) -> bool {
-        true
-    }
-    fn join(&self, head: &Bytes, next: &Bytes) -> Option<Bytes> {
-        let base = self.0.as_ptr() as usize;
-        let (h, n) = (head.as_ptr() as usize, next.as_ptr() as usize);
-        let inside = h >= base && n + next.len() <= base + self.0.len();
-        (inside && h + head.len() == n).then(|| self.0.slice(h - base..n + next.len() - base))
-    }
-}
-
 #[test]
 fn a_message_continued_in_the_same_buffer_is_joined_not_copied() {
     let big = Bytes::from(vec![7u8; 100_000]);
@@ -448,7 +428,7 @@ fn a_message_continued_in_the_same_buffer_is_joined_not_copied() {
     // A PULL whose pool knows that buffer, after a handshake of its own,
     // then receives of 30,000 bytes that lie one after another in it.
     let mut config = SessionConfig::new(SocketType::Pull);
-    config.buffers = std::sync::Arc::new(OneBuffer(buffer.clone()));
+    config.buffers = std::sync::Arc::new(OneBuffer::of(buffer.clone()));
     let mut pull = Session::new(config);
     let mut peer = Session::new(SessionConfig::new(SocketType::Push));
     connect(&mut peer, &mut pull);

@@ -10,6 +10,8 @@ use zmtp_codec::{
     SessionConfig, SocketType,
 };
 
+mod support;
+
 /// Cuts `wire` at the given points (taken modulo its length).
 fn split(wire: &Bytes, cuts: &[usize]) -> Vec<Bytes> {
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
@@ -62,12 +64,49 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// Sends `messages` on `push` and returns all it wrote, handshake included.
+fn send_all(push: &mut Session, messages: &[Vec<Vec<u8>>]) -> Bytes {
+    for m in messages {
+        let frames: Vec<Bytes> = m.iter().cloned().map(Bytes::from).collect();
+        push.send_frames(&frames).unwrap();
+    }
+    let n = push.outbox().remaining();
+    push.outbox().copy_to_bytes(n)
+}
+
+/// Feeds `chunk` and appends every received frame, with its MORE flag.
+fn receive(pull: &mut Session, chunk: Bytes, received: &mut Vec<(Vec<u8>, bool)>) {
+    pull.feed(chunk);
+    while let Some(event) = pull.poll().unwrap() {
+        if let Event::Message(m) = event {
+            let n = m.frame_count();
+            received.extend(m.frames().enumerate().map(|(i, f)| (f.to_vec(), i + 1 < n)));
+        }
+    }
+}
+
+/// The frames of `messages`, with their MORE flags.
+fn expected_frames(messages: &[Vec<Vec<u8>>]) -> Vec<(Vec<u8>, bool)> {
+    messages
+        .iter()
+        .flat_map(|m| {
+            m.iter()
+                .enumerate()
+                .map(move |(i, b)| (b.clone(), i + 1 < m.len()))
+        })
+        .collect()
+}
+
 /// A PUSH session that has finished its handshake (fed a PULL's greeting and
 /// READY), and the PULL that will receive everything PUSH sent, from its
 /// greeting on.
 fn ready_push_and_fresh_pull() -> (Session, Session) {
+    ready_push_and_pull_with(SessionConfig::new(SocketType::Pull))
+}
+
+fn ready_push_and_pull_with(pull_config: SessionConfig) -> (Session, Session) {
     let mut push = Session::new(SessionConfig::new(SocketType::Push));
-    let mut pull = Session::new(SessionConfig::new(SocketType::Pull));
+    let mut pull = Session::new(pull_config);
     let mut pull_out = pull.outbox().copy_to_bytes(64);
     push.feed(pull_out.split_to(64));
     assert_eq!(push.poll().unwrap(), None);
@@ -130,27 +169,43 @@ proptest! {
     ) {
         // The whole conversation from push, handshake included, in one stream.
         let (mut push, mut pull) = ready_push_and_fresh_pull();
-        for m in &messages {
-            let frames: Vec<Bytes> = m.iter().cloned().map(Bytes::from).collect();
-            push.send_frames(&frames).unwrap();
-        }
-        let n = push.outbox().remaining();
-        let wire = push.outbox().copy_to_bytes(n);
+        let wire = send_all(&mut push, &messages);
         let mut received = Vec::new();
         for chunk in split(&wire, &cuts) {
-            pull.feed(chunk);
-            while let Some(event) = pull.poll().unwrap() {
-                if let Event::Message(m) = event {
-                    let n = m.frame_count();
-                    received.extend(m.frames().enumerate().map(|(i, f)| (f.to_vec(), i + 1 < n)));
-                }
-            }
+            receive(&mut pull, chunk, &mut received);
         }
-        let expected: Vec<(Vec<u8>, bool)> = messages
-            .iter()
-            .flat_map(|m| m.iter().enumerate().map(move |(i, b)| (b.clone(), i + 1 < m.len())))
-            .collect();
-        prop_assert_eq!(received, expected);
+        prop_assert_eq!(received, expected_frames(&messages));
+    }
+
+    /// The same through a pool that joins adjacent slices of the received
+    /// buffer (a reactor's incremental ring), with some chunks copies that
+    /// cannot be joined: every message arrives intact and in order, and
+    /// none that two slices brought is gathered.
+    #[test]
+    fn messages_cross_intact_when_chunks_are_joined(
+        messages in vec(vec(body(), 1..5), 1..6),
+        cuts in vec(any::<usize>(), 0..10),
+        copied in vec(any::<bool>(), 0..11),
+    ) {
+        let pool = std::sync::Arc::new(support::OneBuffer::default());
+        let mut config = SessionConfig::new(SocketType::Pull);
+        config.buffers = pool.clone();
+        let (mut push, mut pull) = ready_push_and_pull_with(config);
+        let wire = send_all(&mut push, &messages);
+        pool.0.set(wire.clone()).unwrap();
+        let mut received = Vec::new();
+        for (i, chunk) in split(&wire, &cuts).into_iter().enumerate() {
+            let chunk = if copied.get(i).copied().unwrap_or(false) {
+                Bytes::copy_from_slice(&chunk)
+            } else {
+                chunk
+            };
+            receive(&mut pull, chunk, &mut received);
+        }
+        prop_assert_eq!(received, expected_frames(&messages));
+        if copied.iter().all(|c| !c) {
+            prop_assert_eq!(pull.stats().messages_copied, 0);
+        }
     }
 
     /// libzmq may send a PING between two frames of one message (its
