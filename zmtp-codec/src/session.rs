@@ -152,6 +152,9 @@ pub struct Session {
     /// `mechanism.transforms_frames()`, asked once: the data path checks it
     /// per message and should not pay a virtual call for it.
     transforms_frames: bool,
+    /// A frame the fast path opened but cannot deliver itself (one of
+    /// several, a command, over a limit): the slow path takes it first.
+    opened: Option<RawFrame>,
     local_metadata: Metadata,
     phase: Phase,
     greeting: [u8; GREETING_LEN],
@@ -209,6 +212,7 @@ impl Session {
         Session {
             config,
             transforms_frames: mechanism.transforms_frames(),
+            opened: None,
             mechanism,
             local_metadata,
             phase: Phase::Greeting,
@@ -317,6 +321,12 @@ impl Session {
                             Scan::Other => {}
                         }
                     }
+                    if let Some(opened) = self.opened.take() {
+                        if let Some(event) = self.on_opened_frame(opened)? {
+                            return Ok(Some(event));
+                        }
+                        continue;
+                    }
                     let Some(raw) = self.next_frame()? else {
                         return Ok(None);
                     };
@@ -348,6 +358,15 @@ impl Session {
         {
             return None;
         }
+        if self.transforms_frames {
+            while let Some(message) = self.next_opened_message() {
+                self.stats.messages_received += 1;
+                if let Some(back) = deliver(message) {
+                    return Some(back);
+                }
+            }
+            return None;
+        }
         while let Scan::Whole(message) = self.next_whole_message() {
             self.stats.messages_received += 1;
             if let Some(back) = deliver(message) {
@@ -355,6 +374,51 @@ impl Session {
             }
         }
         None
+    }
+
+    /// The fast path of an encrypting mechanism: the next whole frame in
+    /// the front chunk, opened, when it is a message of its own. A frame
+    /// that does not open is left where it is, for `poll` to report; one
+    /// that opens but is not a lone data frame within the limits is kept
+    /// for `poll` to handle, since opening it used up its nonce.
+    fn next_opened_message(&mut self) -> Option<Message> {
+        if !self.builder.is_empty()
+            || self.decoder.has_partial()
+            || self.reassembly.is_some()
+            || self.opened.is_some()
+        {
+            return None;
+        }
+        let chunk = self.input.front_mut()?;
+        let header = parse_header(chunk, false)?;
+        if header.body_len > self.config.max_frame_size {
+            return None;
+        }
+        let end = header
+            .header_len
+            .checked_add(usize::try_from(header.body_len).ok()?)?;
+        if end > chunk.len() {
+            return None;
+        }
+        let frame = Frame {
+            flags: header.flags,
+            body: chunk.slice(header.header_len..end),
+        };
+        // On an error nothing was consumed, neither bytes nor nonce.
+        let raw = self.mechanism.open(frame).ok()?;
+        chunk.advance(end);
+        if chunk.is_empty() {
+            self.input.pop_front();
+        }
+        let body_len = raw.wire.len() - raw.header_len;
+        if raw.flags.is_command()
+            || raw.flags.more()
+            || body_len as u64 > self.config.max_message_size
+        {
+            self.opened = Some(raw);
+            return None;
+        }
+        Some(Message::from_validated_wire(raw.wire, 1, body_len as u64))
     }
 
     /// Takes greeting bytes from the input. Returns true once the greeting is
@@ -518,6 +582,11 @@ impl Session {
         } else {
             raw
         };
+        self.on_opened_frame(raw)
+    }
+
+    /// A frame in plain wire form (decrypted, if the mechanism encrypts).
+    fn on_opened_frame(&mut self, raw: RawFrame) -> Result<Option<Event>> {
         if raw.flags.is_command() {
             return self.on_command(raw.into_frame().body);
         }

@@ -885,3 +885,71 @@ fn socket_types_are_checked_through_curve() {
         )
     );
 }
+
+// ------------------------------------------------ the encrypted fast path
+
+/// `drain_messages` on a CURVE session delivers lone frames itself and
+/// leaves the rest to `poll`: a multipart message, a PING inside a box,
+/// and, at the end, a replayed box that must fail in `poll` with its
+/// reason. Together they give exactly what `poll` alone gives.
+#[test]
+fn drained_curve_messages_equal_polled_ones() {
+    let (mut client, mut server) = curve_pair(
+        CurveClient::new(client_keys(), server_keys().public),
+        CurveServer::new(server_keys(), Box::new(zmtp_codec::AllowAll)),
+    );
+    handshake(&mut client, &mut server).unwrap();
+    let messages: Vec<Vec<Bytes>> = vec![
+        vec![Bytes::from_static(b"one")],
+        vec![Bytes::from(vec![2u8; 300])],
+        vec![Bytes::from_static(b"multi"), Bytes::from_static(b"part")],
+        vec![Bytes::from_static(b"after")],
+    ];
+    for (i, m) in messages.iter().enumerate() {
+        client.send_frames(m).unwrap();
+        if i == 1 {
+            client.send_ping(0, Bytes::from_static(b"ctx")).unwrap();
+        }
+    }
+    let wire = take_all(&mut client);
+    // The last box again: a replay.
+    let last_box = {
+        let frames = frames(&wire);
+        let (flags, body) = frames.last().unwrap().clone();
+        let mut framed = vec![flags, body.len() as u8];
+        framed.extend_from_slice(&body);
+        Bytes::from(framed)
+    };
+    server.feed(wire);
+    server.feed(last_box);
+    let mut got: Vec<String> = Vec::new();
+    let error = loop {
+        server.drain_messages(|m| {
+            got.push(format!("drained {:?}", m.to_frames()));
+            None
+        });
+        match server.poll() {
+            Ok(Some(Event::Message(m))) => got.push(format!("polled {:?}", m.to_frames())),
+            Ok(Some(Event::Ping { context, .. })) => got.push(format!("ping {context:?}")),
+            Ok(Some(other)) => panic!("{other:?}"),
+            Ok(None) => panic!("the replay was not refused"),
+            Err(e) => break e,
+        }
+    };
+    let show = |how: &str, m: &Vec<Bytes>| format!("{how} {m:?}");
+    assert_eq!(
+        got,
+        vec![
+            show("drained", &messages[0]),
+            show("drained", &messages[1]),
+            format!("ping {:?}", Bytes::from_static(b"ctx")),
+            show("polled", &messages[2]),
+            show("drained", &messages[3]),
+        ]
+    );
+    assert!(
+        error.to_string().contains("replayed or reordered"),
+        "{error}"
+    );
+    assert_eq!(server.stats().messages_received, 4);
+}
