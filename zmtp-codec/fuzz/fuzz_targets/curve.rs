@@ -3,7 +3,8 @@
 //! 0. a CURVE server fed a greeting and then the input (HELLO, INITIATE, ...);
 //! 1. a CURVE client fed a greeting and then the input (WELCOME, READY, ...);
 //! 2. a finished handshake (fixed keys and randomness, so every run is the
-//!    same), then MESSAGE decoding: the input is cut into frames the peer
+//!    same), then MESSAGE decoding (through `poll` alone, or through the
+//!    data fast path `drain_messages` and `poll` as the reactor does): the input is cut into frames the peer
 //!    seals properly, one byte of the sealed stream is optionally flipped,
 //!    and the receiver must give back exactly the frames (no flip) or fail
 //!    cleanly (flip). Any input byte may also be fed raw after the sealed ones.
@@ -54,9 +55,21 @@ fn take_all(s: &mut Session) -> Bytes {
 
 /// Feeds `bytes` and collects events until the input is used up or fails.
 fn feed(s: &mut Session, bytes: Bytes) -> (Vec<Event>, bool) {
+    feed_draining(s, bytes, false)
+}
+
+/// As `feed`; with `drain`, the data fast path (`drain_messages`) takes
+/// what it can before each `poll`, as the reactor does.
+fn feed_draining(s: &mut Session, bytes: Bytes, drain: bool) -> (Vec<Event>, bool) {
     s.feed(bytes);
     let mut events = Vec::new();
     loop {
+        if drain {
+            s.drain_messages(|m| {
+                events.push(Event::Message(m));
+                None
+            });
+        }
         match s.poll() {
             Ok(Some(e)) => events.push(e),
             Ok(None) => return (events, false),
@@ -118,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
                 let at = usize::from(rest.first().copied().unwrap_or(0)) * 7 % wire.len();
                 wire[at] ^= 1 << (control & 7);
             }
-            let (events, failed) = feed(&mut receiver, Bytes::from(wire));
+            let (events, failed) = feed_draining(&mut receiver, Bytes::from(wire), control & 0x20 != 0);
             if !flip {
                 assert!(!failed, "properly sealed frames are accepted");
                 let got: Vec<(Vec<u8>, bool)> = events
