@@ -170,6 +170,19 @@ pub(crate) enum Command {
     },
     /// Work for the reactor's broker part.
     Broker(BrokerCommand),
+    /// Tests: block this reactor for a while.
+    #[cfg(test)]
+    Stall(Duration),
+    /// Tests: send `count` [`Command::Count`]s to reactor `target` at once.
+    #[cfg(test)]
+    Flood {
+        target: usize,
+        count: usize,
+        seen: Arc<std::sync::atomic::AtomicU64>,
+    },
+    /// Tests: count one arrival.
+    #[cfg(test)]
+    Count(Arc<std::sync::atomic::AtomicU64>),
 }
 
 /// Capacity of each single-producer ring between two reactors.
@@ -751,6 +764,22 @@ impl Reactor {
                 let _ = done.send(());
             }
             Command::Broker(cmd) => self.broker_command(cmd),
+            #[cfg(test)]
+            Command::Stall(time) => std::thread::sleep(time),
+            #[cfg(test)]
+            Command::Flood {
+                target,
+                count,
+                seen,
+            } => {
+                for _ in 0..count {
+                    self.send_to(target, Command::Count(seen.clone()));
+                }
+            }
+            #[cfg(test)]
+            Command::Count(seen) => {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -1832,5 +1861,43 @@ impl Reactor {
             }
         }
         self.schedule_timer(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More commands than a mesh ring holds, sent while their target is
+    /// busy: the sender keeps the rest in its backlog and, with nothing
+    /// else to do, must still retry until all are through.
+    #[test]
+    fn a_full_mesh_ring_is_retried_without_other_traffic() {
+        let config = ReactorConfig {
+            cores: vec![None, None],
+            buffer_count: 4,
+            ..ReactorConfig::default()
+        };
+        let reactors = Reactors::start(&config).expect("reactors start");
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = 3 * MESH_RING;
+        reactors.post(1, Command::Stall(Duration::from_millis(100)));
+        reactors.post(
+            0,
+            Command::Flood {
+                target: 1,
+                count,
+                seen: seen.clone(),
+            },
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.load(Ordering::Relaxed) < count as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} commands arrived",
+                seen.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
