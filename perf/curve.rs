@@ -34,10 +34,10 @@ mod libzmq_dl;
 mod venv;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use measure::process_cpu_seconds as cpu_seconds;
-use pair::{print_cell, print_ratios, run_pair, summarize, Sample, CELL_HEADER};
+use pair::{print_cell, print_ratios, run_cell, run_pair, Sample, CELL_HEADER};
 use zmtp_codec::{KeyPair, PublicKey, SecretKey};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -328,16 +328,10 @@ fn orchestrate(args: &Args) {
     let mut cells = Vec::new();
     for &pattern in &patterns {
         for &(size, count) in &sizes {
-            let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-            for _ in 0..runs {
-                // Alternating, so a change in a shared machine's load over
-                // the cell falls on both implementations.
-                for (i, imp) in [Impl::Libzmq, Impl::Zring].into_iter().enumerate() {
-                    std::thread::sleep(Duration::from_millis(200));
-                    samples[i].push(run_once(imp, pattern, size, count, security));
-                }
-            }
-            let [libzmq, zring] = samples.map(|s| summarize(&s));
+            let [libzmq, zring] = run_cell(runs, |zring| {
+                let imp = if zring { Impl::Zring } else { Impl::Libzmq };
+                run_once(imp, pattern, size, count, security)
+            });
             print_cell(pattern.label(), size, "libzmq 4.3.5", &libzmq);
             print_cell(pattern.label(), size, "zring", &zring);
             cells.push((pattern.label(), size, libzmq, zring));

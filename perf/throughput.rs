@@ -23,10 +23,10 @@ mod measure;
 #[path = "support/pair.rs"]
 mod pair;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use measure::process_cpu_seconds as cpu_seconds;
-use pair::{print_cell, print_ratios, run_pair, summarize, Sample, CELL_HEADER};
+use pair::{print_cell, print_ratios, run_cell, run_pair, Sample, CELL_HEADER};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -261,16 +261,10 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
     let mut cells = Vec::new();
     for &pattern in &patterns {
         for &(size, count) in &sizes {
-            // Runs alternate between the implementations, so that a change
-            // in the machine's load over the cell touches both alike.
-            let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-            for _ in 0..runs {
-                for (i, imp) in [Impl::Libzmq, Impl::Zring].into_iter().enumerate() {
-                    std::thread::sleep(Duration::from_millis(200));
-                    samples[i].push(run_once(imp, pattern, size, count));
-                }
-            }
-            let [libzmq, zring] = samples.map(|s| summarize(&s));
+            let [libzmq, zring] = run_cell(runs, |zring| {
+                let imp = if zring { Impl::Zring } else { Impl::Libzmq };
+                run_once(imp, pattern, size, count)
+            });
             print_cell(label(pattern), size, "libzmq 4.3.4", &libzmq);
             print_cell(label(pattern), size, "zring", &zring);
             cells.push((label(pattern), size, libzmq, zring));

@@ -66,6 +66,20 @@ pub fn run_pair(recv_args: &[String], send_args: &[String], count: u64) -> Sampl
     }
 }
 
+/// One cell: `runs` rounds of libzmq then zring (`run(false)`, then
+/// `run(true)`), alternating so that a change in a shared machine's load
+/// over the cell falls on both; the medians of each.
+pub fn run_cell(runs: usize, mut run: impl FnMut(bool) -> Sample) -> [Summary; 2] {
+    let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for (i, zring) in [false, true].into_iter().enumerate() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            samples[i].push(run(zring));
+        }
+    }
+    samples.map(|s| summarize(&s))
+}
+
 /// The medians of a cell's runs.
 pub struct Summary {
     pub rate: f64,

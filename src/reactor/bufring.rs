@@ -352,12 +352,7 @@ impl BufRing {
         copies: &dyn BufferPool,
     ) -> (Bytes, bool) {
         let index = bid as usize;
-        let start = self.offsets[index];
-        self.offsets[index] += len;
-        if more && !self.kernel_holds[index] {
-            self.kernel_holds[index] = true;
-            self.pool.refs[index].fetch_add(1, Ordering::Relaxed);
-        }
+        let start = self.fill(bid, len, more);
         let copy = len < self.copy_below || self.leased >= usize::from(self.count) / 2;
         let bytes = if copy {
             // SAFETY: the kernel filled these bytes of buffer `bid`, which
@@ -418,16 +413,24 @@ impl BufRing {
     /// Accounts for the `len` bytes a completion put in buffer `bid` that
     /// nobody wants (the connection is closing).
     pub(crate) fn discard(&mut self, bid: u16, len: usize, more: bool) {
-        let index = bid as usize;
-        self.offsets[index] += len;
-        if more {
-            if !self.kernel_holds[index] {
-                self.kernel_holds[index] = true;
-                self.pool.refs[index].fetch_add(1, Ordering::Relaxed);
-            }
-        } else {
+        self.fill(bid, len, more);
+        if !more {
             self.kernel_done(bid);
         }
+    }
+
+    /// Accounts for a completion's `len` bytes in buffer `bid`; returns
+    /// where they begin. With `more`, the kernel holds the buffer (one
+    /// reference) until a completion without it.
+    fn fill(&mut self, bid: u16, len: usize, more: bool) -> usize {
+        let index = bid as usize;
+        let start = self.offsets[index];
+        self.offsets[index] += len;
+        if more && !self.kernel_holds[index] {
+            self.kernel_holds[index] = true;
+            self.pool.refs[index].fetch_add(1, Ordering::Relaxed);
+        }
+        start
     }
 
     /// A completion named buffer `bid` but carried no data. A whole-buffer

@@ -50,14 +50,14 @@ impl FastBox {
     /// Encrypts `text` in place; returns the MAC.
     pub(crate) fn seal(&self, nonce: &[u8; 24], text: &mut [u8]) -> [u8; 16] {
         let (prefix, suffix) = split_nonce(nonce);
-        self.with_prefix(prefix).seal_with(suffix, text)
+        seal_with(&self.key.hsalsa20(prefix), suffix, text)
     }
 
     /// Checks `tag` over `text` and decrypts it in place; false (and `text`
     /// untouched) if the MAC is wrong.
     pub(crate) fn open(&self, nonce: &[u8; 24], tag: &[u8], text: &mut [u8]) -> bool {
         let (prefix, suffix) = split_nonce(nonce);
-        self.with_prefix(prefix).open_with(suffix, tag, text)
+        open_with(&self.key.hsalsa20(prefix), suffix, tag, text)
     }
 }
 
@@ -159,7 +159,7 @@ impl PrefixedBox {
             }
             return Poly1305::new(stream[..32].try_into().unwrap()).compute(text);
         }
-        self.seal_with(&counter.to_be_bytes(), text)
+        seal_with(&self.stream, &counter.to_be_bytes(), text)
     }
 
     /// Checks `tag` over `text` and decrypts it in place; false (and `text`
@@ -176,49 +176,58 @@ impl PrefixedBox {
             }
             return true;
         }
-        self.open_with(&counter.to_be_bytes(), tag, text)
+        open_with(&self.stream, &counter.to_be_bytes(), tag, text)
     }
+}
 
-    fn seal_with(&self, suffix: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
-        let first = self.first_blocks(suffix, text.len());
-        self.xor_after_block_0(suffix, &first, text);
-        Poly1305::new(first[..32].try_into().unwrap()).compute(text)
-    }
+/// Seals `text` in place under `stream` (the XSalsa20 key of its nonce's
+/// prefix) and `suffix`, from block 0 on; returns the MAC.
+fn seal_with(stream: &Salsa20, suffix: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
+    let first = first_blocks(stream, suffix, text.len());
+    xor_after_block_0(stream, suffix, &first, text);
+    Poly1305::new(first[..32].try_into().unwrap()).compute(text)
+}
 
-    fn open_with(&self, suffix: &[u8; 8], tag: &[u8], text: &mut [u8]) -> bool {
-        let first = self.first_blocks(suffix, text.len());
-        let expected = Poly1305::new(first[..32].try_into().unwrap()).compute(text);
-        if !tags_match(&expected, tag) {
-            return false;
-        }
-        self.xor_after_block_0(suffix, &first, text);
-        true
+/// Checks `tag` and opens `text` in place; false (and `text` untouched)
+/// if the MAC is wrong.
+fn open_with(stream: &Salsa20, suffix: &[u8; 8], tag: &[u8], text: &mut [u8]) -> bool {
+    let first = first_blocks(stream, suffix, text.len());
+    let expected = Poly1305::new(first[..32].try_into().unwrap()).compute(text);
+    if !tags_match(&expected, tag) {
+        return false;
     }
+    xor_after_block_0(stream, suffix, &first, text);
+    true
+}
 
-    /// The key stream from block 0 on: four blocks when that covers the
-    /// text, [`LANES`] otherwise.
-    fn first_blocks(&self, suffix: &[u8; 8], len: usize) -> Zeroizing<[u8; 64 * LANES]> {
-        let mut first = Zeroizing::new([0u8; 64 * LANES]);
-        if 32 + len <= 256 {
-            let mut four = self.stream.first_four(suffix);
-            first[..256].copy_from_slice(&four);
-            four.zeroize();
-        } else {
-            let blocks = std::array::from_fn(|counter| (suffix, counter as u64));
-            self.stream.xor_blocks(blocks, &mut first);
-        }
-        first
+/// The key stream from block 0 on: four blocks when that covers the text,
+/// [`LANES`] otherwise.
+fn first_blocks(stream: &Salsa20, suffix: &[u8; 8], len: usize) -> Zeroizing<[u8; 64 * LANES]> {
+    let mut first = Zeroizing::new([0u8; 64 * LANES]);
+    if 32 + len <= 256 {
+        let mut four = stream.first_four(suffix);
+        first[..256].copy_from_slice(&four);
+        four.zeroize();
+    } else {
+        let blocks = std::array::from_fn(|counter| (suffix, counter as u64));
+        stream.xor_blocks(blocks, &mut first);
     }
+    first
+}
 
-    /// XORs the key stream after the Poly1305 key into `text`: the rest
-    /// of `first`, then blocks from [`LANES`] on.
-    fn xor_after_block_0(&self, suffix: &[u8; 8], first: &[u8; 64 * LANES], text: &mut [u8]) {
-        let head = text.len().min(first.len() - 32);
-        for (byte, key) in text[..head].iter_mut().zip(&first[32..]) {
-            *byte ^= key;
-        }
-        self.stream.apply(suffix, LANES as u64, &mut text[head..]);
+/// XORs the key stream after the Poly1305 key into `text`: the rest of
+/// `first`, then blocks from [`LANES`] on.
+fn xor_after_block_0(
+    stream: &Salsa20,
+    suffix: &[u8; 8],
+    first: &[u8; 64 * LANES],
+    text: &mut [u8],
+) {
+    let head = text.len().min(first.len() - 32);
+    for (byte, key) in text[..head].iter_mut().zip(&first[32..]) {
+        *byte ^= key;
     }
+    stream.apply(suffix, LANES as u64, &mut text[head..]);
 }
 
 const MASK44: u64 = (1 << 44) - 1;
