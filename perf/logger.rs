@@ -65,6 +65,10 @@ fn receiver() {
         if let Some(us) = arg("wake-delay-us") {
             config.wake_delay = Some(Duration::from_micros(us.parse().unwrap()));
         }
+        if let Some(us) = arg("coalesce-us") {
+            config.coalesce =
+                Some(Duration::from_micros(us.parse().unwrap())).filter(|d| !d.is_zero());
+        }
         let mut reactor = config.reactor_config();
         if let Some(kib) = arg("buffer-kib") {
             // Same pool size in bytes, in buffers of another size.

@@ -291,3 +291,52 @@ fn no_message_waits_for_the_next_one() {
         }
     }
 }
+
+#[test]
+fn a_coalescing_reactor_serves_the_first_arrival_at_once_and_gathers_the_next() {
+    // ReactorConfig::coalesce: an idle reactor wakes for its first
+    // completion; one that has just had work sleeps out the window, so data
+    // arriving then waits for the window's end and is read in one receive.
+    const WINDOW: Duration = Duration::from_millis(50);
+    let config = zring::ReactorConfig {
+        coalesce: Some(WINDOW),
+        ..Default::default()
+    };
+    let ctx = Context::with_config(&config).unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let sender_ctx = Context::new().unwrap(); // not coalescing
+    let mut push = sender_ctx.socket(SocketKind::Push);
+    push.connect(&bound).unwrap();
+    push.send(&[b"warm-up".as_slice()]).unwrap();
+    assert_eq!(pull.recv(T).unwrap().first_frame(), b"warm-up");
+    // Long enough for the window after the warm-up to pass without
+    // completions, after which the reactor counts as idle.
+    std::thread::sleep(6 * WINDOW);
+
+    let sent = std::time::Instant::now();
+    push.send(&[b"first".as_slice()]).unwrap();
+    assert_eq!(pull.recv(T).unwrap().first_frame(), b"first");
+    let first = sent.elapsed();
+    let sent = std::time::Instant::now();
+    push.send(&[b"second".as_slice()]).unwrap();
+    assert_eq!(pull.recv(T).unwrap().first_frame(), b"second");
+    let second = sent.elapsed();
+    assert!(
+        first < WINDOW / 2,
+        "the first message after a quiet spell took {first:?}"
+    );
+    assert!(
+        second >= WINDOW / 4,
+        "the message right after it took {second:?}: the window was not waited out"
+    );
+
+    // A stream through the window arrives whole and in order.
+    for i in 0..20_000u32 {
+        push.send_copy(&[&i.to_be_bytes()[..]], Wait::Block)
+            .unwrap();
+    }
+    for i in 0..20_000u32 {
+        assert_eq!(pull.recv(T).unwrap().first_frame(), i.to_be_bytes());
+    }
+}

@@ -233,6 +233,16 @@ struct LoggerArgs {
         default_value_t = zring::logger::config::DEFAULT_WAKE_DELAY.as_micros() as u64
     )]
     wake_delay_us: u64,
+    /// While nodes stream, how long the receiving reactor lets data gather
+    /// before it wakes to read it: fewer, larger receives, less CPU; 0 =
+    /// wake for every arrival. The first batch after a quiet spell is read
+    /// at once.
+    #[arg(
+        long,
+        value_name = "MICROSECONDS",
+        default_value_t = zring::logger::config::DEFAULT_COALESCE.as_micros() as u64
+    )]
+    coalesce_us: u64,
     #[command(flatten)]
     curve: CurveArgs,
     #[command(flatten)]
@@ -416,6 +426,8 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     config.max_paths = args.max_paths;
     config.wake_delay =
         Some(std::time::Duration::from_micros(args.wake_delay_us)).filter(|d| !d.is_zero());
+    config.coalesce =
+        Some(std::time::Duration::from_micros(args.coalesce_us)).filter(|d| !d.is_zero());
     config.cores = args.daemon.cores.unwrap_or_default();
     config.reactors = args.daemon.reactors.unwrap_or(config.cores.len().max(1));
     config.curve = args.curve.into_options();
