@@ -100,6 +100,19 @@ impl Outbox {
         self.segments.len()
     }
 
+    /// The pending bytes, chunk by chunk, in order: what
+    /// [`Buf::chunks_vectored`] gives, without an `IoSlice` array to fill.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.segments.iter().enumerate().map(|(i, segment)| {
+            let slice = segment.chunk.as_slice();
+            if i == 0 {
+                &slice[self.front_offset..]
+            } else {
+                slice
+            }
+        })
+    }
+
     /// Whole data messages fully taken since the last call (the count is reset).
     pub fn take_completed_messages(&mut self) -> u64 {
         std::mem::take(&mut self.completed_messages)
@@ -139,17 +152,8 @@ impl Buf for Outbox {
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (i, segment) in self.segments.iter().enumerate() {
-            if n == dst.len() {
-                break;
-            }
-            let slice = segment.chunk.as_slice();
-            let slice = if i == 0 {
-                &slice[self.front_offset..]
-            } else {
-                slice
-            };
-            dst[n] = IoSlice::new(slice);
+        for (slot, slice) in dst.iter_mut().zip(self.chunks()) {
+            *slot = IoSlice::new(slice);
             n += 1;
         }
         n
@@ -234,8 +238,15 @@ mod tests {
             "one byte of the body is still queued"
         );
         assert_eq!(o.chunk(), b"o");
-        o.advance(1);
-        assert_eq!(o.take_completed_messages(), 1);
+        // chunks() starts where advance left off, as chunks_vectored does.
+        o.push_frame(FrameFlags::data(false), body.clone(), true);
+        let chunks: Vec<&[u8]> = o.chunks().collect();
+        assert_eq!(chunks, [&b"o"[..], &[0, 5], b"hello"]);
+        let mut iov = [IoSlice::new(&[]); 2];
+        assert_eq!(o.chunks_vectored(&mut iov), 2, "no more than dst holds");
+        assert_eq!(&*iov[1], &[0, 5]);
+        o.advance(1 + 2 + 5);
+        assert_eq!(o.take_completed_messages(), 2);
         assert!(o.is_empty() && o.chunk().is_empty());
     }
 
