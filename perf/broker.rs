@@ -174,6 +174,13 @@ impl Drop for Server {
 }
 
 fn publisher(ctx: &zmq::Context, server: &Server) -> zmq::Socket {
+    let s = publisher_socket(ctx);
+    s.connect(&server.xsub).unwrap();
+    s
+}
+
+/// An XPUB configured as a Zeek node's, not yet connected.
+fn publisher_socket(ctx: &zmq::Context) -> zmq::Socket {
     let mut s = ctx.socket(zmq::XPUB).unwrap();
     s.set_linger(0).unwrap();
     s.set_xpub_verbose(true).unwrap();
@@ -188,7 +195,6 @@ fn publisher(ctx: &zmq::Context, server: &Server) -> zmq::Socket {
         )
     };
     assert_eq!(rc, 0);
-    s.connect(&server.xsub).unwrap();
     s
 }
 
@@ -196,9 +202,13 @@ fn publisher(ctx: &zmq::Context, server: &Server) -> zmq::Socket {
 /// publishers it is in place (a replay to a late publisher carries each
 /// topic once, so TOPIC alone cannot be counted).
 fn subscriber(ctx: &zmq::Context, server: &Server, i: usize) -> zmq::Socket {
+    subscriber_to(ctx, &server.xpub, i)
+}
+
+fn subscriber_to(ctx: &zmq::Context, endpoint: &str, i: usize) -> zmq::Socket {
     let s = ctx.socket(zmq::XSUB).unwrap();
     s.set_linger(0).unwrap();
-    s.connect(&server.xpub).unwrap();
+    s.connect(endpoint).unwrap();
     s.send([&[1u8][..], TOPIC].concat(), 0).unwrap();
     s.send(format!("\x01sync.{i}").into_bytes(), 0).unwrap();
     s
@@ -291,12 +301,22 @@ fn throughput(imp: Impl, reactors: usize, p: usize, s: usize, size: usize, n: u6
     }
 }
 
-/// One-way latency in microseconds at a fixed rate: (p50, p99, p99.9).
-fn latency(imp: Impl, reactors: usize, rate: u64, seconds: u64) -> (f64, f64, f64) {
-    let server = Server::start(imp, reactors);
+/// One-way latency in microseconds at a fixed rate: (p50, p99, p99.9),
+/// through `imp`, or with `None` from the publisher straight to the
+/// subscriber: the clients' own floor, one TCP hop instead of two and no
+/// broker between.
+fn latency(imp: Option<Impl>, reactors: usize, rate: u64, seconds: u64) -> (f64, f64, f64) {
+    let server = imp.map(|imp| Server::start(imp, reactors));
     let ctx = zmq::Context::new();
-    let xsub = subscriber(&ctx, &server, 0);
-    let xpub = publisher(&ctx, &server);
+    let (xsub, xpub) = match &server {
+        Some(server) => (subscriber(&ctx, server, 0), publisher(&ctx, server)),
+        None => {
+            let xpub = publisher_socket(&ctx);
+            xpub.bind("tcp://127.0.0.1:*").unwrap();
+            let endpoint = xpub.get_last_endpoint().unwrap().unwrap();
+            (subscriber_to(&ctx, &endpoint, 0), xpub)
+        }
+    };
     await_subscribers(&xpub, 1);
     let n = rate * seconds;
     let base = Instant::now();
@@ -329,6 +349,13 @@ fn latency(imp: Impl, reactors: usize, rate: u64, seconds: u64) -> (f64, f64, f6
         xpub.send_multipart(frames, 0).unwrap();
     }
     let hist = receiver.join().unwrap();
+    if let Some(server) = &server {
+        eprintln!(
+            "  {}: broker CPU {:.1} µs per message at {rate} msg/s",
+            imp.map_or("", |i| i.name()),
+            server.cpu() * 1e6 / n as f64
+        );
+    }
     (
         hist.value_at_quantile(0.50) as f64,
         hist.value_at_quantile(0.99) as f64,
@@ -556,18 +583,23 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
         println!();
         println!("| broker | p50 | p99 | p99.9 |");
         println!("|---|---|---|---|");
-        let mut results: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        // The third row has no broker: the same clients, the subscriber
+        // connected to the publisher. What a broker adds is its row less
+        // this one.
+        let routes = [Some(Impl::ZmqProxy), Some(Impl::Zring), None];
+        let mut results: [Vec<(f64, f64, f64)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..latency_runs {
-            for (i, imp) in [Impl::ZmqProxy, Impl::Zring].into_iter().enumerate() {
+            for (i, imp) in routes.into_iter().enumerate() {
                 results[i].push(latency(imp, reactors, rate, 5));
             }
         }
         let mut p99s = Vec::new();
-        for (imp, r) in [Impl::ZmqProxy, Impl::Zring].iter().zip(&results) {
+        for (imp, r) in routes.iter().zip(&results) {
             let p50 = median(r.iter().map(|x| x.0).collect());
             let p99 = median(r.iter().map(|x| x.1).collect());
             let p999 = median(r.iter().map(|x| x.2).collect());
-            println!("| {} | {p50:.0} | {p99:.0} | {p999:.0} |", imp.name());
+            let name = imp.map_or("none (publisher to subscriber)", |imp| imp.name());
+            println!("| {name} | {p50:.0} | {p99:.0} | {p999:.0} |");
             p99s.push(p99);
         }
         println!();
