@@ -29,7 +29,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use measure::median;
+use measure::{median, process_cpu_seconds};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -229,6 +229,8 @@ fn await_subscribers(xpub: &zmq::Socket, n: usize) {
 struct Throughput {
     rate: f64,
     cpu_s_per_m: f64,
+    /// The clients' CPU (this process) per million delivered.
+    clients_s_per_m: f64,
     peak_rss_kib: u64,
 }
 
@@ -285,11 +287,13 @@ fn throughput(imp: Impl, reactors: usize, p: usize, s: usize, size: usize, n: u6
         })
         .collect();
     let cpu_before = server.cpu();
+    let clients_before = process_cpu_seconds();
     start.wait();
     let t0 = Instant::now();
     let ends: Vec<Instant> = sub_threads.into_iter().map(|t| t.join().unwrap()).collect();
     let elapsed = ends.iter().max().unwrap().duration_since(t0).as_secs_f64();
     let cpu = server.cpu() - cpu_before;
+    let clients = process_cpu_seconds() - clients_before;
     for t in pub_threads {
         drop(t.join().unwrap());
     }
@@ -297,6 +301,7 @@ fn throughput(imp: Impl, reactors: usize, p: usize, s: usize, size: usize, n: u6
     Throughput {
         rate: delivered / elapsed,
         cpu_s_per_m: cpu / (delivered / 1e6),
+        clients_s_per_m: clients / (delivered / 1e6),
         peak_rss_kib: server.rss().1,
     }
 }
@@ -506,9 +511,11 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     println!("P=2 publishers, {count} messages each, 4 frames; {runs} alternating runs, medians.");
     println!();
     println!(
-        "| S | payload | broker | delivered msg/s | broker CPU s per M delivered | peak RSS |"
+        "| S | payload | broker | delivered msg/s | broker CPU s per M delivered | \
+         clients' CPU s per M delivered | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut ratios = Vec::new();
     let mut cells: Vec<Cell> = Vec::new();
     let fanouts = if arg("throughput").as_deref() == Some("off") {
@@ -539,17 +546,24 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
                 continue;
             }
             let mut cell = Vec::new();
+            let mut clients = Vec::new();
             for (imp, samples) in [Impl::ZmqProxy, Impl::Zring].iter().zip(&samples) {
                 let rate = median(samples.iter().map(|t| t.rate).collect());
                 let cpu = median(samples.iter().map(|t| t.cpu_s_per_m).collect());
+                let client_cpu = median(samples.iter().map(|t| t.clients_s_per_m).collect());
                 let rss = samples.iter().map(|t| t.peak_rss_kib).max().unwrap();
                 println!(
-                    "| {s} | {size} B | {} | {rate:.0} | {cpu:.2} | {:.1} MiB |",
+                    "| {s} | {size} B | {} | {rate:.0} | {cpu:.2} | {client_cpu:.2} | {:.1} MiB |",
                     imp.name(),
                     rss as f64 / 1024.0
                 );
                 cell.push((rate, cpu, rss as f64));
+                clients.push(client_cpu);
             }
+            // With the clients costing what they did with zring, a broker
+            // that used no CPU at all would deliver at most this much: every
+            // core busy with the clients.
+            let ceiling = cores * 1e6 / clients[1];
             cells.push((format!("S={s}, {size} B"), cell.clone()));
             ratios.push((
                 s,
@@ -557,6 +571,7 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
                 cell[1].0 / cell[0].0,
                 cell[1].1 / cell[0].1,
                 cell[1].2 / cell[0].2,
+                ceiling / cell[0].0,
             ));
         }
     }
@@ -565,10 +580,13 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
         eprintln!("wrote {path}");
     }
     println!();
-    println!("| S | payload | zring/zmq_proxy msg/s | CPU per delivered msg | peak RSS |");
-    println!("|---|---|---|---|---|");
-    for (s, size, rate, cpu, rss) in ratios {
-        println!("| {s} | {size} B | {rate:.2}× | {cpu:.2}× | {rss:.2}× |");
+    println!(
+        "| S | payload | zring/zmq_proxy msg/s | CPU per delivered msg | peak RSS | \
+         msg/s a broker using no CPU would reach, /zmq_proxy |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (s, size, rate, cpu, rss, ceiling) in ratios {
+        println!("| {s} | {size} B | {rate:.2}× | {cpu:.2}× | {rss:.2}× | {ceiling:.2}× |");
     }
     if arg("latency").as_deref() != Some("off") {
         let rate: u64 = arg("rate").and_then(|v| v.parse().ok()).unwrap_or(10_000);

@@ -115,6 +115,14 @@ pub(crate) fn lanes(
 }
 
 impl Lanes {
+    /// Takes and releases the next message of the lane from `reactor`.
+    #[cfg(test)]
+    pub(crate) fn pop(&mut self, reactor: usize) -> Option<Message> {
+        let m = self.readers[reactor].take();
+        self.readers[reactor].release(usize::from(m.is_some()));
+        m
+    }
+
     /// Moves messages into `session` while `room` says so, one lane after
     /// another, keeping a lane's order. Adds how many were taken to
     /// `taken`, also when the session refuses one: a taken message holds a

@@ -17,6 +17,7 @@
 pub(crate) mod book;
 pub mod config;
 pub(crate) mod egress;
+mod match_cache;
 pub mod metrics;
 pub(crate) mod shard;
 
@@ -209,6 +210,40 @@ impl std::fmt::Debug for BrokerShared {
 }
 
 impl BrokerShared {
+    /// Shared state for `reactors` reactors and the default configuration,
+    /// for unit tests of the broker's parts.
+    #[cfg(test)]
+    pub(crate) fn for_tests(reactors: usize) -> Arc<BrokerShared> {
+        let side = |id, kind| Arc::new(SocketShared::new(id, kind, 1, false, reactors).unwrap());
+        BrokerShared::new(
+            BrokerConfig::default(),
+            reactors,
+            side(u64::MAX - 1, SocketKind::Xpub),
+            side(u64::MAX - 2, SocketKind::Xsub),
+        )
+    }
+
+    fn new(
+        config: BrokerConfig,
+        reactors: usize,
+        xpub_side: Arc<SocketShared>,
+        xsub_side: Arc<SocketShared>,
+    ) -> Arc<BrokerShared> {
+        Arc::new(BrokerShared {
+            reactors,
+            next_id: AtomicU64::new(1),
+            counters: (0..reactors)
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+            upstream_prefixes: AtomicU64::new(0),
+            subscribers: AtomicU64::new(0),
+            publishers: AtomicU64::new(0),
+            xpub_side,
+            xsub_side,
+            config,
+        })
+    }
+
     /// A new connection id (subscribers and publishers share the space).
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -321,19 +356,12 @@ impl Broker {
                     source,
                 })
         };
-        let shared = Arc::new(BrokerShared {
-            reactors: n,
-            next_id: AtomicU64::new(1),
-            counters: (0..n)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
-            upstream_prefixes: AtomicU64::new(0),
-            subscribers: AtomicU64::new(0),
-            publishers: AtomicU64::new(0),
-            xpub_side: side(u64::MAX - 1, SocketKind::Xpub)?,
-            xsub_side: side(u64::MAX - 2, SocketKind::Xsub)?,
+        let shared = BrokerShared::new(
             config,
-        });
+            n,
+            side(u64::MAX - 1, SocketKind::Xpub)?,
+            side(u64::MAX - 2, SocketKind::Xsub)?,
+        );
         // Bind before starting threads: a taken port fails fast.
         let (xpub_fd, xpub_endpoint) = bind(
             "listen_xpub_endpoint",

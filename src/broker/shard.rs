@@ -14,6 +14,7 @@ use zmtp_codec::Message;
 
 use super::book::{Book, SubId};
 use super::egress::Egress;
+use super::match_cache::MatchCache;
 use super::{BrokerShared, Counter, SlowSubscriber};
 use crate::socket::pipe::PipeWriter;
 use crate::socket::trie::Trie;
@@ -56,6 +57,8 @@ pub(crate) struct Shard {
     pub(crate) reactor: usize,
     pub(crate) shared: Arc<BrokerShared>,
     routes: Trie<Vec<SubId>>,
+    /// What recent first frames matched in `routes`, among `subs`.
+    recent: MatchCache,
     subs: IdMap<Route>,
     stamp: u64,
     matched: Vec<SubId>,
@@ -74,6 +77,7 @@ impl Shard {
             reactor,
             shared,
             routes: Trie::default(),
+            recent: MatchCache::default(),
             subs: IdMap::default(),
             stamp: 0,
             matched: Vec::new(),
@@ -90,6 +94,7 @@ impl Shard {
 
     /// A subscriber appeared; `producer` writes its lane for this reactor.
     pub(crate) fn add_subscriber(&mut self, egress: Arc<Egress>, producer: PipeWriter<Message>) {
+        self.recent.clear();
         self.subs.insert(
             egress.sub,
             Route {
@@ -104,6 +109,7 @@ impl Shard {
 
     /// Starts or stops routing `topic` to `sub`.
     pub(crate) fn route(&mut self, sub: SubId, topic: &Bytes, add: bool) {
+        self.recent.clear();
         if add {
             let subs = self.routes.entry(topic, Vec::new);
             if !subs.contains(&sub) {
@@ -121,6 +127,7 @@ impl Shard {
     /// lane still held are counted as lost; returns the publishers that were
     /// waiting only for it and may go on.
     pub(crate) fn remove_subscriber(&mut self, sub: SubId) -> Vec<u64> {
+        self.recent.clear();
         let Some(route) = self.subs.remove(&sub) else {
             return Vec::new();
         };
@@ -140,17 +147,23 @@ impl Shard {
         let stamp = self.stamp;
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
-        let subs = &mut self.subs;
-        self.routes.for_each_prefix(message.first_frame(), |ids| {
-            for id in ids {
-                if let Some(route) = subs.get_mut(id) {
-                    if route.stamp != stamp {
-                        route.stamp = stamp;
-                        matched.push(*id);
+        let topic = message.first_frame();
+        if let Some(ids) = self.recent.get(topic) {
+            matched.extend_from_slice(ids);
+        } else {
+            let subs = &mut self.subs;
+            self.routes.for_each_prefix(topic, |ids| {
+                for id in ids {
+                    if let Some(route) = subs.get_mut(id) {
+                        if route.stamp != stamp {
+                            route.stamp = stamp;
+                            matched.push(*id);
+                        }
                     }
                 }
-            }
-        });
+            });
+            self.recent.insert(topic, &matched);
+        }
         if matched.is_empty() {
             self.count(Counter::Unmatched, 1);
         }
@@ -346,5 +359,80 @@ impl Shard {
     /// The stall timeout in effect (policy disconnect).
     pub(crate) fn stall_timeout(&self) -> Duration {
         self.shared.config.stall_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::egress::{lanes, Lanes};
+
+    fn subscriber(shard: &mut Shard, sub: SubId) -> Lanes {
+        let (lanes, mut producers) = lanes(sub, 0, sub, 1, 100);
+        shard.add_subscriber(lanes.egress.clone(), producers.remove(0));
+        lanes
+    }
+
+    fn delivered(lanes: &mut Lanes) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| lanes.pop(0))
+            .map(|m| m.first_frame().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn routing_follows_every_change_of_routes_and_subscribers() {
+        // The shard remembers what recent topics matched (MatchCache);
+        // each change must be seen by the very next message.
+        let mut shard = Shard::new(0, BrokerShared::for_tests(1));
+        let mut one = subscriber(&mut shard, 1);
+        let mut all = subscriber(&mut shard, 2);
+        shard.route(1, &Bytes::from_static(b"zeek.cluster.node.worker-1."), true);
+        shard.route(2, &Bytes::from_static(b"zeek.cluster."), true);
+        let w10 = Message::from_frames(&[&b"zeek.cluster.node.worker-10.x"[..], b"event"]);
+        let w1 = Message::from_frames(&[&b"zeek.cluster.node.worker-1.x"[..], b"event"]);
+        for _ in 0..2 {
+            // The second time from what the first remembered.
+            assert_eq!(shard.fan_out(9, &w10), Fanout::Done);
+            assert_eq!(shard.fan_out(9, &w1), Fanout::Done);
+        }
+        assert_eq!(delivered(&mut one).len(), 2, "worker-1. is not worker-10.");
+        assert_eq!(delivered(&mut all).len(), 4);
+
+        // A new route, for a topic just remembered as not matching it.
+        shard.route(1, &Bytes::from_static(b"zeek.cluster.node.worker-10"), true);
+        shard.fan_out(9, &w10);
+        assert_eq!(delivered(&mut one), [b"zeek.cluster.node.worker-10.x"]);
+        assert_eq!(delivered(&mut all).len(), 1);
+
+        // Two of its prefixes match: queued once.
+        shard.route(1, &Bytes::from_static(b"zeek."), true);
+        shard.fan_out(9, &w1);
+        shard.fan_out(9, &w1);
+        assert_eq!(delivered(&mut one).len(), 2);
+        assert_eq!(delivered(&mut all).len(), 2);
+
+        // A cancel.
+        shard.route(2, &Bytes::from_static(b"zeek.cluster."), false);
+        shard.fan_out(9, &w10);
+        assert_eq!(delivered(&mut one).len(), 1);
+        assert!(delivered(&mut all).is_empty());
+
+        // A subscriber gone (its routes are removed first, as the
+        // coordinator does), then a new one with a matching route.
+        for topic in [
+            &b"zeek.cluster.node.worker-1."[..],
+            b"zeek.cluster.node.worker-10",
+            b"zeek.",
+        ] {
+            shard.route(1, &Bytes::copy_from_slice(topic), false);
+        }
+        shard.remove_subscriber(1);
+        shard.fan_out(9, &w10);
+        assert!(delivered(&mut one).is_empty());
+        let mut late = subscriber(&mut shard, 3);
+        shard.route(3, &Bytes::from_static(b"zeek.cluster.node."), true);
+        shard.fan_out(9, &w10);
+        assert_eq!(delivered(&mut late).len(), 1);
+        assert!(delivered(&mut all).is_empty());
     }
 }
