@@ -151,8 +151,8 @@ impl LoggerConfig {
         if let Some(window) = self.coalesce {
             if window > MAX_COALESCE {
                 return Err(format!(
-                    "coalesce must be at most {} µs: it delays every receive by up \
-                     to that much, not {} µs",
+                    "coalesce-us must be at most {}: it delays every receive by up \
+                     to that many microseconds, not {}",
                     MAX_COALESCE.as_micros(),
                     window.as_micros()
                 ));
@@ -230,7 +230,7 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("cores"));
         let mut bad = c.clone();
         bad.coalesce = Some(Duration::from_secs(1));
-        assert!(bad.validate().unwrap_err().contains("coalesce"));
+        assert!(bad.validate().unwrap_err().contains("coalesce-us"));
         // The window reaches the reactor.
         assert_eq!(c.reactor_config().coalesce, Some(DEFAULT_COALESCE));
     }
