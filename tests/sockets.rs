@@ -297,7 +297,7 @@ fn a_coalescing_reactor_serves_the_first_arrival_at_once_and_gathers_the_next() 
     // ReactorConfig::coalesce: an idle reactor wakes for its first
     // completion; one that has just had work sleeps out the window, so data
     // arriving then waits for the window's end and is read in one receive.
-    const WINDOW: Duration = Duration::from_millis(50);
+    const WINDOW: Duration = Duration::from_millis(100);
     let config = zring::ReactorConfig {
         coalesce: Some(WINDOW),
         ..Default::default()
@@ -310,26 +310,34 @@ fn a_coalescing_reactor_serves_the_first_arrival_at_once_and_gathers_the_next() 
     push.connect(&bound).unwrap();
     push.send(&[b"warm-up".as_slice()]).unwrap();
     assert_eq!(pull.recv(T).unwrap().first_frame(), b"warm-up");
-    // Long enough for the window after the warm-up to pass without
-    // completions, after which the reactor counts as idle.
-    std::thread::sleep(6 * WINDOW);
 
-    let sent = std::time::Instant::now();
-    push.send(&[b"first".as_slice()]).unwrap();
-    assert_eq!(pull.recv(T).unwrap().first_frame(), b"first");
-    let first = sent.elapsed();
-    let sent = std::time::Instant::now();
-    push.send(&[b"second".as_slice()]).unwrap();
-    assert_eq!(pull.recv(T).unwrap().first_frame(), b"second");
-    let second = sent.elapsed();
+    // Timing on a shared machine: a thread descheduled at the wrong moment
+    // can spoil one attempt, not three in a row.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        // Long enough for the window after the last message to pass
+        // without completions, after which the reactor counts as idle.
+        std::thread::sleep(3 * WINDOW);
+        let sent = std::time::Instant::now();
+        push.send(&[b"first".as_slice()]).unwrap();
+        assert_eq!(pull.recv(T).unwrap().first_frame(), b"first");
+        let first = sent.elapsed();
+        let sent = std::time::Instant::now();
+        push.send(&[b"second".as_slice()]).unwrap();
+        assert_eq!(pull.recv(T).unwrap().first_frame(), b"second");
+        let second = sent.elapsed();
+        attempts.push((first, second));
+        if first < WINDOW / 2 && second >= WINDOW / 4 {
+            break;
+        }
+    }
+    let &(first, second) = attempts.last().unwrap();
     assert!(
-        first < WINDOW / 2,
-        "the first message after a quiet spell took {first:?}"
+        first < WINDOW / 2 && second >= WINDOW / 4,
+        "expected the first message after a quiet spell at once and the one \
+         right after it held for the window; (first, second) took {attempts:?}"
     );
-    assert!(
-        second >= WINDOW / 4,
-        "the message right after it took {second:?}: the window was not waited out"
-    );
+    assert!(second < WINDOW + Duration::from_secs(2), "{second:?}");
 
     // A stream through the window arrives whole and in order.
     for i in 0..20_000u32 {
@@ -339,4 +347,16 @@ fn a_coalescing_reactor_serves_the_first_arrival_at_once_and_gathers_the_next() 
     for i in 0..20_000u32 {
         assert_eq!(pull.recv(T).unwrap().first_frame(), i.to_be_bytes());
     }
+}
+
+#[test]
+fn a_coalescing_window_beyond_the_limit_is_refused_by_name() {
+    let config = zring::ReactorConfig {
+        coalesce: Some(zring::reactor::MAX_COALESCE + Duration::from_millis(1)),
+        ..Default::default()
+    };
+    let Err(err) = Context::with_config(&config) else {
+        panic!("a window over MAX_COALESCE was accepted");
+    };
+    assert!(err.to_string().contains("coalescing window"), "{err}");
 }

@@ -21,10 +21,7 @@ pub const DEFAULT_WAKE_DELAY: Duration = Duration::from_millis(1);
 /// writer's wake delay, invisible beside it.
 pub const DEFAULT_COALESCE: Duration = Duration::from_micros(200);
 
-/// The longest coalescing window accepted. Beyond a few milliseconds
-/// nothing more is saved, and TCP's receive window fills while the reactor
-/// sleeps.
-pub const MAX_COALESCE: Duration = Duration::from_millis(100);
+pub use crate::reactor::MAX_COALESCE;
 
 /// Which of Zeek's log formats to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -73,13 +73,17 @@ pub struct ReactorConfig {
     /// buffers waste nothing, and a message that two receives brought lies
     /// in one piece of memory, which the session then takes without a copy.
     pub incremental_buffers: bool,
-    /// Interrupt-style coalescing (None: off). A reactor that has just had
-    /// completions sleeps until this much time has passed or a batch of
-    /// completions waits, instead of waking for the first; each receive
-    /// then takes all that arrived meanwhile. It costs every event up to
-    /// this much latency while traffic flows, and nothing when idle: the
-    /// first event after a quiet spell is served at once. For throughput
-    /// paths such as the logger's ingest, not for the broker.
+    /// Interrupt-style coalescing (None: off; at most [`MAX_COALESCE`]). A
+    /// reactor that has just had completions sleeps until this much time
+    /// has passed or a batch of completions waits, instead of waking for
+    /// the first; each receive then takes all that arrived meanwhile. While
+    /// traffic flows, every event may wait up to this long, commands from
+    /// application threads (sends, closes, shutdown) included; when idle it
+    /// costs nothing: the first event after a quiet spell is served at
+    /// once. For throughput paths such as the logger's ingest, not for the
+    /// broker. It relies on the kernel deferring poll-driven receives until
+    /// the reactor wakes (deferred task work, lazy wake-ups: recent 6.x);
+    /// where it does not, the wait is still bounded but saves less.
     pub coalesce: Option<Duration>,
 }
 
@@ -96,6 +100,11 @@ impl Default for ReactorConfig {
         }
     }
 }
+
+/// The longest coalescing window accepted ([`ReactorConfig::coalesce`]).
+/// Beyond a few milliseconds nothing more is saved, commands wait as long,
+/// and TCP's receive window fills while the reactor sleeps.
+pub const MAX_COALESCE: Duration = Duration::from_millis(100);
 
 /// Why reactors could not start.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +241,15 @@ impl Reactors {
     /// on its own thread (a single-issuer ring belongs to its creator).
     pub(crate) fn start(config: &ReactorConfig) -> Result<Reactors, ReactorError> {
         check_kernel()?;
+        if let Some(window) = config.coalesce.filter(|&w| w > MAX_COALESCE) {
+            return Err(ReactorError::Setup(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the coalescing window must be at most {MAX_COALESCE:?}, not {window:?}: \
+                     every event waits up to that long"
+                ),
+            )));
+        }
         let n = config.cores.len().max(1);
         let mailboxes: Vec<Arc<Mailbox>> = (0..n)
             .map(|_| {
@@ -624,13 +642,14 @@ impl Reactor {
             let waker = self.mailboxes[self.id].waker.clone();
             waker.prepare_sleep();
             let queued = self.mailboxes[self.id].has_work() || !self.broker_local.is_empty();
-            let result = match wait::plan(
+            let plan = wait::plan(
                 queued,
                 deadline,
                 self.coalesce,
                 self.busy,
                 self.ring_entries,
-            ) {
+            );
+            let result = match plan {
                 wait::Wait::None => {
                     waker.cancel_sleep();
                     self.ring.submit()
@@ -667,7 +686,9 @@ impl Reactor {
                     .completion()
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
-            self.busy = !completions.is_empty();
+            // A turn that did not wait says little about the traffic:
+            // busy stays as it was unless completions came.
+            self.busy = !completions.is_empty() || (plan == wait::Wait::None && self.busy);
             for &(ud, res, flags) in &completions {
                 self.complete(ud, res, flags);
             }

@@ -9,7 +9,10 @@
 //! does not run a connection's receive when its data arrives but when the
 //! reactor wakes, so one receive takes everything that came in the
 //! meantime: fewer receives, fewer window-update ACKs, fewer wake-ups
-//! (docs/benchmarks.md, logger ingest). An idle reactor sleeps as usual, so
+//! (docs/benchmarks.md, logger ingest). That relies on the kernel waking
+//! the waiter lazily for poll-driven task work (recent 6.x); where it wakes
+//! for each arrival, the wait is still bounded by the window but saves
+//! less. An idle reactor sleeps as usual, so
 //! the first event after a quiet spell is served at once, and a quiet
 //! reactor does not tick at the window's rate.
 
@@ -41,7 +44,8 @@ pub(crate) enum Wait {
 ///   retries), if any;
 /// - `coalesce`: the configured window, if any;
 /// - `busy`: the last wait brought completions;
-/// - `ring_entries`: the submission ring's size, which bounds `want`.
+/// - `ring_entries`: the ring's size; the completion queue holds at least
+///   that many, and `want` stays within it.
 pub(crate) fn plan(
     queued: bool,
     deadline: Option<Duration>,
