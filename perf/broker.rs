@@ -539,8 +539,8 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
             if only.is_some() {
                 for t in samples.iter().flatten() {
                     println!(
-                        "| {s} | {size} B | {:.0} msg/s | {:.2} s/M |",
-                        t.rate, t.cpu_s_per_m
+                        "| {s} | {size} B | {:.0} msg/s | {:.2} s/M | clients {:.2} s/M |",
+                        t.rate, t.cpu_s_per_m, t.clients_s_per_m
                     );
                 }
                 continue;
