@@ -188,12 +188,16 @@ impl std::fmt::Debug for Socket {
     }
 }
 
+/// The `poll` timeout until `deadline` (-1: none), rounded up to whole
+/// milliseconds: rounded down, the last part of every wait became
+/// `poll(0)` in a loop, up to a millisecond of spinning per timed wait.
 fn wait_ms(deadline: Option<Instant>) -> i32 {
     match deadline {
         None => -1,
         Some(d) => d
             .saturating_duration_since(Instant::now())
-            .as_millis()
+            .as_micros()
+            .div_ceil(1000)
             .min(i32::MAX as u128) as i32,
     }
 }
@@ -912,5 +916,28 @@ impl Drop for Socket {
                 .reactors
                 .post(reactor, Command::CloseSocket(self.id));
         }
+    }
+}
+
+#[cfg(test)]
+mod wait_ms_tests {
+    use super::*;
+
+    #[test]
+    fn timed_waits_round_up_to_whole_milliseconds() {
+        assert_eq!(wait_ms(None), -1);
+        let now = Instant::now();
+        assert_eq!(wait_ms(Some(now)), 0, "due: no wait");
+        // A fraction of a millisecond left still sleeps, for one.
+        assert_eq!(
+            wait_ms(Some(Instant::now() + Duration::from_micros(300))),
+            1
+        );
+        let ms = wait_ms(Some(Instant::now() + Duration::from_micros(2500)));
+        assert!(ms == 3 || ms == 2, "{ms}"); // 2 only if 500 µs passed meanwhile
+        assert_eq!(
+            wait_ms(Some(Instant::now() + Duration::from_secs(1 << 40))),
+            i32::MAX
+        );
     }
 }
