@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -63,12 +64,18 @@ impl MetricsServer {
                 while !flag.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
+                            if flag.load(Ordering::Relaxed) {
+                                break; // Drop's wake-up call
+                            }
                             if let Err(e) = answer(stream, &source) {
                                 tracing::debug!("metrics request failed: {e}");
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(50));
+                            // Sleeps until a scrape arrives; Drop connects to
+                            // wake it. The timeout bounds the stop if that
+                            // connection cannot be made.
+                            crate::reactor::sys::wait_readable(listener.as_raw_fd(), 1000);
                         }
                         Err(e) => {
                             tracing::warn!("metrics endpoint: accept failed: {e}");
@@ -93,6 +100,16 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop at once: a connection it takes, sees the
+        // flag, and drops. A wildcard address is reached on loopback.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = std::net::TcpStream::connect_timeout(&wake, Duration::from_millis(200));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -144,5 +161,47 @@ mod tests {
         s.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.ends_with("\r\n\r\nx 1\n"), "{out}");
+    }
+
+    #[test]
+    fn an_idle_server_sleeps_and_stops_at_once() {
+        let server = MetricsServer::start("0.0.0.0:0", Arc::new(|| "x 1\n".to_owned())).unwrap();
+        // Idle, its thread sleeps in poll instead of ticking (it used to
+        // wake every 50 ms): once asleep, its context switches stay put.
+        std::thread::sleep(Duration::from_millis(100));
+        let switches = || {
+            let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+            tasks
+                .filter_map(|t| {
+                    let dir = t.ok()?.path();
+                    let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                    (comm.trim() == "zring-metrics").then(|| {
+                        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+                        status
+                            .lines()
+                            .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+                            .and_then(|l| l.split_whitespace().nth(1))
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap()
+                    })
+                })
+                .sum::<u64>()
+        };
+        let before = switches();
+        std::thread::sleep(Duration::from_millis(400));
+        let woke = switches() - before;
+        assert!(
+            woke <= 2,
+            "the idle metrics thread woke {woke} times in 400 ms"
+        );
+        // A wildcard listener is woken on loopback: the stop does not wait
+        // for the poll timeout.
+        let started = std::time::Instant::now();
+        drop(server);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
