@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use measure::process_cpu_seconds as cpu_seconds;
-use pair::{print_cell, print_ratios, run_cell, run_pair, Sample, CELL_HEADER};
+use pair::{print_cell, print_ratios, run_cell, run_sized, Sample, CELL_HEADER};
 use zmtp_codec::{KeyPair, PublicKey, SecretKey};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -299,9 +299,7 @@ fn run_once(imp: Impl, pattern: Pattern, size: usize, count: u64, security: &str
         &count.to_string(),
     ]
     .map(String::from);
-    let mut send_args = common.to_vec();
-    send_args.extend(["--size".into(), size.to_string()]);
-    run_pair(&common, &send_args, count)
+    run_sized(&common, size, count)
 }
 
 fn orchestrate(args: &Args) {

@@ -26,7 +26,7 @@ mod pair;
 use std::time::Instant;
 
 use measure::process_cpu_seconds as cpu_seconds;
-use pair::{print_cell, print_ratios, run_cell, run_pair, Sample, CELL_HEADER};
+use pair::{print_cell, print_ratios, run_cell, run_sized, Sample, CELL_HEADER};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -224,9 +224,7 @@ fn run_once(imp: Impl, pattern: Pattern, size: usize, count: u64) -> Sample {
         &count.to_string(),
     ]
     .map(String::from);
-    let mut send_args = common.to_vec();
-    send_args.extend(["--size".into(), size.to_string()]);
-    run_pair(&common, &send_args, count)
+    run_sized(&common, size, count)
 }
 
 fn label(pattern: Pattern) -> &'static str {

@@ -19,6 +19,14 @@ pub struct Sample {
     pub recv_cpu_us: f64,
 }
 
+/// Runs a pair whose sides both take `common`, the sender also `--size
+/// SIZE`.
+pub fn run_sized(common: &[String], size: usize, count: u64) -> Sample {
+    let mut send_args = common.to_vec();
+    send_args.extend(["--size".into(), size.to_string()]);
+    run_pair(common, &send_args, count)
+}
+
 /// Runs one receiver and one sender of `count` messages.
 pub fn run_pair(recv_args: &[String], send_args: &[String], count: u64) -> Sample {
     let exe = std::env::current_exe().unwrap();
