@@ -360,3 +360,48 @@ fn a_coalescing_window_beyond_the_limit_is_refused_by_name() {
     };
     assert!(err.to_string().contains("coalescing window"), "{err}");
 }
+
+#[test]
+fn stop_accepting_refuses_new_peers_and_keeps_connected_ones() {
+    // Two reactors: the listener is on one, and the connection may be on
+    // either; both are told.
+    let config = zring::ReactorConfig {
+        cores: vec![None, None],
+        ..zring::ReactorConfig::default()
+    };
+    let ctx = Context::with_config(&config).unwrap();
+    let mut pull = ctx.socket(SocketKind::Pull);
+    let bound = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let addr = bound.strip_prefix("tcp://").unwrap().to_owned();
+    let mut push = ctx.socket(SocketKind::Push);
+    push.connect(&bound).unwrap();
+    push.send(&[b"before".as_slice()]).unwrap();
+    assert_eq!(
+        pull.recv(T).unwrap().frame(0).unwrap(),
+        b"before".as_slice()
+    );
+
+    pull.stop_accepting();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpStream::connect(&addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            // Made while the listener closed: reset with its backlog.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("connect failed otherwise: {e}"),
+            // The command may not have reached the listener yet.
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "still accepting"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The connection made before goes on delivering.
+    for i in 0..100u32 {
+        push.send(&[i.to_be_bytes()]).unwrap();
+    }
+    for i in 0..100u32 {
+        assert_eq!(
+            pull.recv(T).unwrap().frame(0).unwrap(),
+            &i.to_be_bytes()[..]
+        );
+    }
+}

@@ -176,6 +176,8 @@ pub(crate) enum Command {
     Resume(u64),
     /// The socket was closed: linger, then close its connections.
     CloseSocket(u64),
+    /// Close the socket's listeners; its connections stay.
+    StopAccepting(u64),
     /// Close everything and exit once lingering connections are done.
     Shutdown,
     /// This reactor serves (part of) a broker. The reactor answers on
@@ -810,6 +812,7 @@ impl Reactor {
             }
             Command::Resume(socket) => self.resume(socket),
             Command::CloseSocket(socket) => self.close_socket(Some(socket)),
+            Command::StopAccepting(socket) => self.close_listeners(Some(socket)),
             Command::Shutdown => {
                 self.shutting_down = true;
                 self.close_socket(None);
@@ -1768,11 +1771,12 @@ impl Reactor {
         }
     }
 
-    fn close_socket(&mut self, socket: Option<u64>) {
-        let matches = |s: &Arc<ConnSpec>| socket.is_none_or(|id| s.socket.id == id);
+    /// Closes the listeners of `socket` (of every socket: None). An armed
+    /// one goes once its cancelled accept completes.
+    fn close_listeners(&mut self, socket: Option<u64>) {
         for key in self.listeners.keys() {
             let l = self.listeners.get_mut(key).expect("listed");
-            if !matches(&l.spec) {
+            if socket.is_some_and(|id| l.spec.socket.id != id) || l.closing {
                 continue;
             }
             l.closing = true;
@@ -1782,6 +1786,11 @@ impl Reactor {
                 self.listeners.remove(key);
             }
         }
+    }
+
+    fn close_socket(&mut self, socket: Option<u64>) {
+        let matches = |s: &Arc<ConnSpec>| socket.is_none_or(|id| s.socket.id == id);
+        self.close_listeners(socket);
         for key in self.connecters.keys() {
             let c = self.connecters.get_mut(key).expect("listed");
             if !matches(&c.spec) || c.closing {

@@ -380,6 +380,24 @@ impl Socket {
         Ok(())
     }
 
+    /// Stops accepting connections on every endpoint this socket bound:
+    /// the listening sockets close (a peer connecting now is refused), and
+    /// the connections already accepted stay, with whatever they still
+    /// send. `zring logger` does this when it stops, so that it can read
+    /// what its nodes already sent while no new node joins. Unlike
+    /// libzmq's `zmq_unbind`, which also ends the connections accepted on
+    /// the endpoint.
+    pub fn stop_accepting(&mut self) {
+        if self.shared.is_none() {
+            return;
+        }
+        for reactor in 0..self.ctx.reactors.len() {
+            self.ctx
+                .reactors
+                .post(reactor, Command::StopAccepting(self.id));
+        }
+    }
+
     /// A file descriptor that is readable while a message or event waits.
     /// After it polls readable, call [`Socket::recv`] with
     /// [`Wait::DontWait`] until it returns [`Error::WouldBlock`].
