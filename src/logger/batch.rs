@@ -131,7 +131,7 @@ impl<'a> Records<'a> {
         }
         out.reserve(self.fields.len());
         for field in 0..self.fields.len() {
-            match self.rest.value(0) {
+            match self.rest.field_value(&self.fields[field]) {
                 Ok(v) => out.push(v),
                 Err(fault) => {
                     out.clear();
@@ -188,7 +188,7 @@ impl<'a> Iterator for ElementsIter<'a> {
         self.left -= 1;
         // The body was validated at a depth at least as deep as this one,
         // so decoding it again cannot fail.
-        match self.rest.value(0) {
+        match self.rest.value(0, TypeTag::Void) {
             Ok(v) => Some(v),
             Err(_) => {
                 debug_assert!(false, "elements were validated when decoded");
@@ -329,6 +329,31 @@ pub enum BatchError {
     /// Bytes after the last record.
     #[error("{count} bytes left over after the last record")]
     TrailingBytes { count: usize },
+    /// A value (or a set's or vector's element) whose type tag is not the
+    /// one its column declares.
+    #[error("{at}, byte {offset}: a {} {} in a column of type {column}",
+        .found.zeek_name(), if *.element { "element" } else { "value" })]
+    TypeMismatch {
+        at: Place,
+        offset: usize,
+        /// The column's type as `#types` names it, e.g. `set[string]`.
+        column: String,
+        found: TypeTag,
+        element: bool,
+    },
+}
+
+/// A column's type as `#types` would name it.
+fn column_type(ty: TypeTag, element: Option<TypeTag>) -> String {
+    let field = Field {
+        name: String::new(),
+        ty,
+        subtype: element.unwrap_or(TypeTag::Void),
+        optional: false,
+    };
+    let mut out = Vec::new();
+    super::format::write_type_name(&mut out, &field);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl BatchError {
@@ -349,6 +374,7 @@ impl BatchError {
             BatchError::NotUtf8 { .. } => "not_utf8",
             BatchError::BadPath { .. } => "bad_path",
             BatchError::TrailingBytes { .. } => "trailing_bytes",
+            BatchError::TypeMismatch { .. } => "type_mismatch",
         }
     }
 }
@@ -487,6 +513,11 @@ enum FaultKind {
     },
     PortProto(i32),
     TooDeep,
+    TypeMismatch {
+        declared: TypeTag,
+        element: Option<TypeTag>,
+        found: TypeTag,
+    },
 }
 
 impl Fault {
@@ -530,6 +561,17 @@ impl Fault {
             },
             FaultKind::PortProto(proto) => BatchError::BadPortProto { at, offset, proto },
             FaultKind::TooDeep => BatchError::TooDeep { at, offset },
+            FaultKind::TypeMismatch {
+                declared,
+                element,
+                found,
+            } => BatchError::TypeMismatch {
+                at,
+                offset,
+                column: column_type(declared, element),
+                found,
+                element: element.is_some(),
+            },
         }
     }
 }
@@ -690,10 +732,30 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// One `value` (contract §4.4), decoded by its own type tag. `depth`
-    /// counts the containers around it.
+    /// The value of a column: decoded by its own type tag, which must be
+    /// the column's (and its elements' the column's element type). Zeek's
+    /// writers render a value by its own tag, so a COUNT in a TIME column
+    /// would be written as a count where readers expect a time: such a
+    /// batch is refused instead.
     #[inline(always)]
-    fn value(&mut self, depth: u32) -> Result<Value<'a>, Fault> {
+    fn field_value(&mut self, field: &Field) -> Result<Value<'a>, Fault> {
+        let start = *self;
+        let v = self.value(0, field.subtype)?;
+        if v.tag() != field.ty {
+            return Err(start.fault(FaultKind::TypeMismatch {
+                declared: field.ty,
+                element: None,
+                found: v.tag(),
+            }));
+        }
+        Ok(v)
+    }
+
+    /// One `value` (contract §4.4), decoded by its own type tag. `depth`
+    /// counts the containers around it. A set's or vector's elements must
+    /// carry the tag `elements` (`Void`: any).
+    #[inline(always)]
+    fn value(&mut self, depth: u32, elements: TypeTag) -> Result<Value<'a>, Fault> {
         let start = *self;
         // type, subtype (never checked, as in Zeek), present
         let head = self.take::<9>("a value header")?;
@@ -759,8 +821,14 @@ impl<'a> Reader<'a> {
                 };
                 Value::Subnet { addr, prefix }
             }
-            TypeTag::Table => Value::Set(self.elements(start, depth)?),
-            TypeTag::Vector => Value::Vector(self.elements(start, depth)?),
+            TypeTag::Table | TypeTag::Vector => {
+                let body = self.elements(start, depth, tag, elements)?;
+                if tag == TypeTag::Table {
+                    Value::Set(body)
+                } else {
+                    Value::Vector(body)
+                }
+            }
             TypeTag::Void
             | TypeTag::Pattern
             | TypeTag::Any
@@ -786,10 +854,17 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A set's or vector's count and elements, all validated; `start` is
+    /// A set's or vector's (`container`'s) count and elements, all
+    /// validated and all of type `tag` unless that is `Void`; `start` is
     /// where the container's value began.
     #[inline(never)]
-    fn elements(&mut self, start: Reader<'a>, depth: u32) -> Result<Elements<'a>, Fault> {
+    fn elements(
+        &mut self,
+        start: Reader<'a>,
+        depth: u32,
+        container: TypeTag,
+        tag: TypeTag,
+    ) -> Result<Elements<'a>, Fault> {
         if depth >= MAX_DEPTH {
             return Err(start.fault(FaultKind::TooDeep));
         }
@@ -808,7 +883,15 @@ impl<'a> Reader<'a> {
         }
         let body = self.0;
         for _ in 0..count {
-            self.value(depth + 1)?;
+            let at = *self;
+            let element = self.value(depth + 1, TypeTag::Void)?.tag();
+            if tag != TypeTag::Void && element != tag {
+                return Err(at.fault(FaultKind::TypeMismatch {
+                    declared: container,
+                    element: Some(tag),
+                    found: element,
+                }));
+            }
         }
         let used = body.len() - self.0.len();
         Ok(Elements {
@@ -1214,14 +1297,59 @@ mod tests {
     }
 
     #[test]
-    fn value_tag_may_differ_from_the_field() {
-        // Field `x` says count; the value says string: decoded as a string.
+    fn a_value_must_have_its_columns_type() {
+        // Field `x` says count; the value says string: refused, saying so.
         let mut b = header(b"test", 3, 0, 1);
         b.extend_from_slice(&hex("00 00 00 07 00 00 00 00 01 00 00 00 01 7a"));
         let batch = Batch::parse(Bytes::from(b)).unwrap();
         let mut out = Vec::new();
+        let err = batch.records().next_into(&mut out).unwrap_err();
+        assert_eq!(err.reason(), "type_mismatch");
+        assert_eq!(
+            err.to_string(),
+            "record 0, field `x`, byte 76: a string value in a column of type count"
+        );
+        // Unset, it must still carry the column's tag.
+        let mut b = header(b"test", 5, 0, 1);
+        b.extend_from_slice(&hex("00 00 00 03 00 00 00 00 00"));
+        let err = Batch::parse(Bytes::from(b))
+            .unwrap()
+            .records()
+            .next_into(&mut out)
+            .unwrap_err();
+        assert_eq!(err.reason(), "type_mismatch", "{err}");
+    }
+
+    #[test]
+    fn elements_must_have_their_columns_element_type() {
+        // set[string] column; the second element is a count.
+        let mut b = header(b"test", 14, 7, 1);
+        b.extend_from_slice(&hex("00 00 00 0e 00 00 00 00 01 00 00 00 00 00 00 00 02
+             00 00 00 07 00 00 00 00 01 00 00 00 01 61
+             00 00 00 03 00 00 00 00 01 00 00 00 00 00 00 00 01"));
+        let batch = Batch::parse(Bytes::from(b)).unwrap();
+        let mut out = Vec::new();
+        let err = batch.records().next_into(&mut out).unwrap_err();
+        assert_eq!(err.reason(), "type_mismatch");
+        assert!(
+            err.to_string()
+                .ends_with("a count element in a column of type set[string]"),
+            "{err}"
+        );
+        // vector[count] with a hole of the right type decodes.
+        let mut b = header(b"test", 19, 3, 1);
+        b.extend_from_slice(&hex("00 00 00 13 00 00 00 00 01 00 00 00 00 00 00 00 02
+             00 00 00 03 00 00 00 00 01 00 00 00 00 00 00 00 01
+             00 00 00 03 00 00 00 00 00"));
+        let batch = Batch::parse(Bytes::from(b)).unwrap();
         assert!(batch.records().next_into(&mut out).unwrap());
-        assert_eq!(out, vec![Value::String(b"z")]);
+        let Value::Vector(e) = out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            e.iter().collect::<Vec<_>>(),
+            [Value::Count(1), Value::Unset(TypeTag::Count)]
+        );
     }
 
     #[test]

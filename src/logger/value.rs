@@ -164,6 +164,31 @@ pub enum Value<'a> {
     Vector(Elements<'a>),
 }
 
+impl Value<'_> {
+    /// The type tag the value travelled under: a set is `Table`; an unset
+    /// value keeps the tag its sender gave it.
+    pub fn tag(&self) -> TypeTag {
+        match self {
+            Value::Unset(tag) => *tag,
+            Value::Bool(_) => TypeTag::Bool,
+            Value::Int(_) => TypeTag::Int,
+            Value::Count(_) => TypeTag::Count,
+            Value::Double(_) => TypeTag::Double,
+            Value::Time(_) => TypeTag::Time,
+            Value::Interval(_) => TypeTag::Interval,
+            Value::String(_) => TypeTag::String,
+            Value::Enum(_) => TypeTag::Enum,
+            Value::Port { .. } => TypeTag::Port,
+            Value::Addr(_) => TypeTag::Addr,
+            Value::Subnet { .. } => TypeTag::Subnet,
+            Value::Func(_) => TypeTag::Func,
+            Value::File(_) => TypeTag::File,
+            Value::Set(_) => TypeTag::Table,
+            Value::Vector(_) => TypeTag::Vector,
+        }
+    }
+}
+
 /// The still-encoded elements of a set or vector, validated when the
 /// record was decoded. Iterate them with `Elements::iter`.
 #[derive(Debug, Clone, Copy, PartialEq)]
