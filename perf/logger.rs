@@ -32,7 +32,7 @@ use bytes::Bytes;
 use measure::{median, process_cpu_seconds, thread_cpu_seconds};
 use zring::logger::batch::Batch;
 use zring::logger::config::LoggerConfig;
-use zring::logger::files::LogFiles;
+use zring::logger::files::{FileOptions, Fsync, LogFiles};
 
 const NODE_ID: &str = "zeromq_worker-1_box_4242_NwrZBf1q3FkxySjt2a";
 
@@ -237,7 +237,13 @@ fn write(records: u64, only: Option<&str>) {
         }
         let dir = std::env::temp_dir().join(format!("zring-logger-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut files = LogFiles::new(&dir, format, false, 16);
+        // As `zring logger` keeps them by default (fsync at rotation).
+        let options = FileOptions {
+            gzip: false,
+            max_paths: 16,
+            fsync: Fsync::Rotate,
+        };
+        let mut files = LogFiles::new(&dir, format, options);
         let mut written = 0u64;
         let cpu0 = thread_cpu_seconds();
         for _ in 0..batches {

@@ -6,36 +6,18 @@
 //! with expected text written out by hand from Zeek's rules
 //! (docs/zeek-log-formats.md), apart from the `#open`/`#close` times.
 
+#[path = "support/logger_env.rs"]
+mod logger_env;
 #[path = "support/zeek_batch.rs"]
 mod zeek_batch;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use logger_env::{logger, scratch, wait_for, zmq_ctx};
 use zeek_batch::{BatchBuilder, TestValue};
 use zring::logger::value::{Proto, TypeTag};
-use zring::logger::{LogFormatKind, Logger, LoggerConfig, LoggerStats};
-
-fn zmq_ctx() -> &'static zmq::Context {
-    static CTX: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
-    CTX.get_or_init(zmq::Context::new)
-}
-
-/// A fresh, empty directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("zring-logger-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn logger(dir: &Path, edit: impl FnOnce(&mut LoggerConfig)) -> Logger {
-    let mut config = LoggerConfig::new("tcp://127.0.0.1:*");
-    config.dir = dir.to_owned();
-    config.rotate_interval = None;
-    edit(&mut config);
-    Logger::start(config).expect("logger starts")
-}
+use zring::logger::{LogFormatKind, Logger, LoggerStats};
 
 /// A Zeek node's log PUSH socket.
 struct Node {
@@ -65,18 +47,6 @@ impl Node {
 
     fn send_frames(&self, frames: &[&[u8]]) {
         self.push.send_multipart(frames, 0).unwrap();
-    }
-}
-
-fn wait_for(logger: &Logger, what: &str, done: impl Fn(&LoggerStats) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = logger.stats();
-        if done(&stats) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "waited for {what}: {stats:?}");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -243,14 +213,14 @@ fn two_nodes_two_paths(format: LogFormatKind) -> (PathBuf, LoggerStats) {
     let b = Node::connect(&logger, "zeromq_worker-2_box_4243_QmTrWbT2xKmzd9y1PK");
     // One at a time, so the order in the files is known.
     a.send_batch(&conn_batch_a());
-    wait_for(&logger, "node a's batch", |s| s.batches == 1);
+    wait_for(&logger, "node a's batch", 10, |s| s.batches == 1);
     let mut bad = conn_batch_b();
     bad.truncate(bad.len() - 3);
     b.send_batch(&bad);
-    wait_for(&logger, "the bad batch", |s| rejected(s) == 1);
+    wait_for(&logger, "the bad batch", 10, |s| rejected(s) == 1);
     b.send_batch(&conn_batch_b());
     a.send_batch(&dns_batch());
-    wait_for(&logger, "all good batches", |s| s.batches == 3);
+    wait_for(&logger, "all good batches", 10, |s| s.batches == 3);
     let stats = logger.shutdown();
     (dir, stats)
 }
@@ -316,18 +286,33 @@ fn bad_messages_cost_only_themselves() {
         .field("ts", TypeTag::Time, TypeTag::Void, false);
     bad_path.push_record(&[TestValue::Time(1.0)]);
     node.send_batch(&bad_path.finish());
+    // A count where the schema says time: refused, not written as `1`.
+    let mut mismatch = conn_builder();
+    mismatch.push_record(&[
+        TestValue::Count(1),
+        TestValue::str("CMis01"),
+        TestValue::addr("10.0.0.9"),
+        TestValue::Port(1, Proto::Tcp),
+        TestValue::enum_("tcp"),
+        TestValue::Unset(TypeTag::Interval),
+        TestValue::Unset(TypeTag::Count),
+        TestValue::Bool(false),
+        TestValue::Unset(TypeTag::Table),
+    ]);
+    node.send_batch(&mismatch.finish());
     node.send_batch(&conn_batch_b());
-    wait_for(&logger, "both good batches", |s| s.batches == 2);
+    wait_for(&logger, "both good batches", 10, |s| s.batches == 2);
     let stats = logger.shutdown();
     for reason in [
         "frame_count",
         "unknown_serializer",
         "unknown_type",
         "bad_path",
+        "type_mismatch",
     ] {
         assert_eq!(stats.rejected.get(reason), Some(&1), "{reason}: {stats:?}");
     }
-    assert_eq!(stats.nodes["worker-1"].rejected, 4);
+    assert_eq!(stats.nodes["worker-1"].rejected, 5);
     assert_eq!(normalized(&dir.join("conn.log")), ASCII_CONN);
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -351,12 +336,12 @@ fn rotation_closes_renames_and_compresses() {
     });
     let node = Node::connect(&logger, "worker-1");
     node.send_batch(&conn_batch_a());
-    wait_for(&logger, "the first batch", |s| s.batches == 1);
-    wait_for(&logger, "a rotation", |s| s.rotations >= 1);
+    wait_for(&logger, "the first batch", 10, |s| s.batches == 1);
+    wait_for(&logger, "a rotation", 10, |s| s.files.rotations >= 1);
     node.send_batch(&conn_batch_b());
-    wait_for(&logger, "the second batch", |s| s.batches == 2);
+    wait_for(&logger, "the second batch", 10, |s| s.batches == 2);
     let stats = logger.shutdown();
-    assert_eq!(stats.write_errors, 0);
+    assert_eq!(stats.write_error_count(), 0);
 
     // Rotated files are conn.%Y-%m-%d-%H-%M-%S.log.gz; the first holds
     // the first batch and its #close. (The second batch may have been
@@ -415,7 +400,7 @@ fn shutdown_mid_stream_writes_whole_records_only() {
     for _ in 0..300 {
         node.send_batch(&batch);
     }
-    wait_for(&logger, "some batches", |s| s.batches >= 5);
+    wait_for(&logger, "some batches", 10, |s| s.batches >= 5);
     let stats = logger.shutdown();
     let text = std::fs::read_to_string(dir.join("conn.log")).unwrap();
     let records: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -518,9 +503,9 @@ fn a_new_schema_starts_a_new_file_and_never_overwrites_one() {
     for batch in [conn_batch_a(), other.clone(), conn_batch_b(), other] {
         node.send_batch(&batch);
     }
-    wait_for(&logger, "four batches", |s| s.batches == 4);
+    wait_for(&logger, "four batches", 10, |s| s.batches == 4);
     let stats = logger.shutdown();
-    assert_eq!(stats.rotations, 3);
+    assert_eq!(stats.files.rotations, 3);
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -548,7 +533,7 @@ fn denied_addresses_never_reach_the_writer() {
     });
     let node = Node::connect(&logger, "worker-1");
     node.send_batch(&conn_batch_a());
-    wait_for(&logger, "the refusal", |s| s.socket.access_denied >= 1);
+    wait_for(&logger, "the refusal", 10, |s| s.socket.access_denied >= 1);
     std::thread::sleep(Duration::from_millis(200));
     let stats = logger.stats();
     assert_eq!(

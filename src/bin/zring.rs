@@ -33,10 +33,11 @@ enum Command {
     /// gives this logger; nodes' log PUSH sockets connect there), decodes
     /// zeek-bin-serializer batches and writes one file per log path into
     /// --dir, in Zeek's ASCII format or JSON lines, rotated hourly as a
-    /// Zeek cluster logger does. Nothing is dropped: a slow disk makes the
-    /// logger stop reading, and TCP pushes back on the nodes. SIGINT or
-    /// SIGTERM writes what was received, closes the files and exits. See
-    /// docs/operations.md.
+    /// Zeek cluster logger does. Nothing read is dropped: a slow or full
+    /// disk makes the logger stop reading, and TCP pushes back on the
+    /// nodes. SIGINT or SIGTERM stops accepting nodes, reads what the
+    /// connected ones already sent, writes it, closes the files and exits.
+    /// See docs/operations.md ("What the logger guarantees").
     Logger(LoggerArgs),
     /// Print what a socket receives, or send stdin's lines, one message per line.
     ///
@@ -221,9 +222,32 @@ struct LoggerArgs {
     /// Largest message accepted from a node, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     max_message_size: u64,
-    /// Most log paths (files) open at once; a batch for one more is rejected.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    max_paths: usize,
+    /// Most log paths (files) open at once; a batch for one more is rejected
+    /// [default: 1024, or fewer if the file descriptor limit is low]. With 64
+    /// descriptors kept for connections, it must fit the limit (RLIMIT_NOFILE,
+    /// raised to its hard limit at start).
+    #[arg(long, value_name = "N")]
+    max_paths: Option<usize>,
+    /// What a batch the file system refuses (disk full, quota, I/O error,
+    /// permissions) costs. block: it is held and written again (after 100 ms,
+    /// backing off to every 5 s) while nothing more is read from the nodes,
+    /// so TCP pushes back on them; nothing read is lost. drop: it is dropped
+    /// and counted (zring_logger_records_dropped_total).
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "block")]
+    on_write_error: WriteErrorArg,
+    /// When logs are flushed to the disk (fdatasync). interval: every open
+    /// file once a second (a power loss costs about the last second); rotate:
+    /// at rotation and close (rotated files are whole on disk); never: when
+    /// the kernel writes back. See docs/operations.md.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "rotate")]
+    fsync: FsyncArg,
+    /// At a stop, read on from the connected nodes until none has sent
+    /// anything for this long...
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 200)]
+    drain_ms: u64,
+    /// ...but stop reading this long after the signal at most.
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 2000)]
+    linger_ms: u64,
     /// How long the writer may sleep on after a batch arrives, so that it
     /// wakes once for several: fewer wake-ups, less CPU; 0 = at once. The
     /// queue filling halfway wakes it sooner.
@@ -263,6 +287,19 @@ struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WriteErrorArg {
+    Block,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FsyncArg {
+    Interval,
+    Rotate,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -330,6 +367,14 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
+    if matches!(cli.command, Command::Broker(_) | Command::Logger(_)) {
+        // Each connection and log file is a descriptor; the usual soft
+        // limit of 1024 is far below what the hard limit allows.
+        match zring::raise_fd_limit() {
+            Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+            Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+        }
+    }
     match cli.command {
         Command::Broker(args) => broker(args),
         Command::Logger(args) => logger(args),
@@ -424,6 +469,17 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     };
     config.max_message_size = args.max_message_size;
     config.max_paths = args.max_paths;
+    config.on_write_error = match args.on_write_error {
+        WriteErrorArg::Block => zring::logger::WriteErrorPolicy::Block,
+        WriteErrorArg::Drop => zring::logger::WriteErrorPolicy::Drop,
+    };
+    config.fsync = match args.fsync {
+        FsyncArg::Interval => zring::logger::Fsync::Interval,
+        FsyncArg::Rotate => zring::logger::Fsync::Rotate,
+        FsyncArg::Never => zring::logger::Fsync::Never,
+    };
+    config.drain = Duration::from_millis(args.drain_ms);
+    config.linger = Duration::from_millis(args.linger_ms);
     config.wake_delay =
         Some(std::time::Duration::from_micros(args.wake_delay_us)).filter(|d| !d.is_zero());
     config.coalesce =
@@ -449,6 +505,8 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         format = config.format.name(),
         rotate_interval_s = config.rotate_interval.map_or(0, |d| d.as_secs()),
         gzip = config.gzip,
+        on_write_error = config.on_write_error.name(),
+        fsync = config.fsync.name(),
         reactors = config.reactors,
         curve = curve_summary(&curve),
         addresses = address_summary(&config.addresses),
@@ -465,6 +523,8 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         batches = stats.batches,
         records = stats.records,
         rejected = stats.rejected.values().sum::<u64>(),
+        records_dropped = ?stats.records_dropped,
+        write_errors = stats.write_error_count(),
         "zring logger stopped"
     );
     Ok(())

@@ -92,6 +92,10 @@ impl LogFormat for Ascii {
         write_local_date(out, closed);
         out.push(b'\n');
     }
+
+    fn closing_prefix(&self) -> Option<&'static [u8]> {
+        Some(b"#close\t")
+    }
 }
 
 /// One value; `in_container` while writing the elements of a set or vector,

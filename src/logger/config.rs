@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::files::Fsync;
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings};
 use crate::reactor::ReactorConfig;
 use crate::security::AddressLists;
@@ -22,6 +23,39 @@ pub const DEFAULT_WAKE_DELAY: Duration = Duration::from_millis(1);
 pub const DEFAULT_COALESCE: Duration = Duration::from_micros(200);
 
 pub use crate::reactor::MAX_COALESCE;
+
+/// The default for `max_paths`, lowered to fit the file descriptor limit
+/// when that is low.
+pub const DEFAULT_MAX_PATHS: usize = 1024;
+
+/// File descriptors kept for node connections and the logger's own (the
+/// io_uring ring, eventfds, the listener, metrics, compression) beside
+/// one per open log path.
+pub const FD_RESERVE: u64 = 64;
+
+/// What to do with a batch the file system refuses (disk full, quota,
+/// I/O error, permissions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteErrorPolicy {
+    /// Keep it and write it again (after 100 ms, backing off to every
+    /// 5 s) while reading nothing more from the nodes, so that TCP pushes
+    /// back on them and their own queues fill: nothing the logger has read
+    /// is lost.
+    #[default]
+    Block,
+    /// Drop it, count its records, and go on with the next one.
+    Drop,
+}
+
+impl WriteErrorPolicy {
+    /// The flag's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteErrorPolicy::Block => "block",
+            WriteErrorPolicy::Drop => "drop",
+        }
+    }
+}
 
 /// Which of Zeek's log formats to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,7 +102,17 @@ pub struct LoggerConfig {
     pub max_message_size: u64,
     /// Most distinct log paths (files) kept open; a batch for one more is
     /// rejected, so a misbehaving node cannot exhaust file descriptors.
-    pub max_paths: usize,
+    /// None: [`DEFAULT_MAX_PATHS`], or fewer if the file descriptor limit
+    /// does not leave room for that many (see [`LoggerConfig::max_paths_for`]).
+    pub max_paths: Option<usize>,
+    /// What a batch the file system refuses costs.
+    pub on_write_error: WriteErrorPolicy,
+    /// When written logs are flushed to the disk.
+    pub fsync: Fsync,
+    /// At a stop, read on until no batch has arrived for this long...
+    pub drain: Duration,
+    /// ...or this long has passed since the stop, whichever comes first.
+    pub linger: Duration,
     /// Reactor threads receiving from nodes.
     pub reactors: usize,
     /// Cores to pin reactors to, in order (empty: not pinned).
@@ -105,7 +149,11 @@ impl LoggerConfig {
             rcvhwm: 1000,
             rcvbuf: None,
             max_message_size: 256 << 20,
-            max_paths: 1024,
+            max_paths: None,
+            on_write_error: WriteErrorPolicy::Block,
+            fsync: Fsync::Rotate,
+            drain: Duration::from_millis(200),
+            linger: Duration::from_secs(2),
             reactors: 1,
             cores: Vec::new(),
             metrics_listen: None,
@@ -155,7 +203,7 @@ impl LoggerConfig {
                 ));
             }
         }
-        if self.max_paths == 0 {
+        if self.max_paths == Some(0) {
             return Err("max-paths must be at least 1".into());
         }
         if self.reactors == 0 {
@@ -169,6 +217,29 @@ impl LoggerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The paths that may be open at once under a file descriptor limit
+    /// of `fd_limit` (the soft RLIMIT_NOFILE): `max_paths` if it fits with
+    /// [`FD_RESERVE`] beside it, else an error naming both numbers; by
+    /// default 1024, or what fits if that is fewer.
+    pub fn max_paths_for(&self, fd_limit: u64) -> Result<usize, String> {
+        let room = fd_limit.saturating_sub(FD_RESERVE);
+        match self.max_paths {
+            Some(n) if n as u64 > room => Err(format!(
+                "max-paths {n} needs {} file descriptors ({FD_RESERVE} are kept for node \
+                 connections and the logger's own), but the limit (RLIMIT_NOFILE) is {fd_limit}: \
+                 raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower max-paths to {room}",
+                n as u64 + FD_RESERVE
+            )),
+            Some(n) => Ok(n),
+            None if room == 0 => Err(format!(
+                "the file descriptor limit (RLIMIT_NOFILE) is {fd_limit}, which leaves none for \
+                 log files beside the {FD_RESERVE} kept for node connections and the logger's \
+                 own: raise it (LimitNOFILE= in a systemd unit, ulimit -n)"
+            )),
+            None => Ok((DEFAULT_MAX_PATHS as u64).min(room) as usize),
+        }
     }
 
     /// The options of the PULL socket nodes push to.
@@ -230,6 +301,30 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("coalesce-us"));
         // The window reaches the reactor.
         assert_eq!(c.reactor_config().coalesce, Some(DEFAULT_COALESCE));
+        let mut bad = c.clone();
+        bad.max_paths = Some(0);
+        assert!(bad.validate().unwrap_err().contains("max-paths"));
+    }
+
+    #[test]
+    fn max_paths_fit_the_file_descriptor_limit() {
+        let mut c = LoggerConfig::new("tcp://127.0.0.1:0");
+        // By default 1024, or what the limit leaves room for.
+        assert_eq!(c.max_paths_for(1 << 20), Ok(DEFAULT_MAX_PATHS));
+        assert_eq!(c.max_paths_for(1024), Ok(1024 - FD_RESERVE as usize));
+        let e = c.max_paths_for(FD_RESERVE).unwrap_err();
+        assert!(
+            e.contains("RLIMIT_NOFILE") && e.contains(&FD_RESERVE.to_string()),
+            "{e}"
+        );
+        // Asked for, it must fit: the error names both numbers.
+        c.max_paths = Some(300);
+        assert_eq!(c.max_paths_for(364), Ok(300));
+        let e = c.max_paths_for(128).unwrap_err();
+        assert!(
+            e.contains("max-paths 300 needs 364") && e.contains("is 128"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub trait LogFormat: Send {
     }
     /// Lines written when a file is closed (ASCII: `"#close\t<ts>\n"`; JSON: nothing).
     fn close(&self, closed: SystemTime, out: &mut Vec<u8>);
+    /// How the last line of a closed file starts, for a format that marks
+    /// the close in the file (ASCII: `#close\t`); None for one that does
+    /// not (JSON), whose files tell a clean close only by their shadow.
+    fn closing_prefix(&self) -> Option<&'static [u8]> {
+        None
+    }
 }
 
 /// Writes records of one schema, made by [`LogFormat::record_writer`]. The

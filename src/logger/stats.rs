@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::files::FileCounters;
 use crate::metrics::PromText;
 use crate::SocketStats;
 
@@ -34,11 +35,20 @@ pub struct LoggerStats {
     /// Rejected messages by reason (`frame_count`, `unknown_serializer`,
     /// `too_many_paths`, and the decoder's reasons such as `truncated`).
     pub rejected: BTreeMap<&'static str, u64>,
-    /// Failed file operations (the batch they carried is counted here,
-    /// not as written).
-    pub write_errors: u64,
-    /// Files rotated.
-    pub rotations: u64,
+    /// Failed file operations by reason (`no_space`, `permission`, ...,
+    /// see [`super::files::io_reason`]). With the default policy the batch
+    /// a failed write carried is held and written later.
+    pub write_errors: BTreeMap<&'static str, u64>,
+    /// Records of sound batches that were not written, by reason:
+    /// `write_error` (policy drop), `shutdown` (writes still failing when
+    /// the logger stopped), `too_many_paths`, `too_many_open_files`.
+    pub records_dropped: BTreeMap<&'static str, u64>,
+    /// A refused batch is held and nothing is read from the nodes.
+    pub write_blocked: bool,
+    /// Log files open now.
+    pub open_files: u64,
+    /// Rotations, files left by earlier runs, files reopened.
+    pub files: FileCounters,
     /// Per log path.
     pub paths: BTreeMap<String, Tally>,
     /// Per sending node (frame 1 of a log-write).
@@ -50,6 +60,16 @@ pub struct LoggerStats {
 }
 
 impl LoggerStats {
+    /// Failed file operations, whatever the reason.
+    pub fn write_error_count(&self) -> u64 {
+        self.write_errors.values().sum()
+    }
+
+    /// Records of sound batches not written, whatever the reason.
+    pub fn records_dropped_count(&self) -> u64 {
+        self.records_dropped.values().sum()
+    }
+
     /// The tally of `name` in `map`, or of `other` once the map is full.
     pub(crate) fn tally<'a>(map: &'a mut BTreeMap<String, Tally>, name: &str) -> &'a mut Tally {
         // Looked up before inserting: a known name (every batch but a
@@ -80,6 +100,16 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A counter with one sample per key of `values`, labelled `key`.
+fn labelled(w: &mut PromText, name: &str, help: &str, key: &str, values: &BTreeMap<&str, u64>) {
+    let samples: Vec<(String, u64)> = values
+        .iter()
+        .map(|(k, n)| (format!("{key}=\"{}\"", label(k)), *n))
+        .collect();
+    let refs: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    w.metric(name, "counter", help, &refs);
+}
+
 /// The Prometheus text for a snapshot.
 pub fn render(s: &LoggerStats) -> String {
     let mut w = PromText::with_capacity(4096);
@@ -99,33 +129,73 @@ pub fn render(s: &LoggerStats) -> String {
         "Bytes written to log files, before compression.",
         s.bytes_written,
     );
-    w.counter(
+    labelled(
+        &mut w,
         &format!("{z}_write_errors_total"),
-        "Failed file operations; each loses the batch it carried.",
-        s.write_errors,
+        "Failed file operations, by reason (with on-write-error=block the batch is written later).",
+        "reason",
+        &s.write_errors,
     );
-    w.counter(
-        &format!("{z}_rotations_total"),
-        "Files rotated.",
-        s.rotations,
+    labelled(
+        &mut w,
+        &format!("{z}_records_dropped_total"),
+        "Records of sound batches not written, by reason.",
+        "reason",
+        &s.records_dropped,
     );
+    let f = &s.files;
+    for (name, help, value) in [
+        ("rotations_total", "Files rotated.", f.rotations),
+        (
+            "rotation_failures_total",
+            "Rotations that failed; the file stayed open and was appended to.",
+            f.rotation_failures,
+        ),
+        (
+            "dirs_recreated_total",
+            "Times the log directory was found gone and made again.",
+            f.dirs_recreated,
+        ),
+    ] {
+        w.counter(&format!("{z}_{name}"), help, value);
+    }
     w.metric(
-        &format!("{z}_queue_depth"),
-        "gauge",
-        "Received log batches waiting for the writer.",
-        &[("", s.queue_depth)],
-    );
-    let rejected: Vec<(String, u64)> = s
-        .rejected
-        .iter()
-        .map(|(r, n)| (format!("reason=\"{r}\""), *n))
-        .collect();
-    let refs: Vec<(&str, u64)> = rejected.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-    w.metric(
-        &format!("{z}_rejected_total"),
+        &format!("{z}_leftover_files_total"),
         "counter",
+        "Files found from an earlier run and moved aside, by whether that run closed them.",
+        &[
+            ("state=\"closed\"", f.leftovers_closed),
+            ("state=\"unclosed\"", f.leftovers_unclosed),
+        ],
+    );
+    labelled(
+        &mut w,
+        &format!("{z}_files_reopened_total"),
+        "Open files whose name was removed or replaced, so that a new file was started.",
+        "reason",
+        &f.reopened,
+    );
+    for (name, help, value) in [
+        (
+            "queue_depth",
+            "Received log batches waiting for the writer.",
+            s.queue_depth,
+        ),
+        (
+            "write_blocked",
+            "1 while a batch the file system refused is held and nothing is read from the nodes.",
+            u64::from(s.write_blocked),
+        ),
+        ("open_files", "Log files open.", s.open_files),
+    ] {
+        w.metric(&format!("{z}_{name}"), "gauge", help, &[("", value)]);
+    }
+    labelled(
+        &mut w,
+        &format!("{z}_rejected_total"),
         "Messages rejected whole, by reason.",
-        &refs,
+        "reason",
+        &s.rejected,
     );
     for (map, key, what) in [(&s.paths, "path", "log path"), (&s.nodes, "node", "node")] {
         type Pick = fn(&Tally) -> u64;

@@ -443,12 +443,23 @@ pub fn conn_record(i: u64) -> Vec<TestValue> {
 
 /// A `Conn::LOG` batch of `records` conn-like records (`conn_record`).
 pub fn conn_batch(records: u64) -> Vec<u8> {
-    let mut b = BatchBuilder::new("Conn::LOG", "Log::WRITER_ASCII", "default", "conn");
+    conn_batch_at("conn", 0, records)
+}
+
+/// A conn-like batch for log `path` of records `first..first + records`;
+/// batches that do not overlap have different uids.
+pub fn conn_batch_at(path: &str, first: u64, records: u64) -> Vec<u8> {
+    let mut b = BatchBuilder::new("Conn::LOG", "Log::WRITER_ASCII", "default", path);
     for (name, ty, subtype, optional) in CONN_FIELDS {
         b = b.field(name, ty, subtype, optional);
     }
-    for i in 0..records {
+    for i in first..first + records {
         b.push_record(&conn_record(i));
     }
     b.finish()
+}
+
+/// The uid of conn-like record `i`, as the logs show it.
+pub fn conn_uid(i: u64) -> String {
+    String::from_utf8(uid(i, 3)).expect("base62")
 }
