@@ -130,8 +130,8 @@ impl<'a> Records<'a> {
             };
         }
         out.reserve(self.fields.len());
-        for field in 0..self.fields.len() {
-            match self.rest.field_value(&self.fields[field]) {
+        for (field, column) in self.fields.iter().enumerate() {
+            match self.rest.value::<true>(0, column.ty, column.subtype) {
                 Ok(v) => out.push(v),
                 Err(fault) => {
                     out.clear();
@@ -188,7 +188,7 @@ impl<'a> Iterator for ElementsIter<'a> {
         self.left -= 1;
         // The body was validated at a depth at least as deep as this one,
         // so decoding it again cannot fail.
-        match self.rest.value(0, TypeTag::Void) {
+        match self.rest.value::<false>(0, TypeTag::Void, TypeTag::Void) {
             Ok(v) => Some(v),
             Err(_) => {
                 debug_assert!(false, "elements were validated when decoded");
@@ -732,34 +732,55 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The value of a column: decoded by its own type tag, which must be
-    /// the column's (and its elements' the column's element type). Zeek's
-    /// writers render a value by its own tag, so a COUNT in a TIME column
-    /// would be written as a count where readers expect a time: such a
-    /// batch is refused instead.
+    /// The type tag of the value that starts here, as sent. Only called
+    /// where a value was decoded from here, so its four bytes are there.
     #[inline(always)]
-    fn field_value(&mut self, field: &Field) -> Result<Value<'a>, Fault> {
-        let start = *self;
-        let v = self.value(0, field.subtype)?;
-        if v.tag() != field.ty {
-            return Err(start.fault(FaultKind::TypeMismatch {
-                declared: field.ty,
-                element: None,
-                found: v.tag(),
-            }));
+    fn wire_tag(&self) -> i32 {
+        match self.0.first_chunk::<4>() {
+            Some(b) => i32::from_be_bytes(*b),
+            None => -1,
         }
-        Ok(v)
+    }
+
+    /// Why a value with wire tag `n` cannot stand where `declared` (with
+    /// elements `element`, for a container's element) is expected: a tag
+    /// Zeek does not have or cannot log is that; another one is a
+    /// mismatch.
+    #[cold]
+    fn misfit(&self, n: i32, declared: TypeTag, element: Option<TypeTag>) -> Fault {
+        self.fault(match TypeTag::from_wire(n) {
+            None => FaultKind::UnknownType(n),
+            Some(tag) if !loggable(tag) => FaultKind::NotLoggable(tag),
+            Some(found) => FaultKind::TypeMismatch {
+                declared,
+                element,
+                found,
+            },
+        })
     }
 
     /// One `value` (contract §4.4), decoded by its own type tag. `depth`
-    /// counts the containers around it. A set's or vector's elements must
-    /// carry the tag `elements` (`Void`: any).
+    /// counts the containers around it. With `CHECK`, the value is a
+    /// column's, and its tag must be the column's type `ty` and a set's or
+    /// vector's elements' tags the column's `elements`: Zeek's writers
+    /// render a value by its own tag, so a COUNT in a TIME column would be
+    /// written as a count where readers expect a time. Such a batch is
+    /// refused instead. Compared on the wire tag already in hand, the check
+    /// costs a compare per value.
     #[inline(always)]
-    fn value(&mut self, depth: u32, elements: TypeTag) -> Result<Value<'a>, Fault> {
+    fn value<const CHECK: bool>(
+        &mut self,
+        depth: u32,
+        ty: TypeTag,
+        elements: TypeTag,
+    ) -> Result<Value<'a>, Fault> {
         let start = *self;
         // type, subtype (never checked, as in Zeek), present
         let head = self.take::<9>("a value header")?;
         let n = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if CHECK && n != ty as i32 {
+            return Err(start.misfit(n, ty, None));
+        }
         if head[8] == 1 {
             // The two commonest kinds in Zeek's logs first: a predictable
             // branch instead of the jump table below (15% faster on a
@@ -884,13 +905,9 @@ impl<'a> Reader<'a> {
         let body = self.0;
         for _ in 0..count {
             let at = *self;
-            let element = self.value(depth + 1, TypeTag::Void)?.tag();
-            if tag != TypeTag::Void && element != tag {
-                return Err(at.fault(FaultKind::TypeMismatch {
-                    declared: container,
-                    element: Some(tag),
-                    found: element,
-                }));
+            self.value::<false>(depth + 1, TypeTag::Void, TypeTag::Void)?;
+            if tag != TypeTag::Void && at.wire_tag() != tag as i32 {
+                return Err(at.misfit(at.wire_tag(), container, Some(tag)));
             }
         }
         let used = body.len() - self.0.len();
