@@ -465,7 +465,8 @@ fn a_rotation_into_a_read_only_directory_keeps_appending_and_loses_nothing() {
 #[test]
 fn a_removed_log_directory_is_made_again_and_written_to() {
     let dir = scratch("removed");
-    let logger = logger(&dir, |_| {});
+    // Flushing every second too, so that flushes meet removed files.
+    let logger = logger(&dir, |c| c.fsync = zring::logger::Fsync::Interval);
     let mut node = Node::connect(logger.endpoint(), 1000, 0);
     node.send("conn");
     wait_for(&logger, "the first batch", 10, |s| s.records == RECORDS);

@@ -207,6 +207,8 @@ impl Writer {
     }
 
     fn rotate_all(&mut self, now: SystemTime) {
+        // A name that leads elsewhere now must not be renamed.
+        self.check_names();
         let open = self.files.open_paths();
         let errors = self.files.rotate_all(now);
         for e in &errors {
@@ -233,23 +235,7 @@ impl Writer {
     /// Once a second: names still leading to the open files, flushes
     /// (`--fsync interval`), gauges.
     fn tick(&mut self) {
-        for r in self.files.check_names(SystemTime::now()) {
-            let what = match r.health {
-                files::Health::Unlinked => {
-                    "was removed while open; what was written to it since is lost"
-                }
-                files::Health::Replaced => "was replaced by another file while open",
-                files::Health::Missing => {
-                    "was moved away while open (its directory moved or removed); it was closed where it is"
-                }
-                files::Health::Fine => continue,
-            };
-            tracing::warn!(
-                file = %r.file.display(),
-                path = %r.path,
-                "log file {what}; the path's next batch starts a new file"
-            );
-        }
+        self.check_names();
         if self.settings.fsync == Fsync::Interval {
             let errors = self.files.sync_all();
             for e in &errors {
@@ -268,6 +254,28 @@ impl Writer {
             }
         }
         self.refresh_gauges();
+    }
+
+    /// Closes the open files whose names no longer lead to them, saying
+    /// which.
+    fn check_names(&mut self) {
+        for r in self.files.check_names(SystemTime::now()) {
+            let what = match r.health {
+                files::Health::Unlinked => {
+                    "was removed while open; what was written to it since is lost"
+                }
+                files::Health::Replaced => "was replaced by another file while open",
+                files::Health::Missing => {
+                    "was moved away while open (its directory moved or removed); it was closed where it is"
+                }
+                files::Health::Fine => continue,
+            };
+            tracing::warn!(
+                file = %r.file.display(),
+                path = %r.path,
+                "log file {what}; the path's next batch starts a new file"
+            );
+        }
     }
 
     fn refresh_gauges(&self) {
