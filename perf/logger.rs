@@ -242,6 +242,7 @@ fn write(records: u64, only: Option<&str>) {
             gzip: false,
             max_paths: 16,
             fsync: Fsync::Rotate,
+            rotation: Default::default(),
         };
         let mut files = LogFiles::new(&dir, format, options);
         let mut written = 0u64;
@@ -251,7 +252,7 @@ fn write(records: u64, only: Option<&str>) {
             written += files.write(&batch, SystemTime::now()).unwrap().bytes;
         }
         let cpu = thread_cpu_seconds() - cpu0;
-        files.close_all(SystemTime::now());
+        files.close_all(SystemTime::now(), false);
         std::fs::remove_dir_all(&dir).unwrap();
         let n = batches * batch_records;
         println!(

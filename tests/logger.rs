@@ -477,7 +477,21 @@ fn the_binary_writes_logs_and_closes_them_on_sigterm() {
         .take(2)
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+    // Rotating hourly (the default), it rotated the file as it stopped,
+    // as a Zeek logger node does: conn.<open time>.log.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("conn.2") && names[0].ends_with(".log"),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(&names[0])).unwrap(),
+        expected
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

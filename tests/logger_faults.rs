@@ -18,18 +18,17 @@ mod raw;
 #[path = "support/zeek_batch.rs"]
 mod zeek_batch;
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use logger_env::{logger, scratch, wait_for, zmq_ctx};
-use zeek_batch::{conn_batch_at, conn_uid, CONN_FIELDS};
+use logger_env::{
+    assert_exactly_once, free_port, logger, logger_command, scratch, strip_ansi, uids_written,
+    wait_for, wait_lines, wait_listening, Binary, Node, RECORDS,
+};
+use zeek_batch::conn_batch_at;
 use zring::logger::{LoggerStats, WriteErrorPolicy};
-
-const RECORDS: u64 = 50;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -85,153 +84,6 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
     let len = f.metadata().unwrap().len();
     f.set_len(len.saturating_sub(leave)).unwrap();
     filler
-}
-
-/// A Zeek node's log PUSH socket (libzmq 4.3.4), sending `conn`-like
-/// batches of [`RECORDS`] records with uids never sent before.
-struct Node {
-    push: zmq::Socket,
-    next: u64,
-    sent: u64,
-}
-
-impl Node {
-    fn connect(endpoint: &str, sndhwm: i32, first: u64) -> Node {
-        Node::connect_with(endpoint, sndhwm, first, |_| {})
-    }
-
-    fn connect_with(
-        endpoint: &str,
-        sndhwm: i32,
-        first: u64,
-        edit: impl FnOnce(&zmq::Socket),
-    ) -> Node {
-        let push = zmq_ctx().socket(zmq::PUSH).unwrap();
-        push.set_sndhwm(sndhwm).unwrap();
-        edit(&push);
-        push.set_linger(0).unwrap();
-        push.connect(endpoint).unwrap();
-        Node {
-            push,
-            next: first,
-            sent: 0,
-        }
-    }
-
-    fn frames(&self, path: &str) -> Vec<Vec<u8>> {
-        vec![
-            b"log-write".to_vec(),
-            b"worker-1".to_vec(),
-            b"zeek-bin-serializer".to_vec(),
-            conn_batch_at(path, self.next, RECORDS),
-        ]
-    }
-
-    /// Sends one batch; false if the PUSH socket is full (pushed back).
-    fn try_send(&mut self, path: &str) -> bool {
-        match self.push.send_multipart(self.frames(path), zmq::DONTWAIT) {
-            Ok(()) => {
-                self.next += RECORDS;
-                self.sent += RECORDS;
-                true
-            }
-            Err(zmq::Error::EAGAIN) => false,
-            Err(e) => panic!("send: {e}"),
-        }
-    }
-
-    fn send(&mut self, path: &str) {
-        self.push.send_multipart(self.frames(path), 0).unwrap();
-        self.next += RECORDS;
-        self.sent += RECORDS;
-    }
-
-    /// The uids of everything sent so far, from `first`.
-    fn uids(first: u64, last: u64) -> HashSet<String> {
-        (first..last).map(conn_uid).collect()
-    }
-}
-
-/// Every record line in the `.log` files under `dir`: checks that each is
-/// whole (all of the conn schema's fields) and each file ends with a
-/// newline, and returns the uids with how often each was seen.
-fn uids_written(dir: &Path) -> BTreeMap<String, u32> {
-    let mut seen = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".log") || name.starts_with('.') {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.is_empty() || text.ends_with('\n'),
-            "{name} ends inside a line"
-        );
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let uid = if line.starts_with('{') {
-                // JSON: one whole object a line, starting with ts and uid.
-                assert!(line.ends_with('}'), "torn line in {name}: {line:?}");
-                assert!(
-                    line.contains(",\"resp_ip_bytes\":"),
-                    "torn line in {name}: {line:?}"
-                );
-                let rest = line.split_once(",\"uid\":\"").expect("a uid").1;
-                rest.split_once('"').expect("a whole uid").0
-            } else {
-                let fields: Vec<&str> = line.split('\t').collect();
-                assert_eq!(
-                    fields.len(),
-                    CONN_FIELDS.len(),
-                    "torn line in {name}: {line:?}"
-                );
-                fields[1]
-            };
-            *seen.entry(uid.to_owned()).or_insert(0) += 1;
-        }
-    }
-    seen
-}
-
-/// Waits until the `.log` files under `dir` hold `records` record lines
-/// (counted loosely: files may be renamed or written meanwhile).
-fn wait_lines(dir: &Path, records: u64) {
-    let count = || -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-            .map(|t| t.lines().filter(|l| !l.starts_with('#')).count() as u64)
-            .sum()
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while count() < records {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {records} records written",
-            count()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Asserts that `written` holds exactly the uids `expected`, once each.
-fn assert_exactly_once(written: &BTreeMap<String, u32>, expected: &HashSet<String>) {
-    let twice: Vec<_> = written.iter().filter(|(_, &n)| n > 1).collect();
-    assert!(twice.is_empty(), "written more than once: {twice:?}");
-    let missing = expected
-        .iter()
-        .filter(|u| !written.contains_key(*u))
-        .count();
-    let extra = written.keys().filter(|u| !expected.contains(*u)).count();
-    assert_eq!(
-        (missing, extra),
-        (0, 0),
-        "{} written, {} expected",
-        written.len(),
-        expected.len()
-    );
 }
 
 #[test]
@@ -332,83 +184,6 @@ fn a_full_disk_with_policy_drop_counts_exactly_what_it_drops() {
     // What came after the disk had room again was all written.
     let after = Node::uids(node.next - 20 * RECORDS, node.next);
     assert!(after.iter().all(|u| written.contains_key(u)));
-}
-
-/// The `zring` binary as a child, its stderr collected on a thread.
-struct Binary {
-    child: Child,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl Binary {
-    fn spawn(mut command: Command) -> Binary {
-        let mut child = command
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("zring starts");
-        let pipe = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(pipe).lines() {
-                let line = line.unwrap_or_default();
-                text.push_str(&strip_ansi(&line));
-                text.push('\n');
-            }
-            text
-        });
-        Binary { child, stderr }
-    }
-
-    /// SIGTERM, then the exit status and everything logged.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        // SAFETY: signals a child we started and still own.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        (status, self.stderr.join().unwrap())
-    }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn logger_command(endpoint: &str, dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zring"));
-    c.args(["logger", "--listen", endpoint])
-        .arg("--dir")
-        .arg(dir);
-    c
-}
-
-/// Waits until `endpoint` accepts connections.
-fn wait_listening(endpoint: &str) {
-    let addr = endpoint.strip_prefix("tcp://").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{endpoint} never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

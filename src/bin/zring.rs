@@ -212,6 +212,37 @@ struct LoggerArgs {
     /// Compress rotated files with gzip (FILE.gz), off the write path.
     #[arg(long)]
     gzip: bool,
+    /// At a stop, rotate every file (and run --postprocessor on it with
+    /// terminating 1), as a Zeek logger node does; false closes them in
+    /// place. Only when rotating (--rotate-interval not 0).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    rotate_on_shutdown: bool,
+    /// Move rotated files into this directory (relative: to --dir), made
+    /// if missing: Zeek's Log::default_rotation_dir, `log-queue` under
+    /// Zeek's Supervisor. Default: beside the open files.
+    #[arg(long, value_name = "DIR")]
+    rotation_dir: Option<std::path::PathBuf>,
+    /// How rotated files are named. zeek: conn.<open>.log, as a logger
+    /// under ZeekControl; archiver: conn__<open>__<close>__.log, as a logger
+    /// under Zeek's Supervisor for zeek-archiver.
+    #[arg(long, value_enum, value_name = "NAMES", default_value = "zeek")]
+    rotation_names: RotationNamesArg,
+    /// Metadata in archiver names, as Zeek's archiver_log_metadata:
+    /// key=value pairs separated by commas, e.g. log_suffix=logger-1 (what
+    /// Zeek sets when a cluster has several loggers).
+    #[arg(long, value_name = "K=V,...", value_parser = parse_pairs)]
+    archiver_metadata: Option<Pairs>,
+    /// Run this on each rotated file, as Zeek's
+    /// Log::default_rotation_postprocessor_cmd (ZeekControl sets
+    /// archive-log): through sh, in --dir, with Zeek's arguments: the
+    /// rotated file, the path, open and close times (%y-%m-%d_%H.%M.%S),
+    /// 1 when stopping else 0, and the writer (ascii).
+    #[arg(long, value_name = "COMMAND")]
+    postprocessor: Option<String>,
+    /// An environment variable for the postprocessor, set as ZEEK_ARG_<KEY>
+    /// (Zeek's Log::default_rotation_postprocessor_cmd_env); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair)]
+    postprocessor_env: Vec<(String, String)>,
     /// Batches queued for the writer before the logger stops reading from
     /// nodes (Zeek's log_rcvhwm).
     #[arg(long, value_name = "N", default_value_t = 1000)]
@@ -287,6 +318,31 @@ struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RotationNamesArg {
+    Zeek,
+    Archiver,
+}
+
+/// `KEY=VALUE`.
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// `K=V,K=V,...`, in order.
+#[derive(Debug, Clone)]
+struct Pairs(Vec<(String, String)>);
+
+fn parse_pairs(text: &str) -> Result<Pairs, String> {
+    text.split(',')
+        .map(parse_pair)
+        .collect::<Result<_, _>>()
+        .map(Pairs)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -461,6 +517,15 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     config.rotate_interval =
         (args.rotate_interval > 0).then(|| Duration::from_secs(args.rotate_interval));
     config.gzip = args.gzip;
+    config.rotate_on_shutdown = args.rotate_on_shutdown;
+    config.rotation_dir = args.rotation_dir;
+    config.rotation_names = match args.rotation_names {
+        RotationNamesArg::Zeek => zring::logger::files::RotationNames::Zeek,
+        RotationNamesArg::Archiver => zring::logger::files::RotationNames::Archiver,
+    };
+    config.archiver_metadata = args.archiver_metadata.map(|p| p.0).unwrap_or_default();
+    config.postprocessor = args.postprocessor;
+    config.postprocessor_env = args.postprocessor_env;
     config.rcvhwm = args.rcvhwm;
     config.rcvbuf = match args.rcvbuf {
         -1 => None,
@@ -505,6 +570,8 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         format = config.format.name(),
         rotate_interval_s = config.rotate_interval.map_or(0, |d| d.as_secs()),
         gzip = config.gzip,
+        rotation_names = config.rotation_names.name(),
+        postprocessor = config.postprocessor.as_deref().unwrap_or("none"),
         on_write_error = config.on_write_error.name(),
         fsync = config.fsync.name(),
         reactors = config.reactors,

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::files::Fsync;
+use super::files::{Fsync, RotationLayout, RotationNames};
+use super::postprocess::PostprocessorConfig;
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings};
 use crate::reactor::ReactorConfig;
 use crate::security::AddressLists;
@@ -109,6 +110,23 @@ pub struct LoggerConfig {
     pub on_write_error: WriteErrorPolicy,
     /// When written logs are flushed to the disk.
     pub fsync: Fsync,
+    /// At a stop (with rotation on), rotate every file and postprocess it
+    /// as Zeek's logger node does; else close them in place.
+    pub rotate_on_shutdown: bool,
+    /// Where rotated files go (None: beside the open ones in `dir`;
+    /// relative: to `dir`). Zeek's `Log::default_rotation_dir`.
+    pub rotation_dir: Option<PathBuf>,
+    /// How rotated files are named.
+    pub rotation_names: RotationNames,
+    /// `archiver_log_metadata` for archiver names, in order.
+    pub archiver_metadata: Vec<(String, String)>,
+    /// A command run on each rotated file, as Zeek's
+    /// `Log::default_rotation_postprocessor_cmd` (e.g. zeekctl's
+    /// `archive-log`).
+    pub postprocessor: Option<String>,
+    /// Set as `ZEEK_ARG_<KEY>` for the postprocessor, as Zeek's
+    /// `Log::default_rotation_postprocessor_cmd_env`.
+    pub postprocessor_env: Vec<(String, String)>,
     /// At a stop, read on until no batch has arrived for this long...
     pub drain: Duration,
     /// ...or this long has passed since the stop, whichever comes first.
@@ -152,6 +170,12 @@ impl LoggerConfig {
             max_paths: None,
             on_write_error: WriteErrorPolicy::Block,
             fsync: Fsync::Rotate,
+            rotate_on_shutdown: true,
+            rotation_dir: None,
+            rotation_names: RotationNames::Zeek,
+            archiver_metadata: Vec::new(),
+            postprocessor: None,
+            postprocessor_env: Vec::new(),
             drain: Duration::from_millis(200),
             linger: Duration::from_secs(2),
             reactors: 1,
@@ -206,6 +230,22 @@ impl LoggerConfig {
         if self.max_paths == Some(0) {
             return Err("max-paths must be at least 1".into());
         }
+        self.rotation_layout()?;
+        if self
+            .postprocessor
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return Err("postprocessor is empty: give a command, or leave it out".into());
+        }
+        for (key, _) in &self.postprocessor_env {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "postprocessor-env key `{key}` must be letters, digits and `_` \
+                     (it becomes the variable ZEEK_ARG_<KEY>)"
+                ));
+            }
+        }
         if self.reactors == 0 {
             return Err("reactors must be at least 1".into());
         }
@@ -240,6 +280,33 @@ impl LoggerConfig {
             )),
             None => Ok((DEFAULT_MAX_PATHS as u64).min(room) as usize),
         }
+    }
+
+    /// Where rotated files go, checked: metadata only with archiver names,
+    /// and only what zeek-archiver can read back.
+    pub fn rotation_layout(&self) -> Result<RotationLayout, String> {
+        let metadata = super::naming::archiver_metadata(&self.archiver_metadata)?;
+        if !metadata.is_empty() && self.rotation_names != RotationNames::Archiver {
+            return Err(
+                "archiver-metadata goes into archiver names: use it with rotation-names archiver"
+                    .into(),
+            );
+        }
+        Ok(RotationLayout {
+            dir: self.rotation_dir.clone(),
+            names: self.rotation_names,
+            metadata,
+        })
+    }
+
+    /// The postprocessor to run, if any.
+    pub fn postprocessor_config(&self) -> Option<PostprocessorConfig> {
+        self.postprocessor
+            .as_ref()
+            .map(|command| PostprocessorConfig {
+                command: command.clone(),
+                env: self.postprocessor_env.clone(),
+            })
     }
 
     /// The options of the PULL socket nodes push to.
@@ -304,6 +371,25 @@ mod tests {
         let mut bad = c.clone();
         bad.max_paths = Some(0);
         assert!(bad.validate().unwrap_err().contains("max-paths"));
+        let mut bad = c.clone();
+        bad.archiver_metadata = vec![("log_suffix".into(), "logger-1".into())];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("rotation-names archiver"));
+        bad.rotation_names = RotationNames::Archiver;
+        assert_eq!(
+            bad.rotation_layout().unwrap().metadata,
+            "log_suffix=logger-1"
+        );
+        bad.archiver_metadata = vec![("a=b".into(), "c".into())];
+        assert!(bad.validate().unwrap_err().contains("a=b=c"));
+        let mut bad = c.clone();
+        bad.postprocessor_env = vec![("NO SPACE".into(), "x".into())];
+        assert!(bad.validate().unwrap_err().contains("postprocessor-env"));
+        bad.postprocessor_env.clear();
+        bad.postprocessor = Some("  ".into());
+        assert!(bad.validate().unwrap_err().contains("postprocessor"));
     }
 
     #[test]

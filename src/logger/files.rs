@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::batch::{Batch, BatchError};
 use super::format::LogFormat;
 pub use super::logfile::Health;
-use super::logfile::{shadow_of, LogFile};
+use super::logfile::{shadow_of, LogFile, SHADOW_PREFIX};
+use super::postprocess::{Job, PostprocessQueue};
 use super::value::{Header, Value};
 
 /// When written data is flushed to the disk (`fdatasync`).
@@ -47,8 +48,44 @@ impl Fsync {
     }
 }
 
+/// How rotated files are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RotationNames {
+    /// `conn.<open>.log`: Zeek's default `Log::rotation_format_func`, as a
+    /// logger under ZeekControl names them.
+    #[default]
+    Zeek,
+    /// `conn__<open>__<close>__.log`: `archiver_rotation_format_func`, as
+    /// a logger under Zeek's Supervisor names them for zeek-archiver.
+    Archiver,
+}
+
+impl RotationNames {
+    /// The flag's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            RotationNames::Zeek => "zeek",
+            RotationNames::Archiver => "archiver",
+        }
+    }
+}
+
+/// Where and under which name rotated files go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RotationLayout {
+    /// The directory rotated files are moved into (relative: to the log
+    /// directory), made if missing; None: the log directory itself. Zeek's
+    /// `Log::default_rotation_dir` (`log-queue` under the Supervisor).
+    pub dir: Option<PathBuf>,
+    /// How they are named.
+    pub names: RotationNames,
+    /// `archiver_log_metadata`, encoded ([`super::naming::archiver_metadata`]);
+    /// empty for none. Only archiver names carry it.
+    pub metadata: String,
+}
+
 /// How a logger's files are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileOptions {
     /// Compress rotated files with gzip, off the write path.
     pub gzip: bool,
@@ -56,6 +93,8 @@ pub struct FileOptions {
     pub max_paths: usize,
     /// When data is flushed to the disk.
     pub fsync: Fsync,
+    /// Where rotated files go.
+    pub rotation: RotationLayout,
 }
 
 /// Why a batch was not written.
@@ -174,6 +213,8 @@ pub struct FileCounters {
     pub leftovers_unclosed: u64,
     /// Open files whose name was removed or replaced, by [`Health::reason`].
     pub reopened: std::collections::BTreeMap<&'static str, u64>,
+    /// Shadow files whose log was gone, removed.
+    pub stale_shadows: u64,
     /// Times the log directory was found missing and made again.
     pub dirs_recreated: u64,
 }
@@ -187,6 +228,10 @@ pub struct LogFiles {
     /// One batch's formatted records, written with one call.
     out: Vec<u8>,
     compressions: Vec<JoinHandle<()>>,
+    /// Where rotated files are handed to the postprocessor, if one runs.
+    postprocess: Option<PostprocessQueue>,
+    /// The rotation directory could not be made at the last rotation.
+    rotation_dir_failing: bool,
     counters: FileCounters,
 }
 
@@ -200,8 +245,16 @@ impl LogFiles {
             open: HashMap::new(),
             out: Vec::with_capacity(1 << 20),
             compressions: Vec::new(),
+            postprocess: None,
+            rotation_dir_failing: false,
             counters: FileCounters::default(),
         }
+    }
+
+    /// Hands every rotated file (after compression, with `gzip`) to
+    /// `queue`; None stops that.
+    pub fn set_postprocess(&mut self, queue: Option<PostprocessQueue>) {
+        self.postprocess = queue;
     }
 
     /// Formats every record of `batch`, then appends them to the batch's
@@ -233,7 +286,7 @@ impl LogFiles {
         if schema_changed {
             // Zeek's writer keeps one schema per file; a node with another
             // one (say, a different script version) starts a new file.
-            self.rotate(&header.path.clone(), now)?;
+            self.rotate(&header.path.clone(), now, false)?;
         }
         if !self.open.contains_key(&header.path) {
             if self.open.len() >= self.options.max_paths {
@@ -264,7 +317,8 @@ impl LogFiles {
     fn create(&mut self, header: &Header, now: SystemTime) -> Result<LogFile, WriteError> {
         let name = self.file_name(&header.path);
         if std::fs::symlink_metadata(&name).is_ok() {
-            self.set_aside(&header.path, &name, now)?;
+            // Start-up rotated what it found; this one came since.
+            self.rotate_leftover(&header.path, &name, now)?;
         }
         let mut head = Vec::new();
         self.format.open(header, now, &mut head);
@@ -293,62 +347,105 @@ impl LogFiles {
         })
     }
 
-    /// Moves `name`, found where a path's new file is to go, aside under
-    /// its rotated name: a file an earlier run closed cleanly without
-    /// rotating it, or one it left open (a crash; logged as a warning).
-    fn set_aside(&mut self, path: &str, name: &Path, now: SystemTime) -> Result<(), WriteError> {
+    /// Rotates the files an earlier run left in the log directory, as
+    /// Zeek's leftover-log rotation does, before anything is written: each
+    /// file with a shadow (left open by a crash, or closed but not
+    /// rotated), and each Zeek ASCII log of its own path that ends with
+    /// `#close` (closed in place). Shadows whose file is gone are removed.
+    /// Returns the files that could not be moved.
+    pub fn rotate_leftovers(&mut self, now: SystemTime) -> Vec<WriteError> {
+        let ext = format!(".{}", self.format.extension());
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(log) = file_name.strip_prefix(SHADOW_PREFIX) {
+                let name = self.dir.join(log);
+                match log.strip_suffix(&ext) {
+                    Some(path) if name.exists() => found.push((path.to_owned(), name)),
+                    _ => {
+                        let _ = std::fs::remove_file(entry.path());
+                        self.counters.stale_shadows += 1;
+                    }
+                }
+            } else if let Some(path) = file_name.strip_suffix(&ext) {
+                let name = entry.path();
+                let head = read_head(&name);
+                if !shadow_of(&name).exists() && head.path.as_deref() == Some(path) && head.closed {
+                    found.push((path.to_owned(), name));
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+            .into_iter()
+            .filter_map(|(path, name)| self.rotate_leftover(&path, &name, now).err())
+            .collect()
+    }
+
+    /// Rotates `name`, a file of `path` from an earlier run, under the
+    /// name it would have had: opened at its `#open` time (or, as Zeek
+    /// takes it, when its shadow was made), closed when last written; then
+    /// postprocesses it as a rotation that is not a stop. A file the run
+    /// closed is noted; one it left open (a crash) is warned about.
+    fn rotate_leftover(
+        &mut self,
+        path: &str,
+        name: &Path,
+        now: SystemTime,
+    ) -> Result<(), WriteError> {
         let shadow = shadow_of(name);
         let shadow_meta = std::fs::metadata(&shadow).ok();
+        let head = read_head(name);
         let closed = match self.format.closing_prefix() {
+            Some(_) if head.path.is_some() => head.closed,
             Some(prefix) => last_line(name).is_some_and(|l| l.starts_with(prefix)),
-            None => shadow_meta.is_none(),
+            None => shadow_meta.is_none() || head.closed,
         };
-        // As Zeek takes a leftover's times: opened when its shadow was
-        // made, closed when it was last written.
         let modified = std::fs::metadata(name)
             .and_then(|m| m.modified())
             .unwrap_or(now);
-        let opened = shadow_meta
-            .map(|m| UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64))
+        let opened = head
+            .opened
+            .or_else(|| {
+                shadow_meta.map(|m| UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64))
+            })
             .unwrap_or(modified);
-        let aside = self.free_name(&super::naming::rotated_name(
-            path,
-            self.format.extension(),
-            opened,
-            modified,
-        ));
+        let rotated = self.rotation_target(path, opened, modified);
         if closed {
             self.counters.leftovers_closed += 1;
             tracing::info!(
                 file = %name.display(),
-                moved_to = %aside.display(),
-                "moving aside a log file an earlier run closed"
+                rotated_to = %rotated.display(),
+                "rotating a log file an earlier run closed"
             );
         } else {
             self.counters.leftovers_unclosed += 1;
             tracing::warn!(
                 file = %name.display(),
-                moved_to = %aside.display(),
-                "a log file from an earlier run was left open (the run did not stop cleanly); moving it aside"
+                rotated_to = %rotated.display(),
+                "a log file from an earlier run was left open (the run did not stop cleanly); rotating it"
             );
         }
-        std::fs::rename(name, &aside).map_err(WriteError::io("cannot move aside", name))?;
+        std::fs::rename(name, &rotated).map_err(WriteError::io("cannot rotate", name))?;
         let _ = std::fs::remove_file(&shadow);
+        self.counters.rotations += 1;
+        self.after_rotation(rotated, path, opened, modified, false);
         Ok(())
     }
 
-    /// Closes `path`'s file and moves it to its rotated name. If that
-    /// fails, the file stays open under its name and is appended to.
-    fn rotate(&mut self, path: &str, now: SystemTime) -> Result<(), WriteError> {
+    /// Closes `path`'s file and moves it to its rotated name, then
+    /// compresses and postprocesses it. If that fails, the file stays
+    /// open under its name and is appended to.
+    fn rotate(&mut self, path: &str, now: SystemTime, terminating: bool) -> Result<(), WriteError> {
         let Some(log) = self.open.get(path) else {
             return Ok(());
         };
-        let rotated = self.free_name(&super::naming::rotated_name(
-            path,
-            self.format.extension(),
-            log.opened,
-            now,
-        ));
+        let opened = log.opened;
+        let rotated = self.rotation_target(path, opened, now);
         let mut tail = Vec::new();
         self.format.close(now, &mut tail);
         let sync = self.options.fsync != Fsync::Never;
@@ -363,30 +460,77 @@ impl LogFiles {
         }
         self.open.remove(path);
         self.counters.rotations += 1;
-        if self.options.gzip {
-            self.compress(rotated);
-        }
+        self.after_rotation(rotated, path, opened, now, terminating);
         Ok(())
     }
 
-    /// `name` in the log directory, or, if a file (or its `.gz`) already
-    /// has it (two rotations of a path within one second), `name` with
-    /// `-1`, `-2`, ... before the extension: a rotation never replaces a
-    /// file.
-    fn free_name(&self, name: &str) -> PathBuf {
-        let ext = format!(".{}", self.format.extension());
-        let stem = name.strip_suffix(&ext).unwrap_or(name);
-        let taken = |p: &Path| {
-            std::fs::symlink_metadata(p).is_ok()
-                || std::fs::symlink_metadata(p.with_extension(format!("{}.gz", &ext[1..]))).is_ok()
+    /// Where `path`'s file opened at `opened` goes when rotated at
+    /// `closed`: its rotated name in the rotation directory, made if
+    /// missing (if it cannot be made, in the log directory, as Zeek falls
+    /// back to its working directory), never over an existing file.
+    fn rotation_target(&mut self, path: &str, opened: SystemTime, closed: SystemTime) -> PathBuf {
+        let ext = self.format.extension();
+        let layout = &self.options.rotation;
+        let name = match layout.names {
+            RotationNames::Zeek => super::naming::rotated_name(path, ext, opened, closed),
+            RotationNames::Archiver => {
+                super::naming::archiver_rotated_name(path, ext, opened, closed, &layout.metadata)
+            }
         };
-        let mut candidate = self.dir.join(name);
-        let mut n = 0;
-        while taken(&candidate) {
-            n += 1;
-            candidate = self.dir.join(format!("{stem}-{n}{ext}"));
+        let dir = match &layout.dir {
+            None => self.dir.clone(),
+            Some(sub) => {
+                let dir = self.dir.join(sub);
+                match std::fs::create_dir_all(&dir) {
+                    Ok(()) => {
+                        self.rotation_dir_failing = false;
+                        dir
+                    }
+                    Err(e) => {
+                        if !self.rotation_dir_failing {
+                            tracing::error!(
+                                dir = %dir.display(),
+                                "cannot make the rotation directory: {e}; rotating into the log directory"
+                            );
+                            self.rotation_dir_failing = true;
+                        }
+                        self.dir.clone()
+                    }
+                }
+            }
+        };
+        free_name(&dir, &name, ext)
+    }
+
+    /// Compresses (with `gzip`) and postprocesses a rotated file, off the
+    /// write path: the postprocessor gets the compressed file.
+    fn after_rotation(
+        &mut self,
+        rotated: PathBuf,
+        path: &str,
+        opened: SystemTime,
+        closed: SystemTime,
+        terminating: bool,
+    ) {
+        let queue = self.postprocess.clone();
+        let dir = self.dir.clone();
+        let path = path.to_owned();
+        let job = move |file: PathBuf| Job {
+            file: file.strip_prefix(&dir).map(Path::to_owned).unwrap_or(file),
+            path,
+            opened,
+            closed,
+            terminating,
+        };
+        if self.options.gzip {
+            self.compress(rotated, move |gz| {
+                if let Some(queue) = queue {
+                    queue.submit(job(gz));
+                }
+            });
+        } else if let Some(queue) = queue {
+            queue.submit(job(rotated));
         }
-        candidate
     }
 
     /// Rotates every open file. A file that cannot be rotated stays open
@@ -395,7 +539,7 @@ impl LogFiles {
         let paths: Vec<String> = self.open.keys().cloned().collect();
         paths
             .iter()
-            .filter_map(|p| self.rotate(p, now).err())
+            .filter_map(|p| self.rotate(p, now, false).err())
             .collect()
     }
 
@@ -445,10 +589,20 @@ impl LogFiles {
         errors
     }
 
-    /// Writes each file's closing lines and closes it, in place (Zeek
-    /// also leaves the last files unrotated at shutdown).
-    pub fn close_all(&mut self, now: SystemTime) -> Vec<WriteError> {
+    /// Closes every file: with `rotate`, rotated (and postprocessed as a
+    /// stop), as Zeek's logger rotates at shutdown; else, or where the
+    /// rotation fails, with its closing lines in place. Waits for the
+    /// compressions under way.
+    pub fn close_all(&mut self, now: SystemTime, rotate: bool) -> Vec<WriteError> {
         let mut errors = Vec::new();
+        if rotate {
+            let paths: Vec<String> = self.open.keys().cloned().collect();
+            for path in paths {
+                if let Err(e) = self.rotate(&path, now, true) {
+                    errors.push(e);
+                }
+            }
+        }
         let mut tail = Vec::new();
         self.format.close(now, &mut tail);
         let sync = self.options.fsync != Fsync::Never;
@@ -483,14 +637,18 @@ impl LogFiles {
         self.open.len()
     }
 
-    /// Gzips a rotated file on a thread of its own, then removes it.
-    fn compress(&mut self, file: PathBuf) {
+    /// Gzips a rotated file on a thread of its own, removes it, and hands
+    /// `then` the compressed file's name (or, if compressing failed, the
+    /// file's own).
+    fn compress(&mut self, file: PathBuf, then: impl FnOnce(PathBuf) + Send + 'static) {
         self.compressions.retain(|c| !c.is_finished());
         let spawned = std::thread::Builder::new()
             .name("zring-gzip".into())
-            .spawn(move || {
-                if let Err(e) = gzip_file(&file) {
+            .spawn(move || match gzip_file(&file) {
+                Ok(gz) => then(gz),
+                Err(e) => {
                     tracing::error!(file = %file.display(), "cannot compress a rotated log: {e}");
+                    then(file);
                 }
             });
         match spawned {
@@ -515,7 +673,7 @@ fn last_line(file: &Path) -> Option<Vec<u8>> {
 
 /// `FILE` becomes `FILE.gz`; the original is removed once the copy is
 /// complete and on disk.
-fn gzip_file(file: &Path) -> io::Result<()> {
+fn gzip_file(file: &Path) -> io::Result<PathBuf> {
     let mut target = file.as_os_str().to_owned();
     target.push(".gz");
     let target = PathBuf::from(target);
@@ -524,7 +682,62 @@ fn gzip_file(file: &Path) -> io::Result<()> {
     let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
     io::copy(&mut input, &mut encoder)?;
     encoder.finish()?.sync_all()?;
-    std::fs::remove_file(file)
+    std::fs::remove_file(file)?;
+    Ok(target)
+}
+
+/// `name` in `dir`, or, if a file (or its `.gz`) already has it (two
+/// rotations of a path within one second), `name` with `-1`, `-2`, ...
+/// before the extension `ext`: a rotation never replaces a file.
+fn free_name(dir: &Path, name: &str, ext: &str) -> PathBuf {
+    let dot_ext = format!(".{ext}");
+    let stem = name.strip_suffix(&dot_ext).unwrap_or(name);
+    let taken = |p: &Path| {
+        std::fs::symlink_metadata(p).is_ok()
+            || std::fs::symlink_metadata(p.with_extension(format!("{ext}.gz"))).is_ok()
+    };
+    let mut candidate = dir.join(name);
+    let mut n = 0;
+    while taken(&candidate) {
+        n += 1;
+        candidate = dir.join(format!("{stem}-{n}{dot_ext}"));
+    }
+    candidate
+}
+
+/// What the first lines of a Zeek ASCII log say, and whether its last
+/// line closes it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Head {
+    /// `#path`, if the file starts as a Zeek ASCII log does.
+    path: Option<String>,
+    /// `#open`, read back.
+    opened: Option<SystemTime>,
+    /// The last line is `#close`.
+    closed: bool,
+}
+
+fn read_head(file: &Path) -> Head {
+    let mut head = Head::default();
+    let Ok(f) = File::open(file) else {
+        return head;
+    };
+    let mut first = Vec::with_capacity(4096);
+    if f.take(4096).read_to_end(&mut first).is_err() || !first.starts_with(b"#separator ") {
+        return head;
+    }
+    for line in first.split(|&b| b == b'\n').take(8) {
+        let line = String::from_utf8_lossy(line);
+        if let Some(path) = line.strip_prefix("#path\t") {
+            head.path = Some(path.to_owned());
+        } else if let Some(date) = line.strip_prefix("#open\t") {
+            head.opened = super::naming::parse_date(date)
+                .as_ref()
+                .and_then(super::naming::from_local_time);
+        }
+    }
+    head.closed = last_line(file).is_some_and(|l| l.starts_with(b"#close\t"));
+    head
 }
 
 /// The next multiple of `interval` since the epoch after `now`: Zeek

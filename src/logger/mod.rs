@@ -20,6 +20,7 @@ pub mod logfile;
 pub mod naming;
 pub mod numbers;
 pub mod outage;
+pub mod postprocess;
 pub mod stats;
 #[cfg(test)]
 mod test_support;
@@ -35,6 +36,7 @@ pub use self::batch::{Batch, BatchError, ElementsIter, Place, Records, SERIALIZE
 pub use self::config::{LogFormatKind, LoggerConfig, WriteErrorPolicy};
 pub use self::files::Fsync;
 use self::files::{FileOptions, LogFiles};
+use self::postprocess::Postprocessor;
 pub use self::stats::LoggerStats;
 pub use self::value::{Elements, Field, Header, Proto, TypeTag, Value};
 use self::writer::{Writer, WriterSettings};
@@ -122,8 +124,21 @@ impl Logger {
             gzip: config.gzip,
             max_paths,
             fsync: config.fsync,
+            rotation: config.rotation_layout().map_err(LoggerError::Config)?,
         };
-        let files = LogFiles::new(&config.dir, format, options);
+        let mut files = LogFiles::new(&config.dir, format, options);
+        let postprocessor = match config.postprocessor_config() {
+            Some(post) => Some(Postprocessor::start(post, config.dir.clone()).map_err(|e| {
+                LoggerError::Config(format!("cannot start the postprocessor's threads: {e}"))
+            })?),
+            None => None,
+        };
+        files.set_postprocess(postprocessor.as_ref().and_then(Postprocessor::queue));
+        // Before any batch: what an earlier run left is rotated (and
+        // postprocessed) as Zeek rotates leftover logs.
+        for e in files.rotate_leftovers(std::time::SystemTime::now()) {
+            tracing::error!("cannot rotate a log file an earlier run left: {e}");
+        }
         let stats = Arc::new(Mutex::new(LoggerStats::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
@@ -136,6 +151,7 @@ impl Logger {
                 rotate_interval: config.rotate_interval,
                 on_write_error: config.on_write_error,
                 fsync: config.fsync,
+                rotate_on_shutdown: config.rotate_on_shutdown,
                 drain: config.drain,
                 linger: config.linger,
             },
@@ -144,6 +160,7 @@ impl Logger {
             held: None,
             rotation_failing: false,
             sync_failing: false,
+            postprocessor,
         };
         let writer = std::thread::Builder::new()
             .name("zring-logger".into())

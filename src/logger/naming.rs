@@ -66,6 +66,77 @@ fn local_time_with_offset(secs: i64) -> Option<(CivilTime, i64)> {
     Some((civil, offset))
 }
 
+/// The time a local calendar date names (`mktime`, with the zone's own
+/// daylight saving rule), or None if the C library cannot say.
+pub fn from_local_time(t: &CivilTime) -> Option<SystemTime> {
+    // SAFETY: `tm` is plain old data for which all-zero bytes are valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = libc::c_int::try_from(t.year - 1900).ok()?;
+    tm.tm_mon = libc::c_int::from(t.month) - 1;
+    tm.tm_mday = libc::c_int::from(t.day);
+    tm.tm_hour = libc::c_int::from(t.hour);
+    tm.tm_min = libc::c_int::from(t.minute);
+    tm.tm_sec = libc::c_int::from(t.second);
+    tm.tm_isdst = -1;
+    // SAFETY: mktime reads and normalises a live, initialised tm.
+    let secs = unsafe { libc::mktime(&mut tm) };
+    if secs == -1
+        && (t.year, t.month, t.day, t.hour, t.minute, t.second) != (1969, 12, 31, 23, 59, 59)
+    {
+        return None;
+    }
+    // time_t: i64 here, i32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let secs = i64::from(secs);
+    Some(if secs >= 0 {
+        UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    })
+}
+
+/// Reads a `%Y-%m-%d-%H-%M-%S` date, as [`write_date`] writes it (the
+/// `#open` line of Zeek's ASCII logs).
+pub fn parse_date(text: &str) -> Option<CivilTime> {
+    let mut parts = text.splitn(6, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut two = || -> Option<u8> {
+        let p = parts.next()?;
+        (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok())?
+    };
+    let (month, day, hour, minute, second) = (two()?, two()?, two()?, two()?, two()?);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second <= 60;
+    valid.then_some(CivilTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    })
+}
+
+/// A time as Zeek's `run_rotation_postprocessor_cmd` passes it to the
+/// postprocessor command: `strftime("%y-%m-%d_%H.%M.%S")` in local time,
+/// e.g. `15-01-20_15.23.42` (`scripts/base/frameworks/logging/main.zeek`,
+/// the format zeekctl's `archive-log` checks for).
+pub fn postprocessor_time(t: SystemTime) -> String {
+    let c = local_time(epoch_seconds(t));
+    format!(
+        "{:02}-{:02}-{:02}_{:02}.{:02}.{:02}",
+        c.year.rem_euclid(100),
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
 /// `secs` in UTC (proleptic Gregorian calendar).
 pub fn utc_time(secs: i64) -> CivilTime {
     let days = secs.div_euclid(86_400);
@@ -144,25 +215,54 @@ pub fn rotated_name(path: &str, ext: &str, opened: SystemTime, _closed: SystemTi
 /// The name a Supervisor-run cluster logger gives a rotated file, for
 /// `zeek-archiver` to pick up from the `log-queue` directory:
 /// `<path>__<open>__<close>__.<ext>`, both times `%Y-%m-%d-%H-%M-%S` in
-/// local time (`archiver_rotation_format_func`,
-/// `scripts/base/frameworks/cluster/nodes/logger.zeek:62-79`). With more
-/// than one logger, Zeek adds `log_suffix=<node>__` before the extension;
-/// that is not done here.
+/// local time, and with `metadata` (see [`archiver_metadata`]), if not
+/// empty, as one more part: `<path>__<open>__<close>__<metadata>__.<ext>`
+/// (`archiver_rotation_format_func`,
+/// `scripts/base/frameworks/cluster/nodes/logger.zeek`). A cluster with
+/// more than one logger sets `log_suffix=<node>` there.
 pub fn archiver_rotated_name(
     path: &str,
     ext: &str,
     opened: SystemTime,
     closed: SystemTime,
+    metadata: &str,
 ) -> String {
-    let mut out = Vec::with_capacity(path.len() + ext.len() + 48);
+    let mut out = Vec::with_capacity(path.len() + ext.len() + metadata.len() + 48);
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b"__");
     write_local_date(&mut out, opened);
     out.extend_from_slice(b"__");
     write_local_date(&mut out, closed);
-    out.extend_from_slice(b"__.");
+    out.extend_from_slice(b"__");
+    if !metadata.is_empty() {
+        out.extend_from_slice(metadata.as_bytes());
+        out.extend_from_slice(b"__");
+    }
+    out.push(b'.');
     out.extend_from_slice(ext.as_bytes());
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// `archiver_log_metadata` as `archiver_encode_log_metadata` encodes it
+/// into rotated names: `k=v` pairs joined by `,`, keys and values stripped
+/// of surrounding white space, pairs with an empty value left out. Zeek
+/// warns about and skips a key or value holding `,` or `=`, which
+/// zeek-archiver could not read back; here that is an error, named, so
+/// that it is fixed before the logger starts.
+pub fn archiver_metadata(pairs: &[(String, String)]) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for (k, v) in pairs {
+        if v.is_empty() {
+            continue;
+        }
+        if k.contains([',', '=']) || v.contains([',', '=']) {
+            return Err(format!(
+                "archiver metadata {k}={v}: a key or value must not hold `,` or `=`"
+            ));
+        }
+        parts.push(format!("{}={}", k.trim(), v.trim()));
+    }
+    Ok(parts.join(","))
 }
 
 #[cfg(test)]
@@ -223,7 +323,7 @@ mod tests {
             format!("conn.{}.log", date(&o))
         );
         assert_eq!(
-            archiver_rotated_name("conn", "log", opened, closed),
+            archiver_rotated_name("conn", "log", opened, closed, ""),
             format!("conn__{}__{}__.log", date(&o), date(&c))
         );
         // With UTC as the local zone (as on this project's test machines)
@@ -234,7 +334,7 @@ mod tests {
                 "conn.2026-11-22-10-00-00.log"
             );
             assert_eq!(
-                archiver_rotated_name("conn", "log", opened, closed),
+                archiver_rotated_name("conn", "log", opened, closed, ""),
                 "conn__2026-11-22-10-00-00__2026-11-22-11-00-00__.log"
             );
         }
@@ -243,5 +343,63 @@ mod tests {
             rotated_name("dns", "log", opened + Duration::from_millis(999), closed),
             format!("dns.{}.log", date(&o))
         );
+    }
+
+    /// What Zeek's `archiver_rotation_format_func` makes of given inputs,
+    /// worked out from the script: a path, the two times, and the
+    /// metadata a cluster with two loggers sets (`log_suffix=<node>`).
+    #[test]
+    fn archiver_names_follow_zeeks_format_func() {
+        let opened = from_local_time(&parse_date("2026-11-22-10-00-00").unwrap()).unwrap();
+        let closed = from_local_time(&parse_date("2026-11-22-11-00-00").unwrap()).unwrap();
+        let meta = archiver_metadata(&[("log_suffix".into(), "logger-1".into())]).unwrap();
+        assert_eq!(
+            archiver_rotated_name("conn", "log", opened, closed, &meta),
+            "conn__2026-11-22-10-00-00__2026-11-22-11-00-00__log_suffix=logger-1__.log"
+        );
+        assert_eq!(
+            archiver_rotated_name("dns", "log", opened, closed, ""),
+            "dns__2026-11-22-10-00-00__2026-11-22-11-00-00__.log"
+        );
+        // Stripped, empty values left out, order kept.
+        let pairs = [
+            (" a ".to_owned(), " 1 ".to_owned()),
+            ("skip".to_owned(), String::new()),
+            ("b".to_owned(), "2".to_owned()),
+        ];
+        assert_eq!(archiver_metadata(&pairs).unwrap(), "a=1,b=2");
+        let e = archiver_metadata(&[("k".into(), "x,y".into())]).unwrap_err();
+        assert!(e.contains("k=x,y"), "{e}");
+    }
+
+    /// The arguments of zeekctl's `archive-log` example, which is what
+    /// Zeek's `run_rotation_postprocessor_cmd` passes:
+    /// `archive-log conn.2015-01-20-15-23-42.log conn 15-01-20_15.23.42
+    /// 15-01-20_16.00.00 0 ascii`.
+    #[test]
+    fn postprocessor_times_and_dates_read_back() {
+        let opened = from_local_time(&parse_date("2015-01-20-15-23-42").unwrap()).unwrap();
+        let closed = from_local_time(&parse_date("2015-01-20-16-00-00").unwrap()).unwrap();
+        assert_eq!(postprocessor_time(opened), "15-01-20_15.23.42");
+        assert_eq!(postprocessor_time(closed), "15-01-20_16.00.00");
+        assert_eq!(
+            rotated_name("conn", "log", opened, closed),
+            "conn.2015-01-20-15-23-42.log"
+        );
+        // A date written and read back is the same second.
+        let now = SystemTime::now();
+        let mut text = Vec::new();
+        write_local_date(&mut text, now);
+        let back = from_local_time(&parse_date(std::str::from_utf8(&text).unwrap()).unwrap());
+        assert_eq!(back.map(epoch_seconds), Some(epoch_seconds(now)));
+        for bad in [
+            "",
+            "2015-01-20",
+            "2015-13-20-15-23-42",
+            "2015-01-20-15-23-4x",
+            "2015-1-20-15-23-42",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 }

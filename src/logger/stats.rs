@@ -49,6 +49,9 @@ pub struct LoggerStats {
     pub open_files: u64,
     /// Rotations, files left by earlier runs, files reopened.
     pub files: FileCounters,
+    /// Rotation postprocessor runs by result (`ok`, `failed`,
+    /// `not_started`, `dropped`); empty without a postprocessor.
+    pub postprocessor_runs: BTreeMap<&'static str, u64>,
     /// Per log path.
     pub paths: BTreeMap<String, Tally>,
     /// Per sending node (frame 1 of a log-write).
@@ -167,6 +170,13 @@ pub fn render(s: &LoggerStats) -> String {
             ("state=\"closed\"", f.leftovers_closed),
             ("state=\"unclosed\"", f.leftovers_unclosed),
         ],
+    );
+    labelled(
+        &mut w,
+        &format!("{z}_postprocessor_runs_total"),
+        "Rotation postprocessor runs, by result.",
+        "result",
+        &s.postprocessor_runs,
     );
     labelled(
         &mut w,

@@ -24,6 +24,7 @@ use super::batch;
 use super::config::WriteErrorPolicy;
 use super::files::{self, Fsync, LogFiles, WriteError};
 use super::outage::{Outages, Report};
+use super::postprocess::Postprocessor;
 use super::stats::LoggerStats;
 use super::{lock, printable};
 use crate::{Context, Error, Socket, Wait};
@@ -39,11 +40,16 @@ const TICK: Duration = Duration::from_secs(1);
 /// The longest the writer waits without looking at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
+/// At a stop, how long the postprocessors of the last rotations may run
+/// before the logger exits without them.
+const POSTPROCESS_WAIT: Duration = Duration::from_secs(30);
+
 /// The writer's settings, from [`super::LoggerConfig`].
 pub(crate) struct WriterSettings {
     pub rotate_interval: Option<Duration>,
     pub on_write_error: WriteErrorPolicy,
     pub fsync: Fsync,
+    pub rotate_on_shutdown: bool,
     pub drain: Duration,
     pub linger: Duration,
 }
@@ -73,6 +79,8 @@ pub(crate) struct Writer {
     pub rotation_failing: bool,
     /// The last flush (`--fsync interval`) failed.
     pub sync_failing: bool,
+    /// Runs the rotation postprocessor, if one is set.
+    pub postprocessor: Option<Postprocessor>,
 }
 
 impl Writer {
@@ -155,10 +163,25 @@ impl Writer {
         if finished_early {
             self.finish_after_linger();
         }
-        let errors = self.files.close_all(SystemTime::now());
+        // Zeek's logger rotates at shutdown when it rotates at all.
+        let rotate = self.settings.rotate_on_shutdown && self.settings.rotate_interval.is_some();
+        let errors = self.files.close_all(SystemTime::now(), rotate);
         for e in &errors {
             tracing::error!("closing a log file failed: {e}");
             self.count_write_error(e);
+        }
+        self.files.set_postprocess(None);
+        if let Some(post) = self.postprocessor.take() {
+            let counters = post.counters();
+            let busy = post.finish(POSTPROCESS_WAIT);
+            if busy > 0 {
+                tracing::warn!(
+                    busy,
+                    "stopping while rotation postprocessors still run after {POSTPROCESS_WAIT:?}; \
+                     they go on without the logger"
+                );
+            }
+            lock(&self.stats).postprocessor_runs = counters.snapshot().into_iter().collect();
         }
         self.refresh_gauges();
     }
@@ -283,6 +306,9 @@ impl Writer {
         stats.socket = self.pull.stats();
         stats.queue_depth = self.pull.queued() as u64;
         stats.open_files = self.files.open_paths() as u64;
+        if let Some(post) = &self.postprocessor {
+            stats.postprocessor_runs = post.counters().snapshot().into_iter().collect();
+        }
         stats.files = self.files.counters().clone();
     }
 
