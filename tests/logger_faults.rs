@@ -205,17 +205,32 @@ fn a_rotation_into_a_read_only_directory_keeps_appending_and_loses_nothing() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
     };
-    let start = Instant::now();
-    let mut read_only = false;
-    while start.elapsed() < Duration::from_millis(4500) {
+    // Read-only right after a rotation, once the path's new file is open
+    // (so the next rotations, not a file's creation, meet it), for two
+    // and a half seconds: two or three rotations fail.
+    let rotated_and_reopened = || {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.iter().any(|n| n.starts_with("conn.2")) && names.iter().any(|n| n == "conn.log")
+    };
+    let mut read_only_since: Option<Instant> = None;
+    let mut writable_since: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while writable_since.is_none_or(|t| t.elapsed() < Duration::from_millis(1500)) {
+        assert!(Instant::now() < deadline, "no rotation seen");
         node.send("conn");
-        let t = start.elapsed();
-        if !read_only && t > Duration::from_millis(500) && t < Duration::from_millis(3000) {
-            set_mode(0o555);
-            read_only = true;
-        } else if read_only && t >= Duration::from_millis(3000) {
-            set_mode(0o755);
-            read_only = false;
+        match read_only_since {
+            None if rotated_and_reopened() => {
+                set_mode(0o555);
+                read_only_since = Some(Instant::now());
+            }
+            Some(t) if writable_since.is_none() && t.elapsed() > Duration::from_millis(2500) => {
+                set_mode(0o755);
+                writable_since = Some(Instant::now());
+            }
+            _ => {}
         }
         std::thread::sleep(Duration::from_millis(20));
     }

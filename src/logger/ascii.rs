@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use super::format::{
     copy_if_plain, needs_hex_escaping, write_addr, write_hex_escape, write_subnet, write_type_name,
-    LogFormat,
+    LogFormat, RecordWriter,
 };
 use super::naming::write_local_date;
 use super::numbers::{write_ascii_double, write_fixed6, write_i64, write_u64};
@@ -67,23 +67,13 @@ impl LogFormat for Ascii {
         out.push(b'\n');
     }
 
-    /// `formatter::Ascii::Describe` (`src/threading/formatters/Ascii.cc:47-167`)
-    /// and `Ascii::DoWrite` (`src/logging/writers/ascii/Ascii.cc:618-655`).
     fn record(&self, header: &Header, values: &[Value<'_>], out: &mut Vec<u8>) {
         debug_assert_eq!(header.fields.len(), values.len());
-        let start = out.len();
-        for (i, value) in values.iter().enumerate() {
-            if i > 0 {
-                out.push(SEPARATOR);
-            }
-            write_value(out, value, false);
-        }
-        // A line that would begin like a meta line gets its first byte
-        // escaped, so readers never take data for a header.
-        if out.get(start) == Some(&META_PREFIX) {
-            out.splice(start..start + 1, *b"\\x23");
-        }
-        out.push(b'\n');
+        write_record(values, out);
+    }
+
+    fn record_writer(&self, _header: &Header) -> Box<dyn RecordWriter> {
+        Box::new(AsciiRecords)
     }
 
     /// `Ascii::CloseFile` (`src/logging/writers/ascii/Ascii.cc:432-442`).
@@ -96,6 +86,33 @@ impl LogFormat for Ascii {
     fn closing_prefix(&self) -> Option<&'static [u8]> {
         Some(b"#close\t")
     }
+}
+
+/// ASCII needs nothing prepared per schema.
+struct AsciiRecords;
+
+impl RecordWriter for AsciiRecords {
+    fn write(&mut self, values: &[Value<'_>], out: &mut Vec<u8>) {
+        write_record(values, out);
+    }
+}
+
+/// `formatter::Ascii::Describe` (`src/threading/formatters/Ascii.cc:47-167`)
+/// and `Ascii::DoWrite` (`src/logging/writers/ascii/Ascii.cc:618-655`).
+fn write_record(values: &[Value<'_>], out: &mut Vec<u8>) {
+    let start = out.len();
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(SEPARATOR);
+        }
+        write_value(out, value, false);
+    }
+    // A line that would begin like a meta line gets its first byte
+    // escaped, so readers never take data for a header.
+    if out.get(start) == Some(&META_PREFIX) {
+        out.splice(start..start + 1, *b"\\x23");
+    }
+    out.push(b'\n');
 }
 
 /// One value; `in_container` while writing the elements of a set or vector,

@@ -13,8 +13,10 @@
 //! a batch whose 500th record is broken has already yielded 499 when the
 //! error is reported. Every error says what was wrong and where.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -46,7 +48,7 @@ const FIELD_MIN: u64 = 1 + 4 + 4 + 4 + 1;
 /// A received batch: its bytes and its parsed header.
 pub struct Batch {
     bytes: Bytes,
-    header: Header,
+    header: Arc<Header>,
     num_records: u32,
     /// Offset of the first record in `bytes`.
     records_at: usize,
@@ -56,7 +58,34 @@ impl Batch {
     /// Parses and validates the header. Records are decoded (and checked)
     /// only when read with [`Batch::records`].
     pub fn parse(bytes: Bytes) -> Result<Batch, BatchError> {
-        let (header, num_records, records_at) = parse_header(&bytes)?;
+        let (header, schema_end) = parse_schema(&bytes)?;
+        Batch::with_header(bytes, Arc::new(header), schema_end)
+    }
+
+    /// As [`Batch::parse`], taking the header from `cache` when one with
+    /// the same bytes was parsed before. A node sends a path's batches
+    /// with the same header each time; parsing it is most of the cost of
+    /// a small batch (real ones hold two or three records), and it
+    /// allocates every name.
+    pub fn parse_cached(bytes: Bytes, cache: &mut HeaderCache) -> Result<Batch, BatchError> {
+        let (header, schema_end) = match cache.find(&bytes) {
+            Some(hit) => hit,
+            None => {
+                let (header, schema_end) = parse_schema(&bytes)?;
+                let header = Arc::new(header);
+                cache.insert(&bytes[..schema_end], header.clone());
+                (header, schema_end)
+            }
+        };
+        Batch::with_header(bytes, header, schema_end)
+    }
+
+    fn with_header(
+        bytes: Bytes,
+        header: Arc<Header>,
+        schema_end: usize,
+    ) -> Result<Batch, BatchError> {
+        let (num_records, records_at) = read_num_records(&bytes, schema_end, header.fields.len())?;
         Ok(Batch {
             bytes,
             header,
@@ -67,6 +96,12 @@ impl Batch {
 
     /// The names the batch travels under and its schema.
     pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The header, shared: batches whose headers came from one
+    /// [`HeaderCache`] entry share it.
+    pub fn shared_header(&self) -> &Arc<Header> {
         &self.header
     }
 
@@ -382,7 +417,99 @@ impl BatchError {
 // ---------------------------------------------------------------------------
 // Header
 
-fn parse_header(buf: &[u8]) -> Result<(Header, u32, usize), BatchError> {
+/// Parsed headers by the bytes they were parsed from, for
+/// [`Batch::parse_cached`]. Kept per path, a few schemas each; bounded.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    by_path: HashMap<Box<[u8]>, Vec<CachedHeader>>,
+    schemas: usize,
+}
+
+/// A header and the bytes it was parsed from.
+#[derive(Debug)]
+struct CachedHeader {
+    raw: Box<[u8]>,
+    header: Arc<Header>,
+}
+
+impl HeaderCache {
+    /// Most headers kept; one more empties the cache (a sender inventing
+    /// schemas costs parsing, not memory).
+    pub const MAX: usize = 1024;
+
+    /// The header `batch` starts with, if cached, and where it ends.
+    fn find(&self, batch: &[u8]) -> Option<(Arc<Header>, usize)> {
+        let path = peek_path(batch)?;
+        self.by_path
+            .get(path)?
+            .iter()
+            .find(|c| batch.starts_with(&c.raw))
+            .map(|c| (c.header.clone(), c.raw.len()))
+    }
+
+    fn insert(&mut self, raw: &[u8], header: Arc<Header>) {
+        if self.schemas >= Self::MAX {
+            self.by_path.clear();
+            self.schemas = 0;
+        }
+        let Some(path) = peek_path(raw) else {
+            return;
+        };
+        self.by_path
+            .entry(path.into())
+            .or_default()
+            .push(CachedHeader {
+                raw: raw.into(),
+                header,
+            });
+        self.schemas += 1;
+    }
+}
+
+/// The raw `path` of a batch: the fourth length-prefixed string, found
+/// without checking anything else.
+fn peek_path(batch: &[u8]) -> Option<&[u8]> {
+    let mut rest = batch;
+    for _ in 0..3 {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        rest = tail.get(u32::from_be_bytes(*len) as usize..)?;
+    }
+    let (len, tail) = rest.split_first_chunk::<4>()?;
+    tail.get(..u32::from_be_bytes(*len) as usize)
+}
+
+/// `num_records`, after the schema that ends at `schema_end`, checked
+/// against the bytes left; and where the records start.
+fn read_num_records(
+    buf: &[u8],
+    schema_end: usize,
+    num_fields: usize,
+) -> Result<(u32, usize), BatchError> {
+    let total = buf.len();
+    let mut r = Reader(buf.get(schema_end..).unwrap_or_default());
+    let at = r;
+    let num_records = r
+        .u32("num_records")
+        .map_err(|f| f.into_error(Place::Header("num_records"), total))?;
+    let min = num_fields as u64 * VALUE_MIN;
+    if num_records > 0 && min == 0 {
+        return Err(BatchError::NoFields { num_records });
+    }
+    if u64::from(num_records) * min > r.0.len() as u64 {
+        return Err(BatchError::CountTooLarge {
+            at: Place::Header("num_records"),
+            offset: at.offset(total),
+            what: "records",
+            count: num_records.into(),
+            min,
+            left: r.0.len(),
+        });
+    }
+    Ok((num_records, r.offset(total)))
+}
+
+/// The names and the schema, checked; and where they end.
+fn parse_schema(buf: &[u8]) -> Result<(Header, usize), BatchError> {
     let total = buf.len();
     let mut r = Reader(buf);
     let stream = r.name(total, || Place::Header("stream name"))?;
@@ -418,26 +545,6 @@ fn parse_header(buf: &[u8]) -> Result<(Header, u32, usize), BatchError> {
     for index in 0..num_fields {
         fields.push(r.field(total, index)?);
     }
-
-    let at = r;
-    let num_records = r
-        .u32("num_records")
-        .map_err(|f| f.into_error(Place::Header("num_records"), total))?;
-    let min = u64::from(num_fields) * VALUE_MIN;
-    if num_records > 0 && min == 0 {
-        return Err(BatchError::NoFields { num_records });
-    }
-    if u64::from(num_records) * min > r.0.len() as u64 {
-        return Err(BatchError::CountTooLarge {
-            at: Place::Header("num_records"),
-            offset: at.offset(total),
-            what: "records",
-            count: num_records.into(),
-            min,
-            left: r.0.len(),
-        });
-    }
-
     let header = Header {
         stream,
         writer,
@@ -445,7 +552,7 @@ fn parse_header(buf: &[u8]) -> Result<(Header, u32, usize), BatchError> {
         path,
         fields,
     };
-    Ok((header, num_records, r.offset(total)))
+    Ok((header, r.offset(total)))
 }
 
 /// Why `path` cannot be a file name, if it cannot.
@@ -1311,6 +1418,47 @@ mod tests {
         one_value("00 00 00 07 00 00 00 00 ff", |v| {
             assert_eq!(*v, Value::Unset(TypeTag::String))
         });
+    }
+
+    #[test]
+    fn cached_headers_are_the_parsed_ones_and_shared() {
+        let mut cache = HeaderCache::default();
+        let worked = Bytes::from(hex(WORKED));
+        let first = Batch::parse_cached(worked.clone(), &mut cache).unwrap();
+        let again = Batch::parse_cached(worked.clone(), &mut cache).unwrap();
+        let plain = Batch::parse(worked.clone()).unwrap();
+        assert!(Arc::ptr_eq(first.shared_header(), again.shared_header()));
+        assert_eq!(again.header(), plain.header());
+        assert_eq!(again.num_records(), plain.num_records());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        assert!(again.records().next_into(&mut a).unwrap());
+        assert!(plain.records().next_into(&mut b).unwrap());
+        assert_eq!(a, b);
+        // Same path, another schema: parsed, not taken from the cache.
+        let other = Bytes::from(one_field("00 00 00 07 00 00 00 00 01 00 00 00 01 7a"));
+        let mut renamed = header(b"conn", 7, 0, 1);
+        renamed.extend_from_slice(&hex("00 00 00 07 00 00 00 00 01 00 00 00 01 7a"));
+        let renamed = Batch::parse_cached(Bytes::from(renamed), &mut cache).unwrap();
+        assert_eq!(renamed.header().fields.len(), 1);
+        assert!(!Arc::ptr_eq(renamed.shared_header(), first.shared_header()));
+        assert_eq!(
+            Batch::parse_cached(other, &mut cache)
+                .unwrap()
+                .header()
+                .path,
+            "test"
+        );
+        // The count after a cached header is still checked.
+        let mut short = worked.to_vec();
+        short.truncate(RECORD_AT - 2);
+        let err = Batch::parse_cached(Bytes::from(short), &mut cache).unwrap_err();
+        assert_eq!(err.reason(), "truncated");
+        // Bounded: one schema too many empties it.
+        for i in 0..HeaderCache::MAX as u32 + 1 {
+            let b = header(format!("p{i}").as_bytes(), 3, 0, 0);
+            Batch::parse_cached(Bytes::from(b), &mut cache).unwrap();
+        }
+        assert!(cache.schemas <= HeaderCache::MAX);
     }
 
     #[test]

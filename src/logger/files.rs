@@ -12,13 +12,14 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::batch::{Batch, BatchError};
-use super::format::LogFormat;
+use super::format::{LogFormat, RecordWriter};
 pub use super::logfile::Health;
-use super::logfile::{shadow_of, LogFile, SHADOW_PREFIX};
+use super::logfile::{shadow_of, Flushed, LogFile, SHADOW_PREFIX};
 use super::postprocess::{Job, PostprocessQueue};
 use super::value::{Header, Value};
 
@@ -230,6 +231,10 @@ pub struct LogFiles {
     compressions: Vec<JoinHandle<()>>,
     /// Where rotated files are handed to the postprocessor, if one runs.
     postprocess: Option<PostprocessQueue>,
+    /// Bytes staged in the open files.
+    staged_bytes: u64,
+    /// Batches written since [`LogFiles::take_written`] last took them.
+    written: Vec<(String, Flushed)>,
     /// The rotation directory could not be made at the last rotation.
     rotation_dir_failing: bool,
     counters: FileCounters,
@@ -246,6 +251,8 @@ impl LogFiles {
             out: Vec::with_capacity(1 << 20),
             compressions: Vec::new(),
             postprocess: None,
+            staged_bytes: 0,
+            written: Vec::new(),
             rotation_dir_failing: false,
             counters: FileCounters::default(),
         }
@@ -257,32 +264,42 @@ impl LogFiles {
         self.postprocess = queue;
     }
 
-    /// Formats every record of `batch`, then appends them to the batch's
-    /// file in one write. A batch that fails to decode anywhere writes
-    /// nothing, and neither does one that the file system refuses: the
-    /// file is left as it was before it.
+    /// Formats every record of `batch` and stages them, whole, for the
+    /// batch's file; [`LogFiles::flush`] writes what is staged. A batch
+    /// that fails to decode anywhere stages nothing. Creating the file (or
+    /// rotating it for a new schema) is the only file system work here.
     pub fn write(&mut self, batch: &Batch, now: SystemTime) -> Result<Written, WriteError> {
         let header = batch.header();
         self.out.clear();
         let mut values: Vec<Value<'_>> = Vec::with_capacity(header.fields.len());
         let mut records = batch.records();
-        let mut writer = self.format.record_writer(header);
         let mut count = 0u64;
-        while records.next_into(&mut values)? {
-            writer.write(&values, &mut self.out);
-            count += 1;
+        {
+            // The open file's writer, prepared for its header, when the
+            // batch shares that header (batches parsed through one cache
+            // do); else one for this batch.
+            let mut own;
+            let writer: &mut dyn RecordWriter = match self.open.get_mut(&header.path) {
+                Some(log) if Arc::ptr_eq(&log.header, batch.shared_header()) => &mut *log.writer,
+                _ => {
+                    own = self.format.record_writer(header);
+                    &mut *own
+                }
+            };
+            while records.next_into(&mut values)? {
+                writer.write(&values, &mut self.out);
+                count += 1;
+            }
         }
-        drop(writer);
         if count == 0 {
             return Ok(Written {
                 records: 0,
                 bytes: 0,
             });
         }
-        let schema_changed = self
-            .open
-            .get(&header.path)
-            .is_some_and(|log| log.fields != header.fields);
+        let schema_changed = self.open.get(&header.path).is_some_and(|log| {
+            !Arc::ptr_eq(&log.header, batch.shared_header()) && log.header.fields != header.fields
+        });
         if schema_changed {
             // Zeek's writer keeps one schema per file; a node with another
             // one (say, a different script version) starts a new file.
@@ -295,26 +312,96 @@ impl LogFiles {
                     open: self.open.len(),
                 });
             }
-            let log = self.create(header, now)?;
+            let log = self.create(batch.shared_header(), now)?;
             self.open.insert(header.path.clone(), log);
         }
         let log = self.open.get_mut(&header.path).expect("opened above");
-        log.append(&self.out).map_err(|source| WriteError::Io {
-            what: "cannot write",
-            file: log.name().to_owned(),
-            source,
-        })?;
+        log.stage(&self.out, count);
+        self.staged_bytes += self.out.len() as u64;
         Ok(Written {
             records: count,
             bytes: self.out.len() as u64,
         })
     }
 
+    /// Bytes staged in all files and not yet written.
+    pub fn staged_bytes(&self) -> u64 {
+        self.staged_bytes
+    }
+
+    /// Writes every file's staged batches, each file's all or none. What
+    /// a file could not take stays staged, and comes back as an error with
+    /// what it held.
+    pub fn flush(&mut self) -> Vec<(WriteError, Flushed)> {
+        if self.staged_bytes == 0 {
+            return Vec::new();
+        }
+        let mut failed = Vec::new();
+        for (path, log) in &mut self.open {
+            let staged = log.staged();
+            match log.flush() {
+                Ok(done) if done.batches > 0 => self.written.push((path.clone(), done)),
+                Ok(_) => {}
+                Err(source) => failed.push((
+                    WriteError::Io {
+                        what: "cannot write",
+                        file: log.name().to_owned(),
+                        source,
+                    },
+                    staged,
+                )),
+            }
+        }
+        self.staged_bytes = failed.iter().map(|(_, s)| s.bytes).sum();
+        failed
+    }
+
+    /// Writes `path`'s staged batches, accounting for them.
+    fn flush_one(&mut self, path: &str) -> Result<(), WriteError> {
+        let Some(log) = self.open.get_mut(path) else {
+            return Ok(());
+        };
+        match log.flush() {
+            Ok(done) => {
+                self.staged_bytes -= done.bytes;
+                if done.batches > 0 {
+                    self.written.push((path.to_owned(), done));
+                }
+                Ok(())
+            }
+            Err(source) => Err(WriteError::Io {
+                what: "cannot write",
+                file: log.name().to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Forgets everything staged (the batches are dropped) and says what
+    /// it was.
+    pub fn discard_staged(&mut self) -> Flushed {
+        let mut dropped = Flushed::default();
+        for log in self.open.values_mut() {
+            let d = log.discard_staged();
+            dropped.batches += d.batches;
+            dropped.records += d.records;
+            dropped.bytes += d.bytes;
+        }
+        self.staged_bytes = 0;
+        dropped
+    }
+
+    /// What was written since the last call, by path: flushes, rotations
+    /// and closes all write what was staged.
+    pub fn take_written(&mut self) -> Vec<(String, Flushed)> {
+        std::mem::take(&mut self.written)
+    }
+
     fn file_name(&self, path: &str) -> PathBuf {
         self.dir.join(format!("{path}.{}", self.format.extension()))
     }
 
-    fn create(&mut self, header: &Header, now: SystemTime) -> Result<LogFile, WriteError> {
+    fn create(&mut self, header: &Arc<Header>, now: SystemTime) -> Result<LogFile, WriteError> {
         let name = self.file_name(&header.path);
         if std::fs::symlink_metadata(&name).is_ok() {
             // Start-up rotated what it found; this one came since.
@@ -322,7 +409,11 @@ impl LogFiles {
         }
         let mut head = Vec::new();
         self.format.open(header, now, &mut head);
-        let mut created = LogFile::create(name.clone(), &head, header.fields.clone(), now);
+        let create = |name: &PathBuf| {
+            let writer = self.format.record_writer(header);
+            LogFile::create(name.clone(), &head, header.clone(), writer, now)
+        };
+        let mut created = create(&name);
         if matches!(&created, Err(e) if e.kind() == io::ErrorKind::NotFound) {
             // The directory went away under us (`rm -rf`): make it again.
             std::fs::create_dir_all(&self.dir).map_err(WriteError::io(
@@ -331,7 +422,7 @@ impl LogFiles {
             ))?;
             self.counters.dirs_recreated += 1;
             tracing::warn!(dir = %self.dir.display(), "the log directory had gone; made it again");
-            created = LogFile::create(name.clone(), &head, header.fields.clone(), now);
+            created = create(&name);
         }
         created.map_err(|source| match source.raw_os_error() {
             Some(libc::EMFILE | libc::ENFILE) => WriteError::TooManyOpenFiles {
@@ -449,6 +540,7 @@ impl LogFiles {
         let mut tail = Vec::new();
         self.format.close(now, &mut tail);
         let sync = self.options.fsync != Fsync::Never;
+        self.flush_one(path)?;
         let log = self.open.get_mut(path).expect("looked up above");
         if let Err(source) = log.rotate(&tail, &rotated, sync) {
             self.counters.rotation_failures += 1;
@@ -560,6 +652,13 @@ impl LogFiles {
         }
         let mut reopened = Vec::new();
         for (path, health) in lost {
+            // What is staged goes where the file is; for a removed file,
+            // that is the loss the check's second allows. If it cannot be
+            // written, the file stays until the writer's own flush has
+            // dealt with that.
+            if self.flush_one(&path).is_err() {
+                continue;
+            }
             let log = self.open.remove(&path).expect("listed above");
             let file = log.name().to_owned();
             *self.counters.reopened.entry(health.reason()).or_default() += 1;
@@ -593,16 +692,22 @@ impl LogFiles {
     /// stop), as Zeek's logger rotates at shutdown; else, or where the
     /// rotation fails, with its closing lines in place. Waits for the
     /// compressions under way.
-    pub fn close_all(&mut self, now: SystemTime, rotate: bool) -> Vec<WriteError> {
+    /// What was staged and could not be written is dropped, and comes
+    /// back with the errors.
+    pub fn close_all(&mut self, now: SystemTime, rotate: bool) -> (Vec<WriteError>, Flushed) {
         let mut errors = Vec::new();
-        if rotate {
-            let paths: Vec<String> = self.open.keys().cloned().collect();
-            for path in paths {
-                if let Err(e) = self.rotate(&path, now, true) {
-                    errors.push(e);
-                }
+        let paths: Vec<String> = self.open.keys().cloned().collect();
+        for path in &paths {
+            let written = if rotate {
+                self.rotate(path, now, true)
+            } else {
+                self.flush_one(path)
+            };
+            if let Err(e) = written {
+                errors.push(e);
             }
         }
+        let dropped = self.discard_staged();
         let mut tail = Vec::new();
         self.format.close(now, &mut tail);
         let sync = self.options.fsync != Fsync::Never;
@@ -619,7 +724,7 @@ impl LogFiles {
         for c in self.compressions.drain(..) {
             let _ = c.join();
         }
-        errors
+        (errors, dropped)
     }
 
     /// What happened to the files so far.

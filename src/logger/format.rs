@@ -22,16 +22,12 @@ pub trait LogFormat: Send {
     fn open(&self, header: &Header, opened: SystemTime, out: &mut Vec<u8>);
     /// One record (one value per header field) as one line, with its '\n'.
     fn record(&self, header: &Header, values: &[Value<'_>], out: &mut Vec<u8>);
-    /// A writer for many records of `header`'s schema (a batch's). A format
-    /// whose lines repeat something that depends only on the schema (JSON's
-    /// keys) works it out here once instead of on every record; the
-    /// default writes each record with [`LogFormat::record`].
-    fn record_writer<'h>(&'h self, header: &'h Header) -> Box<dyn RecordWriter + 'h> {
-        Box::new(EachRecord {
-            format: self,
-            header,
-        })
-    }
+    /// A writer for many records of `header`'s schema. A format whose
+    /// lines repeat something that depends only on the schema (JSON's keys)
+    /// works it out here once instead of on every record. The logger keeps
+    /// one per open file, so it is made once per file, not per batch (real
+    /// batches hold two or three records).
+    fn record_writer(&self, header: &Header) -> Box<dyn RecordWriter>;
     /// Lines written when a file is closed (ASCII: `"#close\t<ts>\n"`; JSON: nothing).
     fn close(&self, closed: SystemTime, out: &mut Vec<u8>);
     /// How the last line of a closed file starts, for a format that marks
@@ -44,21 +40,9 @@ pub trait LogFormat: Send {
 
 /// Writes records of one schema, made by [`LogFormat::record_writer`]. The
 /// bytes are the same as [`LogFormat::record`]'s.
-pub trait RecordWriter {
+pub trait RecordWriter: Send {
     /// One record (one value per field of the schema) as one line, with its '\n'.
     fn write(&mut self, values: &[Value<'_>], out: &mut Vec<u8>);
-}
-
-/// The default [`RecordWriter`]: nothing prepared.
-struct EachRecord<'h, F: ?Sized> {
-    format: &'h F,
-    header: &'h Header,
-}
-
-impl<F: LogFormat + ?Sized> RecordWriter for EachRecord<'_, F> {
-    fn write(&mut self, values: &[Value<'_>], out: &mut Vec<u8>) {
-        self.format.record(self.header, values, out);
-    }
 }
 
 /// A column's type as Zeek's `#types` line names it (`Field::TypeName`,

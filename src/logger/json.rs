@@ -37,7 +37,7 @@ impl LogFormat for Json {
     }
 
     /// The keys rendered once for the whole batch.
-    fn record_writer<'h>(&'h self, header: &'h Header) -> Box<dyn RecordWriter + 'h> {
+    fn record_writer(&self, header: &Header) -> Box<dyn RecordWriter> {
         Box::new(JsonRecords::new(header))
     }
 

@@ -21,7 +21,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::value::Field;
+use std::sync::Arc;
+
+use super::format::RecordWriter;
+use super::value::Header;
 
 /// The prefix Zeek gives shadow files.
 pub const SHADOW_PREFIX: &str = ".shadow.";
@@ -60,15 +63,30 @@ impl Health {
     }
 }
 
+/// Bytes of a file's staged batches kept allocated after a flush; beyond
+/// that the buffer shrinks back, so many quiet paths hold little memory.
+const PENDING_KEEP: usize = 16 * 1024;
+
+/// What a flush wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Whole batches.
+    pub batches: u64,
+    /// Their records.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// An open log file.
 pub struct LogFile {
     file: File,
     /// `DIR/PATH.EXT`, the name while it is written.
     name: PathBuf,
     shadow: PathBuf,
-    /// The schema its header announced; a batch with another one starts
-    /// a new file.
-    pub fields: Vec<Field>,
+    /// The header it was opened for; a batch with another schema starts a
+    /// new file.
+    pub header: Arc<Header>,
     /// When it was opened (its `#open` time).
     pub opened: SystemTime,
     /// Bytes of whole lines at the start of the file: where the next
@@ -81,6 +99,13 @@ pub struct LogFile {
     dirty: bool,
     /// Device and inode, to tell whether its name still leads to it.
     identity: (u64, u64),
+    /// Formats records of `header`'s schema, prepared once for the file.
+    pub writer: Box<dyn RecordWriter>,
+    /// Batches formatted whole and staged, written together by the next
+    /// [`LogFile::flush`]: a stream of small batches (real ones hold two or
+    /// three records) costs one write call per flush, not one per batch.
+    pending: Vec<u8>,
+    staged: Flushed,
 }
 
 impl LogFile {
@@ -90,7 +115,8 @@ impl LogFile {
     pub fn create(
         name: PathBuf,
         head: &[u8],
-        fields: Vec<Field>,
+        header: Arc<Header>,
+        writer: Box<dyn RecordWriter>,
         opened: SystemTime,
     ) -> io::Result<LogFile> {
         let shadow = shadow_of(&name);
@@ -128,12 +154,15 @@ impl LogFile {
             file,
             name,
             shadow,
-            fields,
+            header,
             opened,
             len: head.len() as u64,
             torn: false,
             dirty: true,
             identity: (meta.dev(), meta.ino()),
+            writer,
+            pending: Vec::new(),
+            staged: Flushed::default(),
         })
     }
 
@@ -150,6 +179,41 @@ impl LogFile {
     /// Whether nothing, not even a header, is in the file.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Stages a whole batch's lines, `records` of them, for the next flush.
+    pub fn stage(&mut self, bytes: &[u8], records: u64) {
+        self.pending.extend_from_slice(bytes);
+        self.staged.batches += 1;
+        self.staged.records += records;
+        self.staged.bytes += bytes.len() as u64;
+    }
+
+    /// What is staged and not yet written.
+    pub fn staged(&self) -> Flushed {
+        self.staged
+    }
+
+    /// Writes the staged batches, all or none: on failure they stay
+    /// staged, and the file as it was.
+    pub fn flush(&mut self) -> io::Result<Flushed> {
+        if self.pending.is_empty() {
+            return Ok(Flushed::default());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let written = self.append(&pending);
+        self.pending = pending;
+        written?;
+        self.pending.clear();
+        self.pending.shrink_to(PENDING_KEEP);
+        Ok(std::mem::take(&mut self.staged))
+    }
+
+    /// Forgets the staged batches (they are dropped) and says what they were.
+    pub fn discard_staged(&mut self) -> Flushed {
+        self.pending.clear();
+        self.pending.shrink_to(PENDING_KEEP);
+        std::mem::take(&mut self.staged)
     }
 
     /// Appends `bytes` (whole lines) whole, or leaves the file as it was.
@@ -193,8 +257,10 @@ impl LogFile {
     /// Writes the closing lines `tail` and gives the file the name `to`,
     /// flushing it to the disk first if `sync`. If either step fails the
     /// closing lines are cut off again and the file stays open under its
-    /// name, to be appended to: a failed rotation loses nothing.
+    /// name, to be appended to: a failed rotation loses nothing. Flush
+    /// what is staged first: this writes only the tail.
     pub fn rotate(&mut self, tail: &[u8], to: &Path, sync: bool) -> io::Result<()> {
+        debug_assert!(self.pending.is_empty(), "flush before rotating");
         self.write_at_end(tail)?;
         let moved = (if sync { self.file.sync_data() } else { Ok(()) })
             .and_then(|()| std::fs::rename(&self.name, to));
@@ -218,7 +284,8 @@ impl LogFile {
     }
 
     /// Writes the closing lines `tail`, flushes the file if `sync`, and
-    /// marks it closed (its shadow goes). The file keeps its name.
+    /// marks it closed (its shadow goes). The file keeps its name. What is
+    /// still staged is not written: flush first.
     pub fn close(mut self, tail: &[u8], sync: bool) -> io::Result<()> {
         self.append(tail)?;
         if sync {
@@ -268,6 +335,21 @@ fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn writer() -> Box<dyn RecordWriter> {
+        use crate::logger::format::LogFormat;
+        crate::logger::ascii::Ascii.record_writer(&test_header())
+    }
+
+    fn test_header() -> Arc<Header> {
+        Arc::new(Header {
+            stream: String::new(),
+            writer: String::new(),
+            filter: String::new(),
+            path: "x".into(),
+            fields: Vec::new(),
+        })
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("zring-logfile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -291,7 +373,14 @@ mod tests {
     fn a_shadow_lives_while_the_file_is_open() {
         let dir = scratch("shadow");
         let name = dir.join("conn.log");
-        let log = LogFile::create(name.clone(), b"#head\n", Vec::new(), SystemTime::now()).unwrap();
+        let log = LogFile::create(
+            name.clone(),
+            b"#head\n",
+            test_header(),
+            writer(),
+            SystemTime::now(),
+        )
+        .unwrap();
         let shadow = dir.join(".shadow.conn.log");
         // Zeek's layout: the extension, then the postprocessor's name.
         assert_eq!(std::fs::read(&shadow).unwrap(), b".log\n\n");
@@ -301,9 +390,15 @@ mod tests {
         assert_eq!(std::fs::read(&name).unwrap(), b"#head\n#close\n");
         // An existing name is never replaced, and the failed create
         // leaves the existing file alone.
-        let err = LogFile::create(name.clone(), b"", Vec::new(), SystemTime::now())
-            .err()
-            .unwrap();
+        let err = LogFile::create(
+            name.clone(),
+            b"",
+            test_header(),
+            writer(),
+            SystemTime::now(),
+        )
+        .err()
+        .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&name).unwrap(), b"#head\n#close\n");
         assert!(!shadow.exists());
@@ -314,7 +409,14 @@ mod tests {
     fn a_torn_file_is_cut_before_the_next_write() {
         let dir = scratch("torn");
         let name = dir.join("x.log");
-        let mut log = LogFile::create(name.clone(), b"h\n", Vec::new(), SystemTime::now()).unwrap();
+        let mut log = LogFile::create(
+            name.clone(),
+            b"h\n",
+            test_header(),
+            writer(),
+            SystemTime::now(),
+        )
+        .unwrap();
         log.append(b"one\n").unwrap();
         // As if a write had failed part-way and the cut had failed too.
         log.file.write_all_at(b"tw", log.len).unwrap();
@@ -328,7 +430,14 @@ mod tests {
     fn a_rotation_that_cannot_rename_keeps_the_file_open_without_its_tail() {
         let dir = scratch("rename");
         let name = dir.join("x.log");
-        let mut log = LogFile::create(name.clone(), b"h\n", Vec::new(), SystemTime::now()).unwrap();
+        let mut log = LogFile::create(
+            name.clone(),
+            b"h\n",
+            test_header(),
+            writer(),
+            SystemTime::now(),
+        )
+        .unwrap();
         log.append(b"one\n").unwrap();
         let nowhere = dir.join("no-such-dir").join("x.1.log");
         let err = log.rotate(b"#close\n", &nowhere, true).unwrap_err();
@@ -346,7 +455,14 @@ mod tests {
     fn health_sees_removal_replacement_and_a_moved_directory() {
         let dir = scratch("health");
         let name = dir.join("x.log");
-        let log = LogFile::create(name.clone(), b"h\n", Vec::new(), SystemTime::now()).unwrap();
+        let log = LogFile::create(
+            name.clone(),
+            b"h\n",
+            test_header(),
+            writer(),
+            SystemTime::now(),
+        )
+        .unwrap();
         assert_eq!(log.health().unwrap(), Health::Fine);
         std::fs::remove_file(&name).unwrap();
         assert_eq!(log.health().unwrap(), Health::Unlinked);
@@ -354,8 +470,14 @@ mod tests {
         assert_eq!(log.health().unwrap(), Health::Unlinked);
         drop(log);
 
-        let log =
-            LogFile::create(dir.join("y.log"), b"h\n", Vec::new(), SystemTime::now()).unwrap();
+        let log = LogFile::create(
+            dir.join("y.log"),
+            b"h\n",
+            test_header(),
+            writer(),
+            SystemTime::now(),
+        )
+        .unwrap();
         std::fs::rename(dir.join("y.log"), dir.join("y.old")).unwrap();
         assert_eq!(log.health().unwrap(), Health::Missing);
         std::fs::write(dir.join("y.log"), b"new").unwrap();

@@ -155,12 +155,17 @@ impl Logger {
                 drain: config.drain,
                 linger: config.linger,
             },
+            postprocessor,
+            counts: LoggerStats::default(),
+            published: std::time::Instant::now(),
             warned: HashSet::new(),
             outages: Default::default(),
             held: None,
+            unflushed: false,
             rotation_failing: false,
             sync_failing: false,
-            postprocessor,
+            headers: Default::default(),
+            node_names: Default::default(),
         };
         let writer = std::thread::Builder::new()
             .name("zring-logger".into())
