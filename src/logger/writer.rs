@@ -61,6 +61,10 @@ const POSTPROCESS_WAIT: Duration = Duration::from_secs(30);
 /// stream.
 const FLUSH_AT: u64 = 256 * 1024;
 
+/// Batches taken from the queue in a row, before the loop looks at its
+/// clocks, the stop flag and rotation again.
+const BURST: usize = 64;
+
 /// The longest the shared counters lag behind the writer's own.
 const PUBLISH: Duration = Duration::from_millis(50);
 
@@ -194,6 +198,17 @@ impl Writer {
                         s.last_input = Instant::now();
                     }
                     self.handle(message, wall);
+                    // What else is queued, without this loop's clocks and
+                    // checks for each batch.
+                    for _ in 1..BURST {
+                        if self.held.is_some() || self.files.staged_bytes() >= FLUSH_AT {
+                            break;
+                        }
+                        match self.pull.recv(Wait::DontWait) {
+                            Ok(message) => self.handle(message, wall),
+                            Err(_) => break,
+                        }
+                    }
                     if self.files.staged_bytes() >= FLUSH_AT {
                         self.flush();
                     }
