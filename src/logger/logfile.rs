@@ -64,8 +64,10 @@ impl Health {
 }
 
 /// Bytes of a file's staged batches kept allocated after a flush; beyond
-/// that the buffer shrinks back, so many quiet paths hold little memory.
-const PENDING_KEEP: usize = 16 * 1024;
+/// that the buffer shrinks back. A busy path reuses its buffer rather than
+/// growing it again (and faulting in its pages) after every flush; a quiet
+/// path's never grows this large.
+const PENDING_KEEP: usize = 64 * 1024;
 
 /// What a flush wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
