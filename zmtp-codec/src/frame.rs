@@ -8,7 +8,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::error::{Error, Result};
+use crate::limits::{Limits, MessageSize};
+
+use crate::error::Result;
 
 /// Frame flag bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -212,7 +214,11 @@ impl RawFrame {
 /// Incremental, zero-copy frame decoder.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    max_frame_size: u64,
+    limits: Limits,
+    /// The data message whose frames are being decoded: admitted (and
+    /// held to the limits) frame by frame as each header is complete, as
+    /// the session's other paths admit them.
+    message: MessageSize,
     repair_long_commands: bool,
     /// Bytes of a header that straddles two chunks.
     header: [u8; MAX_HEADER_LEN],
@@ -239,7 +245,11 @@ impl FrameDecoder {
     /// A decoder refusing frames with bodies over `max_frame_size` bytes.
     pub fn new(max_frame_size: u64) -> FrameDecoder {
         FrameDecoder {
-            max_frame_size,
+            limits: Limits {
+                max_frame_size,
+                ..Limits::NONE
+            },
+            message: MessageSize::default(),
             repair_long_commands: false,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
@@ -261,7 +271,13 @@ impl FrameDecoder {
 
     /// The configured frame size limit.
     pub fn max_frame_size(&self) -> u64 {
-        self.max_frame_size
+        self.limits.max_frame_size
+    }
+
+    /// Refuses a data frame as soon as its header shows the message's
+    /// frames together over `max` bytes (default: no limit).
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.limits.max_message_size = max;
     }
 
     /// Bytes copied so far because a frame straddled two chunks.
@@ -284,6 +300,17 @@ impl FrameDecoder {
 
     /// Like [`FrameDecoder::decode`], but keeps the header with the body.
     pub fn decode_raw(&mut self, input: &mut Bytes) -> Result<Option<RawFrame>> {
+        let frame = self.decode_frame(input)?;
+        if let Some(f) = &frame {
+            if !f.flags.is_command() && !f.flags.more() {
+                // The message's last frame: the next data frame starts one.
+                self.message = MessageSize::default();
+            }
+        }
+        Ok(frame)
+    }
+
+    fn decode_frame(&mut self, input: &mut Bytes) -> Result<Option<RawFrame>> {
         if let Some(partial) = self.partial.as_mut() {
             let take = partial.remaining.min(input.len());
             partial.wire.extend_from_slice(&input[..take]);
@@ -317,23 +344,15 @@ impl FrameDecoder {
             }
         };
 
-        if header.body_len > self.max_frame_size {
-            return Err(Error::FrameTooLarge {
-                size: header.body_len,
-                limit: self.max_frame_size,
-            });
-        }
-        // Bounded by max_frame_size; what does not fit in memory's address
-        // space (even with its header) is refused rather than truncated.
-        let too_large = || Error::FrameTooLarge {
-            size: header.body_len,
-            limit: (usize::MAX - MAX_HEADER_LEN) as u64,
+        // A data frame is admitted into its message (the limits, and
+        // whether the message fits in the address space); a command alone.
+        let total = if header.flags.is_command() {
+            MessageSize::default().admit(&header, self.limits)?
+        } else {
+            let start = self.message.wire;
+            self.message.admit(&header, self.limits)? - start
         };
-        let body_len = usize::try_from(header.body_len).map_err(|_| too_large())?;
-        let total = header
-            .header_len
-            .checked_add(body_len)
-            .ok_or_else(too_large)?;
+        let body_len = total - header.header_len;
         if header_in_input && input.len() >= total {
             return Ok(Some(RawFrame {
                 flags: header.flags,
@@ -405,6 +424,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn decode_all(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> Result<Vec<Frame>> {
         let mut frames = Vec::new();

@@ -43,6 +43,7 @@ pub mod command;
 pub mod error;
 pub mod frame;
 pub mod greeting;
+mod limits;
 pub mod mechanism;
 pub mod message;
 pub mod metadata;

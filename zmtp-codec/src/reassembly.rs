@@ -13,8 +13,9 @@ use std::fmt;
 
 use bytes::{Buf, Bytes};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::frame::{parse_header, FrameFlags, MAX_HEADER_LEN};
+use crate::limits::{Limits, MessageSize};
 use crate::message::Message;
 
 /// Where a session gets the buffers it gathers straddling messages into.
@@ -65,13 +66,6 @@ impl BufferPool for HeapPool {
 /// huge frame gets memory only as fast as it sends, beyond this.
 const MAX_UPFRONT: usize = 1024 * 1024;
 
-/// The limits a gathered message is held to (the session's).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) max_frame_size: u64,
-    pub(crate) max_message_size: u64,
-}
-
 /// What [`Reassembly::feed`] got to.
 #[derive(Debug)]
 pub(crate) enum Progress {
@@ -90,9 +84,9 @@ pub(crate) struct Reassembly {
     /// The message's wire bytes so far.
     wire: Vec<u8>,
     frames: u32,
-    body_len: u64,
-    /// Where the frame being gathered starts in `wire`.
-    frame_start: usize,
+    /// The frames admitted so far; `size.wire` is where the frame being
+    /// gathered starts in `wire`.
+    size: MessageSize,
     /// Where it ends and whether MORE is set, once its header is complete.
     frame: Option<(usize, bool)>,
 }
@@ -103,8 +97,7 @@ impl Reassembly {
         Reassembly {
             wire: pool.take(size_hint.min(MAX_UPFRONT)),
             frames: 0,
-            body_len: 0,
-            frame_start: 0,
+            size: MessageSize::default(),
             frame: None,
         }
     }
@@ -141,10 +134,9 @@ impl Reassembly {
             self.frames += 1;
             if !more {
                 let wire = pool.freeze(std::mem::take(&mut self.wire));
-                let message = Message::from_validated_wire(wire, self.frames, self.body_len);
+                let message = Message::from_validated_wire(wire, self.frames, self.size.body);
                 return Ok((Progress::Done(message), copied));
             }
-            self.frame_start = end;
             self.frame = None;
         }
     }
@@ -158,7 +150,8 @@ impl Reassembly {
         pool: &dyn BufferPool,
         copied: &mut usize,
     ) -> Result<Option<Progress>> {
-        let gathered = self.wire.len() - self.frame_start;
+        let frame_start = self.size.wire;
+        let gathered = self.wire.len() - frame_start;
         let header = if gathered == 0 {
             let Some(&flags) = input.first() else {
                 return Ok(Some(Progress::NeedInput));
@@ -186,7 +179,7 @@ impl Reassembly {
             // Complete a header cut by a chunk end one byte at a time, so
             // nothing past it is taken for it.
             loop {
-                if let Some(header) = parse_header(&self.wire[self.frame_start..], false) {
+                if let Some(header) = parse_header(&self.wire[frame_start..], false) {
                     break header;
                 }
                 let Some(&byte) = input.first() else {
@@ -197,27 +190,7 @@ impl Reassembly {
                 *copied += 1;
             }
         };
-        if header.body_len > limits.max_frame_size {
-            return Err(Error::FrameTooLarge {
-                size: header.body_len,
-                limit: limits.max_frame_size,
-            });
-        }
-        self.body_len = self.body_len.saturating_add(header.body_len);
-        if self.body_len > limits.max_message_size {
-            return Err(Error::MessageTooLarge {
-                size: self.body_len,
-                limit: limits.max_message_size,
-            });
-        }
-        // Within max_frame_size, but maybe not within the address space.
-        let end = usize::try_from(header.body_len)
-            .ok()
-            .and_then(|body| (self.frame_start + header.header_len).checked_add(body))
-            .ok_or(Error::FrameTooLarge {
-                size: header.body_len,
-                limit: (usize::MAX - MAX_HEADER_LEN) as u64,
-            })?;
+        let end = self.size.admit(&header, limits)?;
         self.frame = Some((end, header.flags.more()));
         Ok(None)
     }
@@ -252,6 +225,7 @@ impl Reassembly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::frame::{encode_frame, FrameFlags};
     use bytes::BytesMut;
 

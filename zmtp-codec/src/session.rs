@@ -13,11 +13,12 @@ use crate::command::{ttl_to_deciseconds, Command};
 use crate::error::{Error, Result};
 use crate::frame::{parse_header, Frame, FrameDecoder, FrameFlags, RawFrame, MAX_HEADER_LEN};
 use crate::greeting::{Greeting, GREETING_LEN};
+use crate::limits::{Limits, MessageSize};
 use crate::mechanism::{Mechanism, Null, Step};
 use crate::message::{Message, MessageBuilder};
 use crate::metadata::{Metadata, IDENTITY, SOCKET_TYPE};
 use crate::outbox::Outbox;
-use crate::reassembly::{BufferPool, HeapPool, Limits, Progress, Reassembly};
+use crate::reassembly::{BufferPool, HeapPool, Progress, Reassembly};
 use crate::socket_type::SocketType;
 use crate::subscription::{Subscription, SubscriptionAction};
 
@@ -208,6 +209,7 @@ impl Session {
         let greeting = Greeting::new(config.zmtp_minor, mechanism.name(), mechanism.as_server());
         outbox.push_raw(Bytes::copy_from_slice(&greeting.encode()));
         let mut decoder = FrameDecoder::new(config.max_frame_size);
+        decoder.set_max_message_size(config.max_message_size);
         decoder.set_repair_long_commands(config.socket_type.receives_subscriptions());
         Session {
             config,
@@ -502,56 +504,52 @@ impl Session {
         {
             return Scan::Other;
         }
+        let limits = self.limits();
         let Some(chunk) = self.input.front_mut() else {
             return Scan::Other;
         };
-        let mut offset = 0usize;
+        let mut size = MessageSize::default();
         let mut frames = 0u32;
-        let mut body_len = 0u64;
         loop {
-            let Some(header) = parse_header(&chunk[offset..], false) else {
+            let Some(header) = parse_header(&chunk[size.wire..], false) else {
                 return Scan::Straddles {
                     size_hint: chunk.len() + MAX_HEADER_LEN,
                 };
             };
-            if header.flags.is_command() || header.body_len > self.config.max_frame_size {
+            if header.flags.is_command() {
                 return Scan::Other;
             }
-            let Some(total) = body_len.checked_add(header.body_len) else {
-                return Scan::Other;
-            };
-            body_len = total;
-            if body_len > self.config.max_message_size {
-                return Scan::Other;
-            }
-            let Some(end) = usize::try_from(header.body_len)
-                .ok()
-                .and_then(|body| (offset + header.header_len).checked_add(body))
-            else {
+            // A frame over a limit is left to the frame-by-frame path,
+            // which reports it: it admits frames the same way.
+            let Ok(end) = size.admit(&header, limits) else {
                 return Scan::Other;
             };
             if end > chunk.len() {
                 return Scan::Straddles { size_hint: end };
             }
-            offset = end;
             frames += 1;
             if !header.flags.more() {
                 break;
             }
         }
-        let wire = chunk.split_to(offset);
+        let wire = chunk.split_to(size.wire);
         if chunk.is_empty() {
             self.input.pop_front();
         }
-        Scan::Whole(Message::from_validated_wire(wire, frames, body_len))
+        Scan::Whole(Message::from_validated_wire(wire, frames, size.body))
+    }
+
+    /// The limits received messages are held to.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_frame_size: self.config.max_frame_size,
+            max_message_size: self.config.max_message_size,
+        }
     }
 
     /// Feeds the message being gathered from the input.
     fn feed_reassembly(&mut self) -> Result<Progress> {
-        let limits = Limits {
-            max_frame_size: self.config.max_frame_size,
-            max_message_size: self.config.max_message_size,
-        };
+        let limits = self.limits();
         let reassembly = self.reassembly.as_mut().expect("called while gathering");
         while let Some(chunk) = self.input.front_mut() {
             let (progress, copied) = reassembly.feed(chunk, limits, &*self.config.buffers)?;

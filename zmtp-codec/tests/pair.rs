@@ -508,3 +508,84 @@ fn unlimited_sizes_still_refuse_frames_beyond_memory() {
         "{err}"
     );
 }
+
+/// Events and verdict of a PULL session (limits as given) fed `stream`
+/// after a peer's greeting and READY, in chunks of `step` bytes.
+fn fed_in_chunks(stream: &[u8], step: usize, limits: (u64, u64)) -> (Vec<Event>, bool) {
+    let mut config = SessionConfig::new(SocketType::Pull);
+    (config.max_frame_size, config.max_message_size) = limits;
+    let mut pull = Session::new(config);
+    let mut push = Session::new(SessionConfig::new(SocketType::Push));
+    connect(&mut push, &mut pull);
+    let mut events = Vec::new();
+    for chunk in stream.chunks(step) {
+        pull.feed(Bytes::copy_from_slice(chunk));
+        loop {
+            match pull.poll() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(_) => return (events, true),
+            }
+        }
+    }
+    (events, false)
+}
+
+/// Whatever chunks the stream arrives in, the events and the verdict are
+/// the ones it gets whole.
+fn assert_chunking_agrees(stream: &[u8], limits: (u64, u64)) -> (Vec<Event>, bool) {
+    let whole = fed_in_chunks(stream, stream.len().max(1), limits);
+    for step in 1..=stream.len() {
+        assert_eq!(
+            fed_in_chunks(stream, step, limits),
+            whole,
+            "chunks of {step} bytes"
+        );
+    }
+    whole
+}
+
+/// The fuzzing finding (`fuzz/corpus/session/seed-chunking-verdict-overflow`):
+/// an empty frame with MORE (and reserved bits), then a LONG frame of
+/// 2^64 - 10 bytes, limits lifted. Whole, the frame-by-frame path checked
+/// the second frame's header and body alone and waited for the body;
+/// gathered across chunks, the message's bytes before it were counted too,
+/// the sum passed the address space, and the session failed.
+#[test]
+fn a_frame_past_the_address_space_fails_however_the_stream_is_chunked() {
+    let stream = b"\x31\x00\x3b\xff\xff\xff\xff\xff\xff\xff\xf6\xff";
+    let (events, failed) = assert_chunking_agrees(stream, (u64::MAX, u64::MAX));
+    assert!(events.is_empty() && failed, "{events:?}");
+}
+
+/// Two frames within the frame limit whose sum is over the message limit,
+/// the second one's body cut short: refused at its header on every path,
+/// not only once the body has arrived.
+#[test]
+fn a_message_over_its_limit_fails_at_the_header_on_every_path() {
+    let mut stream = BytesMut::new();
+    encode_frame(FrameFlags::data(true), &[7; 40], &mut stream);
+    encode_frame(FrameFlags::data(false), &[8; 40], &mut stream);
+    stream.truncate(stream.len() - 30);
+    let (events, failed) = assert_chunking_agrees(&stream, (64, 64));
+    assert!(events.is_empty() && failed, "{events:?}");
+    // A PING between the frames takes the frame-by-frame path: the same.
+    let mut stream = BytesMut::new();
+    encode_frame(FrameFlags::data(true), &[7; 40], &mut stream);
+    encode_frame(
+        FrameFlags::command(),
+        &zmtp_codec::Command::Ping {
+            ttl_deciseconds: 0,
+            context: Bytes::new(),
+        }
+        .encode(),
+        &mut stream,
+    );
+    encode_frame(FrameFlags::data(false), &[8; 40], &mut stream);
+    stream.truncate(stream.len() - 30);
+    let (events, failed) = assert_chunking_agrees(&stream, (64, 64));
+    assert!(
+        matches!(&events[..], [Event::Ping { .. }]) && failed,
+        "{events:?}"
+    );
+}
