@@ -129,7 +129,7 @@ impl Endpoint {
             Host::Any => Ok(vec![SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)]),
             Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
             Host::Name(name) => {
-                if let Some(ip) = interface_address(name) {
+                if let Some(ip) = crate::sys::interface_address(name) {
                     return Ok(vec![SocketAddr::new(ip, port)]);
                 }
                 self.resolve(name, port)
@@ -237,51 +237,6 @@ fn parse_tcp(endpoint: &str, rest: &str) -> Result<Endpoint, EndpointError> {
         return Err(bad_host());
     };
     Ok(Endpoint::Tcp { host, port })
-}
-
-/// The first IPv4 address of the interface `name` (then IPv6), if it exists.
-fn interface_address(name: &str) -> Option<IpAddr> {
-    let mut found_v6 = None;
-    let mut ifaddrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `ifaddrs` with a list we free below.
-    if unsafe { libc::getifaddrs(&mut ifaddrs) } != 0 {
-        return None;
-    }
-    let mut cursor = ifaddrs;
-    let mut found = None;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let entry_name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
-        if entry_name.to_bytes() != name.as_bytes() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr whose family says its size.
-        match unsafe { (*entry.ifa_addr).sa_family } as i32 {
-            libc::AF_INET => {
-                // SAFETY: the family is AF_INET, so this is a sockaddr_in.
-                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))));
-                break;
-            }
-            libc::AF_INET6 if found_v6.is_none() => {
-                // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
-                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-                found_v6 = Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-            }
-            _ => {}
-        }
-    }
-    // SAFETY: the list came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(ifaddrs) };
-    found.or(found_v6)
 }
 
 #[cfg(test)]

@@ -3,6 +3,12 @@
 //! The wire protocol lives in [`zmtp_codec`] (re-exported as [`codec`]);
 //! this crate adds the io_uring reactor, ZeroMQ socket semantics, and the
 //! applications built on them.
+//!
+//! `unsafe` code is denied crate-wide and allowed only where the kernel's
+//! interfaces or a lock-free structure need it: the reactor's io_uring
+//! driver and receive buffers, the socket's single-producer ring, and
+//! `sys`, the system call wrappers.
+#![deny(unsafe_code)]
 
 pub use zmtp_codec as codec;
 
@@ -14,14 +20,18 @@ pub mod keys;
 pub mod logger;
 pub mod metrics;
 pub mod onloop;
+#[allow(unsafe_code)]
 pub mod reactor;
 pub mod security;
 pub mod socket;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
 
 pub use error::{Error, Result};
 pub use reactor::ReactorConfig;
 pub use security::{Access, AddressLists, Security};
 pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};
+pub use sys::StopSignals;
 
 /// Raises this process's soft limit on open file descriptors to its hard
 /// limit and returns the limit now in force. A daemon with many
@@ -30,5 +40,5 @@ pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, Socke
 /// `zring` binary does it at start; a library user decides for their
 /// process.
 pub fn raise_fd_limit() -> std::io::Result<u64> {
-    reactor::sys::raise_nofile_limit()
+    sys::raise_nofile_limit()
 }

@@ -75,7 +75,7 @@ impl MetricsServer {
                             // Sleeps until a scrape arrives; Drop connects to
                             // wake it. The timeout bounds the stop if that
                             // connection cannot be made.
-                            crate::reactor::sys::wait_readable(listener.as_raw_fd(), 1000);
+                            crate::sys::wait_readable(listener.as_raw_fd(), 1000);
                         }
                         Err(e) => {
                             tracing::warn!("metrics endpoint: accept failed: {e}");

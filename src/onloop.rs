@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
-use crate::reactor::sys;
+use crate::sys;
 
 /// An eventfd the consumer sleeps on, signalled only when it is waiting.
 ///
@@ -217,15 +217,7 @@ mod tests {
     #[test]
     fn fd_turns_readable_when_work_reaches_an_armed_consumer() {
         let q = Onloop::new(0, false).unwrap();
-        let readable = |q: &Onloop<u32>| {
-            let mut pfd = libc::pollfd {
-                fd: q.readiness().raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, zero timeout.
-            unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
-        };
+        let readable = |q: &Onloop<u32>| sys::is_readable(q.readiness().raw_fd());
         assert!(!readable(&q));
         q.offer(1);
         q.offer(2);

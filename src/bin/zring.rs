@@ -558,7 +558,7 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
-    let signals = block_stop_signals();
+    let signals = zring::StopSignals::block();
     let security = curve
         .as_ref()
         .map(|c| c.server_security())
@@ -582,7 +582,7 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
     let metrics = serve_metrics(args.daemon.metrics_listen.as_deref(), || {
         logger.metrics_source()
     })?;
-    let signal = wait_for_stop_signal(&signals);
+    let signal = signals.wait();
     tracing::info!(signal, "shutting down: writing what was received");
     drop(metrics);
     let stats = logger.shutdown();
@@ -644,7 +644,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
     // Block the stop signals before any thread starts, so every thread
     // inherits the mask and only `wait_for_stop_signal` receives them.
-    let signals = block_stop_signals();
+    let signals = zring::StopSignals::block();
     let security = curve
         .as_ref()
         .map(|c| c.server_security())
@@ -668,7 +668,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         "zring broker running"
     );
     let metrics = serve_metrics(config.metrics_listen.as_deref(), || broker.metrics_source())?;
-    let signal = wait_for_stop_signal(&signals);
+    let signal = signals.wait();
     tracing::info!(
         signal,
         linger_ms = config.linger.as_millis() as u64,
@@ -691,30 +691,6 @@ fn serve_metrics(
         .map_err(|e| anyhow::anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?;
     tracing::info!("metrics at http://{}/metrics", server.local_addr());
     Ok(Some(server))
-}
-
-fn block_stop_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
-    // pthread_sigmask only reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for_stop_signal(set: &libc::sigset_t) -> &'static str {
-    let mut signal: libc::c_int = 0;
-    // SAFETY: `set` was initialised by `block_stop_signals`; sigwait writes
-    // the signal number into a live c_int.
-    while unsafe { libc::sigwait(set, &mut signal) } != 0 {}
-    match signal {
-        libc::SIGINT => "SIGINT",
-        _ => "SIGTERM",
-    }
 }
 
 fn cat(args: CatArgs) -> anyhow::Result<()> {

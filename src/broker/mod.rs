@@ -34,13 +34,14 @@ use self::book::{PubId, SubId};
 pub use self::config::{BrokerConfig, ConfigError, SlowSubscriber};
 use self::egress::Egress;
 use crate::endpoint::Endpoint;
-use crate::reactor::{sys, Command, ConnSpec, Reactors};
+use crate::reactor::{Command, ConnSpec, Reactors};
 use crate::security::Security;
 use crate::socket::options::{SocketKind, SocketOptions};
 use crate::socket::pipe::Pipe;
 use crate::socket::pipe::PipeWriter;
 use crate::socket::shared::SocketShared;
 use crate::socket::SocketStats;
+use crate::sys;
 
 /// Which of the broker's two endpoints a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

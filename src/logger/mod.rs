@@ -91,7 +91,7 @@ impl Logger {
         };
         std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
         probe_writable(&config.dir).map_err(dir_error)?;
-        let fd_limit = crate::reactor::sys::nofile_limit().map_err(|e| {
+        let fd_limit = crate::sys::nofile_limit().map_err(|e| {
             LoggerError::Config(format!("cannot read the file descriptor limit: {e}"))
         })?;
         let max_paths = config

@@ -6,8 +6,8 @@
 //! and the rotated file names (`strftime` built-in, `src/zeek.bif:4067-4079`).
 //! Times are cut to whole seconds toward zero (`static_cast<time_t>`). glibc
 //! does not pad `%Y`. This module does the same through the C library's
-//! `localtime_r`, so `TZ` and `/etc/localtime` apply exactly as they do to
-//! Zeek. docs/zeek-log-formats.md describes rotation as a whole.
+//! `localtime_r` (`crate::sys::local_time`), so `TZ` and `/etc/localtime`
+//! apply exactly as they do to Zeek. docs/zeek-log-formats.md describes rotation as a whole.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,50 +44,30 @@ pub fn local_time(secs: i64) -> CivilTime {
 
 /// `secs` in the local time zone and that zone's offset from UTC then.
 fn local_time_with_offset(secs: i64) -> Option<(CivilTime, i64)> {
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: `tm` is plain old data for which all-zero bytes are valid;
-    // localtime_r only reads `t` and writes `tm`, and is thread-safe.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live locals of the right types.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return None;
-    }
+    let t = crate::sys::local_time(secs)?;
     let civil = CivilTime {
-        year: i64::from(tm.tm_year) + 1900,
-        month: u8::try_from(tm.tm_mon + 1).ok()?,
-        day: u8::try_from(tm.tm_mday).ok()?,
-        hour: u8::try_from(tm.tm_hour).ok()?,
-        minute: u8::try_from(tm.tm_min).ok()?,
-        second: u8::try_from(tm.tm_sec).ok()?,
+        year: t.year,
+        month: t.month,
+        day: t.day,
+        hour: t.hour,
+        minute: t.minute,
+        second: t.second,
     };
-    // c_long: i64 here, i32 on 32-bit targets.
-    #[allow(clippy::useless_conversion)]
-    let offset = i64::from(tm.tm_gmtoff);
-    Some((civil, offset))
+    Some((civil, t.offset))
 }
 
 /// The time a local calendar date names (`mktime`, with the zone's own
 /// daylight saving rule), or None if the C library cannot say.
 pub fn from_local_time(t: &CivilTime) -> Option<SystemTime> {
-    // SAFETY: `tm` is plain old data for which all-zero bytes are valid.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = libc::c_int::try_from(t.year - 1900).ok()?;
-    tm.tm_mon = libc::c_int::from(t.month) - 1;
-    tm.tm_mday = libc::c_int::from(t.day);
-    tm.tm_hour = libc::c_int::from(t.hour);
-    tm.tm_min = libc::c_int::from(t.minute);
-    tm.tm_sec = libc::c_int::from(t.second);
-    tm.tm_isdst = -1;
-    // SAFETY: mktime reads and normalises a live, initialised tm.
-    let secs = unsafe { libc::mktime(&mut tm) };
-    if secs == -1
-        && (t.year, t.month, t.day, t.hour, t.minute, t.second) != (1969, 12, 31, 23, 59, 59)
-    {
-        return None;
-    }
-    // time_t: i64 here, i32 on 32-bit targets.
-    #[allow(clippy::useless_conversion)]
-    let secs = i64::from(secs);
+    let secs = crate::sys::mktime(&crate::sys::BrokenDown {
+        year: t.year,
+        month: t.month,
+        day: t.day,
+        hour: t.hour,
+        minute: t.minute,
+        second: t.second,
+        offset: 0,
+    })?;
     Some(if secs >= 0 {
         UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
     } else {

@@ -935,13 +935,7 @@ mod tests {
 
     /// glibc's `snprintf("%.6f")`: exact, ties to even, like `to_chars`.
     fn printf6(d: f64) -> String {
-        let mut buf = vec![0u8; 400];
-        // SAFETY: the buffer is large enough for any "%.6f" of a double
-        // (at most 309 integer digits, sign, point and six decimals), and
-        // snprintf never writes more than the size it is given.
-        let n = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.6f".as_ptr(), d) };
-        buf.truncate(n as usize);
-        String::from_utf8(buf).unwrap()
+        crate::sys::c_printf_f6(d)
     }
 
     #[test]

@@ -18,7 +18,7 @@ use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
 use zmtp_codec::BufferPool;
 
-use super::waker::Waker;
+use crate::sys::waker::Waker;
 
 const PAGE: usize = 4096;
 

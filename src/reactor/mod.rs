@@ -21,9 +21,7 @@ pub(crate) mod bufring;
 mod conn;
 mod copy_pool;
 mod slab;
-pub(crate) mod sys;
 mod wait;
-pub(crate) mod waker;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -45,13 +43,14 @@ use self::bufring::{BufRing, SessionBuffers};
 use self::conn::{Conn, Origin};
 use self::copy_pool::CopyPool;
 use self::slab::{Key, Slab};
-use self::waker::Waker;
 use crate::broker::shard::Shard;
 use crate::broker::{BrokerCommand, BrokerRole, BrokerShared};
 use crate::onloop::Offer;
 use crate::socket::options::{SocketKind, SocketOptions};
 use crate::socket::pipe::{Pipe, NO_CONN};
 use crate::socket::shared::{CoreEvent, SocketShared};
+use crate::sys;
+use crate::sys::waker::Waker;
 
 /// How reactors are set up.
 #[derive(Debug, Clone)]
@@ -1673,9 +1672,8 @@ impl Reactor {
             }
         }
         let conn = self.conns.get_mut(key).expect("present");
-        // SAFETY: shutdown on an fd we own; it makes pending operations
-        // complete promptly.
-        unsafe { libc::shutdown(conn.raw_fd(), libc::SHUT_RDWR) };
+        // Pending operations complete promptly.
+        sys::shutdown(conn.raw_fd());
         let (recv, send) = (conn.recv_armed, conn.send_in_flight);
         if recv {
             self.cancel(user_data(OP_RECV, key));

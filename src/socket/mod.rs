@@ -10,6 +10,7 @@
 
 pub mod options;
 pub(crate) mod pipe;
+#[allow(unsafe_code)]
 pub(crate) mod ring;
 pub(crate) mod shared;
 pub(crate) mod trie;
@@ -30,8 +31,9 @@ use self::shared::{CoreEvent, SocketShared};
 use self::trie::Trie;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::reactor::{sys, Command, ConnSpec, ReactorConfig, Reactors, Target};
+use crate::reactor::{Command, ConnSpec, ReactorConfig, Reactors, Target};
 use crate::security::Security;
+use crate::sys;
 
 /// How long a send or receive may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use zmtp_codec::{Message, Subscription};
 use super::options::SocketKind;
 use super::pipe::{Pipe, PipeWriter};
 use crate::onloop::Onloop;
-use crate::reactor::sys;
-use crate::reactor::waker::Waker;
+use crate::sys;
+use crate::sys::waker::Waker;
 
 /// Something a reactor tells the socket's owner. These are never dropped
 /// and hold no HWM slot.

@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::sys;
+use crate::sys;
 
 /// An eventfd plus an "asleep" flag. The sleeper sets the flag, re-checks
 /// its queues, then blocks; a producer that finds the flag set clears it and

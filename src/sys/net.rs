@@ -1,58 +1,14 @@
-//! Thin wrappers over the few system calls the reactor makes outside
-//! io_uring: eventfds, listening sockets, unconnected sockets and their
-//! addresses.
+//! Sockets outside io_uring: listening, options, addresses in the kernel's
+//! form, peers' names, and the addresses of network interfaces.
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// A close-on-exec eventfd. A reactor reads its own through io_uring,
-/// which must find it blocking (io_uring answers EAGAIN for non-blocking
-/// files instead of waiting); application-side ones are non-blocking.
-pub(crate) fn eventfd(nonblocking: bool) -> io::Result<OwnedFd> {
-    let flags = libc::EFD_CLOEXEC | if nonblocking { libc::EFD_NONBLOCK } else { 0 };
-    // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
-    let fd = cvt(unsafe { libc::eventfd(0, flags) })?;
-    // SAFETY: `fd` was just created and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Adds one to an eventfd's counter, making it readable.
-pub(crate) fn eventfd_signal(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64. A full counter (EAGAIN) is
-    // already readable, which is all a signal needs.
-    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-}
-
-/// Resets an eventfd's counter to zero (not readable).
-pub(crate) fn eventfd_drain(fd: RawFd) {
-    let mut value: u64 = 0;
-    // SAFETY: reads 8 bytes into a live u64; EAGAIN means already zero.
-    unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
-}
-
-/// Waits until `fd` is readable or `timeout_ms` passes (-1: forever).
-pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; EINTR simply returns early.
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-}
+use super::cvt;
 
 /// Sets the listen backlog of a listening socket.
 pub(crate) fn set_backlog(fd: RawFd, backlog: u32) {
@@ -235,34 +191,54 @@ pub(crate) fn ipc_listen(path: &Path) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(listener))
 }
 
-/// The soft and the hard limit on open file descriptors (RLIMIT_NOFILE).
-pub(crate) fn nofile_limits() -> io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into a live local.
-    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
-    Ok((limit.rlim_cur, limit.rlim_max))
+/// Shuts both directions of a socket down, so that operations pending on
+/// it complete promptly.
+pub(crate) fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown on an fd the caller owns; no pointers.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
-/// The soft limit on open file descriptors: what `open` runs into.
-pub(crate) fn nofile_limit() -> io::Result<u64> {
-    nofile_limits().map(|(soft, _)| soft)
-}
-
-/// Raises the soft limit on open file descriptors to the hard one (which
-/// any process may do) and returns the soft limit now in force.
-pub(crate) fn raise_nofile_limit() -> io::Result<u64> {
-    let (soft, hard) = nofile_limits()?;
-    if soft >= hard {
-        return Ok(soft);
+/// The first IPv4 address of the interface `name` (then IPv6), if it exists.
+pub(crate) fn interface_address(name: &str) -> Option<IpAddr> {
+    let mut found_v6 = None;
+    let mut ifaddrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `ifaddrs` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut ifaddrs) } != 0 {
+        return None;
     }
-    let limit = libc::rlimit {
-        rlim_cur: hard,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit reads one rlimit from a live local.
-    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
-    Ok(hard)
+    let mut cursor = ifaddrs;
+    let mut found = None;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let entry_name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        if entry_name.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family says its size.
+        match unsafe { (*entry.ifa_addr).sa_family } as i32 {
+            libc::AF_INET => {
+                // SAFETY: the family is AF_INET, so this is a sockaddr_in.
+                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+                break;
+            }
+            libc::AF_INET6 if found_v6.is_none() => {
+                // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
+                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+                found_v6 = Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: the list came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(ifaddrs) };
+    found.or(found_v6)
 }
