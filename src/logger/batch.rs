@@ -530,8 +530,10 @@ fn parse_schema(buf: &[u8]) -> Result<(Header, usize), BatchError> {
             max: MAX_FIELDS.into(),
         });
     }
-    // Each descriptor is at least FIELD_MIN bytes and num_records follows.
-    if u64::from(num_fields) * FIELD_MIN + 4 > r.0.len() as u64 {
+    // Each descriptor is at least FIELD_MIN bytes. (num_records, after
+    // them, is read as its own item: the same error whether the header
+    // came from the cache or not.)
+    if u64::from(num_fields) * FIELD_MIN > r.0.len() as u64 {
         return Err(BatchError::CountTooLarge {
             at: Place::Header("num_fields"),
             offset: at.offset(total),
@@ -1453,6 +1455,16 @@ mod tests {
         short.truncate(RECORD_AT - 2);
         let err = Batch::parse_cached(Bytes::from(short), &mut cache).unwrap_err();
         assert_eq!(err.reason(), "truncated");
+        // A batch that ends right after its schema: the same error either way.
+        let mut bare = header(b"bare", 3, 0, 0);
+        bare.truncate(bare.len() - 4);
+        let uncached = Batch::parse(Bytes::from(bare.clone())).unwrap_err();
+        let mut warm = HeaderCache::default();
+        let mut whole = bare.clone();
+        whole.extend_from_slice(&0u32.to_be_bytes());
+        Batch::parse_cached(Bytes::from(whole), &mut warm).unwrap();
+        let cached = Batch::parse_cached(Bytes::from(bare), &mut warm).unwrap_err();
+        assert_eq!(uncached, cached);
         // Bounded: one schema too many empties it.
         for i in 0..HeaderCache::MAX as u32 + 1 {
             let b = header(format!("p{i}").as_bytes(), 3, 0, 0);

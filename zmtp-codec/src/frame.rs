@@ -219,6 +219,9 @@ pub struct FrameDecoder {
     /// held to the limits) frame by frame as each header is complete, as
     /// the session's other paths admit them.
     message: MessageSize,
+    /// Whether data frames add up to messages; off, each is admitted alone
+    /// (a CURVE session's outer frames, whose plaintext the session counts).
+    count_messages: bool,
     repair_long_commands: bool,
     /// Bytes of a header that straddles two chunks.
     header: [u8; MAX_HEADER_LEN],
@@ -250,6 +253,7 @@ impl FrameDecoder {
                 ..Limits::NONE
             },
             message: MessageSize::default(),
+            count_messages: true,
             repair_long_commands: false,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
@@ -278,6 +282,21 @@ impl FrameDecoder {
     /// frames together over `max` bytes (default: no limit).
     pub fn set_max_message_size(&mut self, max: u64) {
         self.limits.max_message_size = max;
+    }
+
+    /// Admits each data frame alone instead of adding frames up to
+    /// messages: for frames that carry a message's frames sealed (CURVE),
+    /// which the caller counts once opened.
+    pub fn set_count_messages(&mut self, on: bool) {
+        self.count_messages = on;
+    }
+
+    /// The next data frame starts a message. A session says so at every
+    /// message boundary it sees, so that nothing counted before (a
+    /// handshake's frames, a message it took whole by another path) is
+    /// carried into the message.
+    pub fn start_message(&mut self) {
+        self.message = MessageSize::default();
     }
 
     /// Bytes copied so far because a frame straddled two chunks.
@@ -339,15 +358,35 @@ impl FrameDecoder {
             }
         } else {
             match self.complete_header(input) {
-                Some(h) => (h, false),
+                Some(h) => {
+                    // The repair's look-ahead may have stashed bytes past
+                    // this header (the start of the next frame, after an
+                    // empty command): they go back in front of the input.
+                    if self.header_len > h.header_len {
+                        let extra = &self.header[h.header_len..self.header_len];
+                        let mut joined = BytesMut::with_capacity(extra.len() + input.len());
+                        joined.extend_from_slice(extra);
+                        joined.extend_from_slice(input);
+                        self.copied_bytes += joined.len() as u64;
+                        *input = joined.freeze();
+                        self.header_len = h.header_len;
+                    }
+                    (h, false)
+                }
                 None => return Ok(None),
             }
         };
 
         // A data frame is admitted into its message (the limits, and
-        // whether the message fits in the address space); a command alone.
-        let total = if header.flags.is_command() {
-            MessageSize::default().admit(&header, self.limits)?
+        // whether the message fits in the address space); a command, or a
+        // sealed frame, alone.
+        let total = if header.flags.is_command() || !self.count_messages {
+            // A frame alone: its size, not a message's.
+            let alone = Limits {
+                max_message_size: u64::MAX,
+                ..self.limits
+            };
+            MessageSize::default().admit(&header, alone)?
         } else {
             let start = self.message.wire;
             self.message.admit(&header, self.limits)? - start

@@ -38,8 +38,14 @@ impl Limits {
 pub(crate) struct MessageSize {
     /// Bytes of the admitted frames' bodies.
     pub(crate) body: u64,
+    /// What counts against `max_message_size`: the bodies, an empty frame
+    /// counted as one byte, so that a message of endless empty frames (two
+    /// bytes each on the wire) is bounded too.
+    cost: u64,
     /// Bytes of the admitted frames on the wire, headers included.
     pub(crate) wire: usize,
+    /// Frames admitted.
+    pub(crate) frames: u32,
 }
 
 impl MessageSize {
@@ -47,9 +53,10 @@ impl MessageSize {
     /// within `max_frame_size`, the message's wire bytes, this frame's
     /// included, within the address space (a message that could never be
     /// held in memory is refused, not truncated), and the message's bodies
-    /// within `max_message_size`, in that order. Returns where the frame
-    /// ends, counted from the start of the message; on an error nothing is
-    /// counted. All additions are checked.
+    /// (an empty frame as one byte) within `max_message_size`, in that
+    /// order. Returns where the frame ends, counted from the start of the
+    /// message; on an error nothing is counted. All additions are checked,
+    /// the frame count's too.
     pub(crate) fn admit(&mut self, header: &ParsedHeader, limits: Limits) -> Result<usize> {
         if header.body_len > limits.max_frame_size {
             return Err(Error::FrameTooLarge {
@@ -64,15 +71,21 @@ impl MessageSize {
                 size: header.body_len,
                 limit: (usize::MAX - MAX_HEADER_LEN) as u64,
             })?;
-        let body = self.body.checked_add(header.body_len);
-        let Some(body) = body.filter(|&b| b <= limits.max_message_size) else {
+        let cost = self.cost.checked_add(header.body_len.max(1));
+        let (Some(cost), Some(frames)) = (
+            cost.filter(|&c| c <= limits.max_message_size),
+            self.frames.checked_add(1),
+        ) else {
             return Err(Error::MessageTooLarge {
-                size: self.body.saturating_add(header.body_len),
+                size: self.cost.saturating_add(header.body_len.max(1)),
                 limit: limits.max_message_size,
             });
         };
-        self.body = body;
+        // cost >= body, so the body's sum did not overflow either.
+        self.body += header.body_len;
+        self.cost = cost;
         self.wire = end;
+        self.frames = frames;
         Ok(end)
     }
 }
@@ -114,7 +127,29 @@ mod tests {
         ));
         // Refused frames count for nothing.
         assert_eq!(size.admit(&header(50, 2), limits), Ok(154));
-        assert_eq!((size.body, size.wire), (150, 154));
+        assert_eq!((size.body, size.wire, size.frames), (150, 154, 2));
+        // Full: an empty frame more counts as a byte, and is refused.
+        assert!(matches!(
+            size.admit(&header(0, 2), limits),
+            Err(Error::MessageTooLarge {
+                size: 151,
+                limit: 150
+            })
+        ));
+    }
+
+    #[test]
+    fn endless_empty_frames_reach_the_message_limit() {
+        let limits = Limits {
+            max_frame_size: 100,
+            max_message_size: 1000,
+        };
+        let mut size = MessageSize::default();
+        let admitted = (0..2000)
+            .take_while(|_| size.admit(&header(0, 2), limits).is_ok())
+            .count();
+        assert_eq!(admitted, 1000);
+        assert_eq!(size.body, 0);
     }
 
     #[test]
@@ -133,7 +168,8 @@ mod tests {
         );
         let mut size = MessageSize {
             body: u64::MAX - 1,
-            wire: 0,
+            cost: u64::MAX - 1,
+            ..MessageSize::default()
         };
         assert!(matches!(
             size.admit(&header(2, 2), Limits::NONE),

@@ -11,7 +11,9 @@ use bytes::{Buf, Bytes};
 
 use crate::command::{ttl_to_deciseconds, Command};
 use crate::error::{Error, Result};
-use crate::frame::{parse_header, Frame, FrameDecoder, FrameFlags, RawFrame, MAX_HEADER_LEN};
+use crate::frame::{
+    parse_header, Frame, FrameDecoder, FrameFlags, ParsedHeader, RawFrame, MAX_HEADER_LEN,
+};
 use crate::greeting::{Greeting, GREETING_LEN};
 use crate::limits::{Limits, MessageSize};
 use crate::mechanism::{Mechanism, Null, Step};
@@ -166,7 +168,8 @@ pub struct Session {
     input: VecDeque<Bytes>,
     outbox: Outbox,
     /// Bytes of the inbound message being received (reset after a frame without MORE).
-    inbound_message_bytes: u64,
+    /// The message being built frame by frame, as admitted so far.
+    inbound: MessageSize,
     /// Frames of a message that straddles chunks, copied together: the
     /// frame-by-frame path's (commands between frames, encrypted frames).
     builder: MessageBuilder,
@@ -210,6 +213,7 @@ impl Session {
         outbox.push_raw(Bytes::copy_from_slice(&greeting.encode()));
         let mut decoder = FrameDecoder::new(config.max_frame_size);
         decoder.set_max_message_size(config.max_message_size);
+        decoder.set_count_messages(!mechanism.transforms_frames());
         decoder.set_repair_long_commands(config.socket_type.receives_subscriptions());
         Session {
             config,
@@ -225,7 +229,7 @@ impl Session {
             decoder,
             input: VecDeque::new(),
             outbox,
-            inbound_message_bytes: 0,
+            inbound: MessageSize::default(),
             builder: MessageBuilder::new(),
             reassembly: None,
             pending: VecDeque::new(),
@@ -413,9 +417,17 @@ impl Session {
             self.input.pop_front();
         }
         let body_len = raw.wire.len() - raw.header_len;
+        let header = ParsedHeader {
+            flags: raw.flags,
+            body_len: body_len as u64,
+            header_len: 0,
+        };
+        // The same admission as `check_message_size`, for a lone frame.
         if raw.flags.is_command()
             || raw.flags.more()
-            || body_len as u64 > self.config.max_message_size
+            || MessageSize::default()
+                .admit(&header, self.limits())
+                .is_err()
         {
             self.opened = Some(raw);
             return None;
@@ -610,16 +622,19 @@ impl Session {
         Ok(self.on_message(message))
     }
 
+    /// Admits a data frame, as received (or opened, with CURVE), into the
+    /// message being built: the same rules as at the headers of frames in
+    /// clear, and the only check for sealed frames' plaintext.
     fn check_message_size(&mut self, frame_len: usize, more: bool) -> Result<()> {
-        self.inbound_message_bytes += frame_len as u64;
-        if self.inbound_message_bytes > self.config.max_message_size {
-            return Err(Error::MessageTooLarge {
-                size: self.inbound_message_bytes,
-                limit: self.config.max_message_size,
-            });
-        }
+        let header = ParsedHeader {
+            flags: FrameFlags::data(more),
+            body_len: frame_len as u64,
+            header_len: 0,
+        };
+        let limits = self.limits();
+        self.inbound.admit(&header, limits)?;
         if !more {
-            self.inbound_message_bytes = 0;
+            self.inbound = MessageSize::default();
         }
         Ok(())
     }
@@ -688,6 +703,9 @@ impl Session {
 
     /// The next whole frame from the input, if the fed bytes hold one.
     fn next_frame(&mut self) -> Result<Option<RawFrame>> {
+        if self.phase == Phase::Ready && self.builder.is_empty() && !self.decoder.has_partial() {
+            self.decoder.start_message();
+        }
         while let Some(chunk) = self.input.front_mut() {
             let frame = self.decoder.decode_raw(chunk)?;
             if chunk.is_empty() {

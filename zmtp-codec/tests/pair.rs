@@ -512,16 +512,33 @@ fn unlimited_sizes_still_refuse_frames_beyond_memory() {
 /// Events and verdict of a PULL session (limits as given) fed `stream`
 /// after a peer's greeting and READY, in chunks of `step` bytes.
 fn fed_in_chunks(stream: &[u8], step: usize, limits: (u64, u64)) -> (Vec<Event>, bool) {
-    let mut config = SessionConfig::new(SocketType::Pull);
+    fed_in_chunks_to(SocketType::Pull, SocketType::Push, stream, step, limits)
+}
+
+/// As `fed_in_chunks`, for a `local` session whose peer is `peer`.
+fn fed_in_chunks_to(
+    local: SocketType,
+    peer: SocketType,
+    stream: &[u8],
+    step: usize,
+    limits: (u64, u64),
+) -> (Vec<Event>, bool) {
+    let mut config = SessionConfig::new(local);
     (config.max_frame_size, config.max_message_size) = limits;
-    let mut pull = Session::new(config);
-    let mut push = Session::new(SessionConfig::new(SocketType::Push));
-    connect(&mut push, &mut pull);
+    let mut session = Session::new(config);
+    let mut other = Session::new(SessionConfig::new(peer));
+    connect(&mut other, &mut session);
+    feed_in_chunks(&mut session, stream, step)
+}
+
+/// Feeds `stream` in chunks of `step` bytes; the events up to the first
+/// error, and whether there was one.
+fn feed_in_chunks(session: &mut Session, stream: &[u8], step: usize) -> (Vec<Event>, bool) {
     let mut events = Vec::new();
     for chunk in stream.chunks(step) {
-        pull.feed(Bytes::copy_from_slice(chunk));
+        session.feed(Bytes::copy_from_slice(chunk));
         loop {
-            match pull.poll() {
+            match session.poll() {
                 Ok(Some(e)) => events.push(e),
                 Ok(None) => break,
                 Err(_) => return (events, true),
@@ -588,4 +605,88 @@ fn a_message_over_its_limit_fails_at_the_header_on_every_path() {
         matches!(&events[..], [Event::Ping { .. }]) && failed,
         "{events:?}"
     );
+}
+
+/// A PUB or XPUB session repairs libzmq 4.3.4's unflagged long commands,
+/// which needs nine bytes after a `04 00` header. When a chunk ended
+/// before those, the look-ahead bytes (the start of the next frame, after
+/// an empty command) were dropped once the header was complete.
+#[test]
+fn the_long_command_repair_drops_no_byte_at_a_chunk_end() {
+    // An empty command, a data frame "abc", a data frame "x".
+    let stream = b"\x04\x00\x00\x03abc\x00\x01x";
+    let whole = fed_in_chunks_to(
+        SocketType::XPub,
+        SocketType::XSub,
+        stream,
+        stream.len(),
+        (1 << 20, 1 << 20),
+    );
+    for step in 1..stream.len() {
+        let chunked = fed_in_chunks_to(
+            SocketType::XPub,
+            SocketType::XSub,
+            stream,
+            step,
+            (1 << 20, 1 << 20),
+        );
+        assert_eq!(chunked, whole, "chunks of {step} bytes");
+    }
+    let messages: Vec<Vec<Bytes>> = whole
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.to_frames()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages, [vec![Bytes::from("abc")], vec![Bytes::from("x")]]);
+}
+
+/// A NULL peer may send its READY as a data frame (libzmq accepts that, and
+/// so do we), even with MORE set; that frame is no part of the first
+/// message, whichever path the message takes.
+#[test]
+fn a_handshake_frame_is_not_counted_in_the_first_message() {
+    let mut stream = BytesMut::new();
+    stream.extend_from_slice(
+        &zmtp_codec::Greeting::new(1, zmtp_codec::MechanismName::NULL, false).encode(),
+    );
+    let mut md = Metadata::new();
+    md.push("Socket-Type", "PUSH").unwrap();
+    encode_frame(
+        FrameFlags::data(true),
+        &zmtp_codec::Command::Ready(md).encode(),
+        &mut stream,
+    );
+    // 50 + 30 bytes, a PING between them: within a limit of 100, which the
+    // READY's 28 bytes added would pass.
+    encode_frame(FrameFlags::data(true), &[5; 50], &mut stream);
+    encode_frame(
+        FrameFlags::command(),
+        &zmtp_codec::Command::Ping {
+            ttl_deciseconds: 0,
+            context: Bytes::new(),
+        }
+        .encode(),
+        &mut stream,
+    );
+    encode_frame(FrameFlags::data(false), &[6; 30], &mut stream);
+    let run = |step: usize| {
+        let mut config = SessionConfig::new(SocketType::Pull);
+        config.max_message_size = 100;
+        feed_in_chunks(&mut Session::new(config), &stream, step)
+    };
+    let whole = run(stream.len());
+    assert!(!whole.1, "{whole:?}");
+    assert!(
+        whole
+            .0
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.body_len() == 80)),
+        "{whole:?}"
+    );
+    for step in 1..stream.len() {
+        assert_eq!(run(step), whole, "chunks of {step} bytes");
+    }
 }

@@ -953,3 +953,75 @@ fn drained_curve_messages_equal_polled_ones() {
     );
     assert_eq!(server.stats().messages_received, 4);
 }
+
+/// A sealed frame's size counts against the frame limit; its plaintext,
+/// once opened, against the message limit: the same on the fast path
+/// (`drain_messages`), frame by frame (`poll`), and however the box is
+/// chunked. The decoder once also added the boxes' sealed sizes up against
+/// the message limit, so a message just under it failed through `poll`.
+#[test]
+fn a_sealed_message_is_held_to_its_plaintext_size_on_every_path() {
+    let plaintext = vec![3u8; 990];
+    // Whole through poll, whole through drain_messages, then in pieces.
+    for split in [None, Some(0), Some(7), Some(500), Some(1000)] {
+        for drain in [false, true] {
+            let mut config = SessionConfig::new(SocketType::Pull);
+            config.max_message_size = 1000;
+            let client = KeyPair::generate(&mut zmtp_codec::OsRandom).unwrap();
+            let server = KeyPair::generate(&mut zmtp_codec::OsRandom).unwrap();
+            let mut a = Session::with_mechanism(
+                SessionConfig::new(SocketType::Push),
+                Box::new(CurveClient::new(client, server.public)),
+            );
+            let mut b = Session::with_mechanism(
+                config,
+                Box::new(CurveServer::new(server, Box::new(AllowAll))),
+            );
+            handshake(&mut a, &mut b).unwrap();
+            a.send_frames(&[Bytes::from(plaintext.clone())]).unwrap();
+            let wire = take_all(&mut a);
+            let pieces = match split {
+                None => vec![wire],
+                Some(at) => vec![wire.slice(..at), wire.slice(at..)],
+            };
+            let mut got = Vec::new();
+            for piece in pieces {
+                b.feed(piece);
+                if drain {
+                    b.drain_messages(|m| {
+                        got.push(m.to_frames());
+                        None
+                    });
+                }
+                for e in drain_events(&mut b, split, drain) {
+                    got.push(e);
+                }
+            }
+            assert_eq!(
+                got,
+                [vec![Bytes::from(plaintext.clone())]],
+                "{split:?} {drain}"
+            );
+        }
+    }
+}
+
+/// The messages `poll` gives, as frames; panics on an error.
+fn drain_events(session: &mut Session, split: Option<usize>, drain: bool) -> Vec<Vec<Bytes>> {
+    drain_all(session)
+        .unwrap_or_else(|e| panic!("split {split:?}, drain {drain}: {e}"))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.to_frames()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn drain_all(session: &mut Session) -> Result<Vec<Event>, Error> {
+    let mut events = Vec::new();
+    while let Some(e) = session.poll()? {
+        events.push(e);
+    }
+    Ok(events)
+}
