@@ -9,7 +9,7 @@ use std::time::Instant;
 use zmtp_codec::{Event, SubscriptionAction};
 
 use super::slab::Key;
-use super::{Command, Reactor, TimerKey, PEER_CLOSED};
+use super::{CloseReason, Command, Reactor, TimerKey};
 use crate::broker::book::Effect;
 use crate::broker::shard::Fanout;
 use crate::broker::{egress, BrokerCommand, Counter, Side, COORDINATOR};
@@ -111,7 +111,7 @@ impl Reactor {
                          (slow_subscriber = disconnect)",
                         timeout.as_millis()
                     );
-                    self.close_conn(key, reason);
+                    self.close_conn(key, CloseReason::Service(reason));
                 }
                 return;
             }
@@ -409,7 +409,6 @@ impl Reactor {
         let Some(side) = conn.spec.broker.as_ref().map(|r| r.side) else {
             return;
         };
-        let reason = conn.closing.clone().unwrap_or_default();
         let id = conn.broker_id;
         match side {
             Side::Subscribers => {
@@ -437,9 +436,13 @@ impl Reactor {
             Side::Subscribers => "subscriber (XPUB side)",
             Side::Publishers => "publisher (XSUB side)",
         };
+        // Called for closing connections only.
+        let Some(reason) = &conn.closing else {
+            return;
+        };
         if id == 0 {
             tracing::info!(peer = %conn.peer, "connection closed before its handshake: {reason}");
-        } else if reason == PEER_CLOSED || reason == "socket closed" {
+        } else if reason.is_orderly() {
             tracing::info!(peer = %conn.peer, "{side} disconnected: {reason}");
         } else {
             tracing::warn!(peer = %conn.peer, "{side} disconnected: {reason}");
@@ -501,7 +504,7 @@ impl Reactor {
             return;
         }
         if conn.eof {
-            self.close_conn(key, PEER_CLOSED.into());
+            self.close_conn(key, CloseReason::PeerClosed);
         } else {
             self.arm_recv(key);
         }

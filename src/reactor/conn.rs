@@ -63,7 +63,7 @@ pub(super) struct Conn {
     /// The peer closed its side; close once what it sent is delivered.
     pub(super) eof: bool,
     /// Why the connection is closing, once it is.
-    pub(super) closing: Option<String>,
+    pub(super) closing: Option<super::CloseReason>,
     /// The socket closed; send what is queued, then close.
     pub(super) lingering: bool,
     // Send state. `inflight` is taken from the session's outbox and left

@@ -18,6 +18,7 @@
 
 mod broker;
 pub(crate) mod bufring;
+mod close;
 mod conn;
 mod copy_pool;
 mod slab;
@@ -40,6 +41,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use zmtp_codec::{BufferPool, Event, Message, SessionConfig, SubscriptionAction};
 
 use self::bufring::{BufRing, SessionBuffers};
+pub(crate) use self::close::CloseReason;
 use self::conn::{Conn, Origin};
 use self::copy_pool::CopyPool;
 use self::slab::{Key, Slab};
@@ -395,9 +397,6 @@ fn build_ring(entries: u32) -> Result<IoUring, ReactorError> {
 
 /// Bytes a paused connection keeps reading before it stops.
 const READ_AHEAD: usize = 64 * 1024;
-
-/// Why a connection closed when its peer closed it: not an error.
-const PEER_CLOSED: &str = "peer closed the connection";
 
 // Completion kinds, in the top byte of user_data.
 const OP_WAKE: u64 = 1;
@@ -1071,7 +1070,7 @@ impl Reactor {
             .conns
             .insert_with(|key| Box::new(Conn::new(key, fd, spec, peer, origin, pipe, buffers)));
         if self.shutting_down && origin == Origin::Accepted {
-            self.close_conn(key, "reactor shutting down".into());
+            self.close_conn(key, CloseReason::Shutdown);
             return key;
         }
         self.schedule_timer(key);
@@ -1157,20 +1156,14 @@ impl Reactor {
                     let mechanism = conn.spec.security.name();
                     let counters = &conn.spec.socket.counters;
                     counters.security_failures.fetch_add(1, Ordering::Relaxed);
-                    self.close_conn(
-                        key,
-                        format!(
-                            "peer closed during the {mechanism} handshake: it runs another \
-                             mechanism (NULL?), or refused our keys or credentials"
-                        ),
-                    );
+                    self.close_conn(key, CloseReason::PeerClosedDuringHandshake { mechanism });
                 }
                 0 => {
                     // Deliver what the peer sent before it closed: a paused
                     // connection still holds decoded messages.
                     conn.eof = true;
                     if !conn.paused {
-                        self.close_conn(key, PEER_CLOSED.into());
+                        self.close_conn(key, CloseReason::PeerClosed);
                     }
                 }
                 libc::ENOBUFS => {
@@ -1192,8 +1185,12 @@ impl Reactor {
                 }
                 libc::ECANCELED => {}
                 errno => {
-                    let err = io::Error::from_raw_os_error(errno);
-                    self.close_conn(key, format!("receive failed: {err}"));
+                    let error = io::Error::from_raw_os_error(errno);
+                    let reason = CloseReason::Io {
+                        operation: "receive",
+                        error,
+                    };
+                    self.close_conn(key, reason);
                 }
             }
         }
@@ -1434,7 +1431,7 @@ impl Reactor {
                 Step::Delivered => turn.push_back(key),
                 Step::Idle => {
                     if self.conns.get_mut(key).is_some_and(|c| c.eof) {
-                        self.close_conn(key, PEER_CLOSED.into());
+                        self.close_conn(key, CloseReason::PeerClosed);
                         continue;
                     }
                     self.schedule_timer(key);
@@ -1505,12 +1502,12 @@ impl Reactor {
             return;
         }
         if let Err(e) = conn.fill_from_pipe() {
-            self.close_conn(key, format!("cannot encode a message: {e}"));
+            self.close_conn(key, CloseReason::Encode(e));
             return;
         }
         let Some(zero_copy) = conn.prepare_send() else {
             if conn.lingering && conn.send_drained() {
-                self.close_conn(key, "socket closed".into());
+                self.close_conn(key, CloseReason::SocketClosed);
             }
             return;
         };
@@ -1552,8 +1549,14 @@ impl Reactor {
             conn.send_in_flight = false;
             if res < 0 {
                 conn.zc_notif_pending = cqueue::more(flags);
-                let err = io::Error::from_raw_os_error(-res);
-                self.close_conn(key, format!("send failed: {err}"));
+                let error = io::Error::from_raw_os_error(-res);
+                self.close_conn(
+                    key,
+                    CloseReason::Io {
+                        operation: "send",
+                        error,
+                    },
+                );
                 self.try_finish(key);
                 return;
             }
@@ -1631,21 +1634,22 @@ impl Reactor {
         let counters = &conn.spec.socket.counters;
         let reason = if crate::security::is_security_failure(&e) {
             counters.security_failures.fetch_add(1, Ordering::Relaxed);
-            format!("{} handshake failed: {e}", conn.spec.security.name())
+            CloseReason::Security {
+                mechanism: conn.spec.security.name(),
+                error: e,
+            }
         } else {
             counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            let phase = if conn.session.is_ready() {
-                ""
-            } else {
-                " during the handshake"
-            };
-            format!("protocol error{phase}: {e}")
+            CloseReason::Protocol {
+                error: e,
+                during_handshake: !conn.session.is_ready(),
+            }
         };
         conn.write_outbox_now();
         self.close_conn(key, reason);
     }
 
-    fn close_conn(&mut self, key: Key, reason: String) {
+    fn close_conn(&mut self, key: Key, reason: CloseReason) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -1653,11 +1657,9 @@ impl Reactor {
             return;
         }
         conn.flush_received_counters();
-        let quiet =
-            reason == "socket closed" || reason == "reactor shutting down" || reason == PEER_CLOSED;
         if conn.spec.broker.is_some() {
             // The broker logs each disconnect once, when it is complete.
-        } else if quiet {
+        } else if reason.is_quiet() {
             tracing::debug!(peer = %conn.peer, "closing: {reason}");
         } else {
             tracing::warn!(peer = %conn.peer, "connection closed: {reason}");
@@ -1818,13 +1820,13 @@ impl Reactor {
             }
             let linger = conn.spec.opts.linger;
             if linger == Some(Duration::ZERO) || !conn.session.is_ready() && conn.pipe.is_none() {
-                self.close_conn(key, "socket closed".into());
+                self.close_conn(key, CloseReason::SocketClosed);
                 continue;
             }
             conn.lingering = true;
             conn.linger_deadline = linger.map(|d| now + d);
             if conn.send_drained() {
-                self.close_conn(key, "socket closed".into());
+                self.close_conn(key, CloseReason::SocketClosed);
             } else {
                 self.schedule_timer(key);
                 self.pump_send(key);
@@ -1891,24 +1893,24 @@ impl Reactor {
         }
         let due = |d: Option<Instant>| d.is_some_and(|d| d <= now);
         let reason = if due(conn.handshake_deadline) {
-            Some("handshake timed out (HANDSHAKE_IVL)")
+            Some(CloseReason::HandshakeTimeout)
         } else if due(conn.ping_timeout) && !conn.paused {
-            Some("heartbeat timed out: no traffic after our PING (HEARTBEAT_TIMEOUT)")
+            Some(CloseReason::HeartbeatTimeout)
         } else if due(conn.peer_ttl) && !conn.paused {
-            Some("heartbeat timed out: no traffic within the peer's PING TTL")
+            Some(CloseReason::PeerTtlExpired)
         } else if due(conn.linger_deadline) {
-            Some("socket closed (linger expired)")
+            Some(CloseReason::LingerExpired)
         } else {
             None
         };
         if let Some(reason) = reason {
-            if reason.contains("timed out") {
+            if reason.is_timeout() {
                 // Counted before the close, so the peer seeing its socket
                 // shut means the counter already moved.
                 let counters = &conn.spec.socket.counters;
                 counters.timeouts.fetch_add(1, Ordering::Relaxed);
             }
-            self.close_conn(key, reason.into());
+            self.close_conn(key, reason);
             return;
         }
         if due(conn.next_ping) {
