@@ -14,6 +14,7 @@ pub use zmtp_codec as codec;
 
 pub mod broker;
 pub mod cat;
+pub(crate) mod counters;
 pub mod endpoint;
 pub mod error;
 pub mod keys;

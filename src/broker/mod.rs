@@ -14,33 +14,30 @@
 //! Subscription state lives in one `book::Book` on reactor 0 (the
 //! coordinator), which keeps every reactor's routing copy (`shard`) in step.
 
-pub(crate) mod book;
+mod book;
 pub mod config;
-pub(crate) mod egress;
+mod coordinator;
+mod egress;
 mod match_cache;
 pub mod metrics;
-pub(crate) mod shard;
+mod service;
+mod shard;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crossbeam_utils::CachePadded;
-use zmtp_codec::{Message, SessionConfig, SubscriptionAction};
+use zmtp_codec::SessionConfig;
 
-use self::book::{PubId, SubId};
 pub use self::config::{BrokerConfig, ConfigError, SlowSubscriber};
-use self::egress::Egress;
+use self::service::{BrokerService, BrokerSpec};
+use crate::counters::{Counters, SocketStats};
 use crate::endpoint::Endpoint;
 use crate::reactor::{Command, ConnSpec, Reactors};
 use crate::security::Security;
 use crate::socket::options::{SocketKind, SocketOptions};
-use crate::socket::pipe::Pipe;
-use crate::socket::pipe::PipeWriter;
-use crate::socket::shared::SocketShared;
-use crate::socket::SocketStats;
 use crate::sys;
 
 /// Which of the broker's two endpoints a connection came in on.
@@ -50,64 +47,6 @@ pub(crate) enum Side {
     Subscribers,
     /// The XSUB side: the peer is a node's XPUB, a publisher.
     Publishers,
-}
-
-/// A broker connection's role, in its `ConnSpec`.
-#[derive(Debug, Clone)]
-pub(crate) struct BrokerRole {
-    pub(crate) shared: Arc<BrokerShared>,
-    pub(crate) side: Side,
-}
-
-/// Work for a reactor's broker part, carried by `Command::Broker`.
-pub(crate) enum BrokerCommand {
-    // To the coordinator (reactor 0).
-    SubscriberUp {
-        egress: Arc<Egress>,
-        /// One writing end per reactor, index = reactor.
-        producers: Vec<PipeWriter<Message>>,
-    },
-    Subscription {
-        sub: SubId,
-        action: SubscriptionAction,
-        topic: Bytes,
-    },
-    SubscriberDown {
-        sub: SubId,
-    },
-    PublisherUp {
-        publisher: PubId,
-        pipe: Arc<Pipe>,
-    },
-    PublisherDown {
-        publisher: PubId,
-    },
-    // From the coordinator to every reactor, in the coordinator's order.
-    AddSubscriber {
-        egress: Arc<Egress>,
-        producer: PipeWriter<Message>,
-    },
-    Route {
-        sub: SubId,
-        topic: Bytes,
-        add: bool,
-    },
-    RemoveSubscriber {
-        sub: SubId,
-    },
-    // To the reactor serving a subscriber or publisher.
-    /// Messages wait in a subscriber's lanes: send them.
-    Wake {
-        conn: u64,
-    },
-    /// A subscriber's lane for this reactor has room again.
-    Space {
-        sub: SubId,
-    },
-    /// Close a slow subscriber (policy disconnect).
-    Evict {
-        conn: u64,
-    },
 }
 
 /// The reactor that owns the subscription book.
@@ -198,8 +137,8 @@ pub(crate) struct BrokerShared {
     pub(crate) subscribers: AtomicU64,
     pub(crate) publishers: AtomicU64,
     /// Connection-level counters of each side.
-    pub(crate) xpub_side: Arc<SocketShared>,
-    pub(crate) xsub_side: Arc<SocketShared>,
+    xpub_side: Arc<Counters>,
+    xsub_side: Arc<Counters>,
 }
 
 impl std::fmt::Debug for BrokerShared {
@@ -215,21 +154,10 @@ impl BrokerShared {
     /// for unit tests of the broker's parts.
     #[cfg(test)]
     pub(crate) fn for_tests(reactors: usize) -> Arc<BrokerShared> {
-        let side = |id, kind| Arc::new(SocketShared::new(id, kind, 1, false, reactors).unwrap());
-        BrokerShared::new(
-            BrokerConfig::default(),
-            reactors,
-            side(u64::MAX - 1, SocketKind::Xpub),
-            side(u64::MAX - 2, SocketKind::Xsub),
-        )
+        BrokerShared::new(BrokerConfig::default(), reactors)
     }
 
-    fn new(
-        config: BrokerConfig,
-        reactors: usize,
-        xpub_side: Arc<SocketShared>,
-        xsub_side: Arc<SocketShared>,
-    ) -> Arc<BrokerShared> {
+    fn new(config: BrokerConfig, reactors: usize) -> Arc<BrokerShared> {
         Arc::new(BrokerShared {
             reactors,
             next_id: AtomicU64::new(1),
@@ -239,8 +167,8 @@ impl BrokerShared {
             upstream_prefixes: AtomicU64::new(0),
             subscribers: AtomicU64::new(0),
             publishers: AtomicU64::new(0),
-            xpub_side,
-            xsub_side,
+            xpub_side: Arc::default(),
+            xsub_side: Arc::default(),
             config,
         })
     }
@@ -320,7 +248,7 @@ pub struct Broker {
     shared: Arc<BrokerShared>,
     xpub_endpoint: String,
     xsub_endpoint: String,
-    reactors: Option<Reactors>,
+    reactors: Option<Reactors<BrokerService>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -349,20 +277,7 @@ impl Broker {
         let security = security.with_address_lists(&config.addresses);
         let reactor_config = config.reactor_config();
         let n = reactor_config.cores.len().max(1);
-        let side = |id, kind| {
-            SocketShared::new(id, kind, 1, false, n)
-                .map(Arc::new)
-                .map_err(|source| BrokerError::Io {
-                    what: "cannot create eventfds".into(),
-                    source,
-                })
-        };
-        let shared = BrokerShared::new(
-            config,
-            n,
-            side(u64::MAX - 1, SocketKind::Xpub)?,
-            side(u64::MAX - 2, SocketKind::Xsub)?,
-        );
+        let shared = BrokerShared::new(config, n);
         // Bind before starting threads: a taken port fails fast.
         let (xpub_fd, xpub_endpoint) = bind(
             "listen_xpub_endpoint",
@@ -374,26 +289,15 @@ impl Broker {
             &shared.config.listen_xsub_endpoint,
             shared.config.ipv6,
         )?;
-        let reactors = Reactors::start(&reactor_config)?;
-        let (done, inited) = std::sync::mpsc::channel();
-        for reactor in 0..n {
-            let (shared, done) = (shared.clone(), done.clone());
-            reactors.post(reactor, Command::BrokerInit { shared, done });
-        }
-        drop(done);
-        // Every reactor has its part of the broker before anything can be
-        // accepted (see `Command::BrokerInit`).
-        for _ in 0..n {
-            inited.recv().map_err(|_| BrokerError::Io {
-                what: "a reactor stopped while the broker started".into(),
-                source: std::io::Error::other("reactor thread gone"),
-            })?;
-        }
+        let service_shared = shared.clone();
+        let reactors = Reactors::start(&reactor_config, move |reactor, _| {
+            BrokerService::new(reactor, service_shared.clone())
+        })?;
         let spec = |side: Side| {
             let config = &shared.config;
-            let (kind, socket) = match side {
-                Side::Subscribers => (SocketKind::Xpub, shared.xpub_side.clone()),
-                Side::Publishers => (SocketKind::Xsub, shared.xsub_side.clone()),
+            let (kind, counters, owner) = match side {
+                Side::Subscribers => (SocketKind::Xpub, shared.xpub_side.clone(), 1),
+                Side::Publishers => (SocketKind::Xsub, shared.xsub_side.clone(), 2),
             };
             let mut opts = SocketOptions::defaults(kind);
             opts.linger = Some(config.linger);
@@ -408,14 +312,15 @@ impl Broker {
             session.max_frame_size = config.max_message_size;
             session.max_message_size = config.max_message_size;
             Arc::new(ConnSpec {
-                socket,
-                opts,
+                owner,
+                opts: crate::socket::service::conn_options(&opts),
                 session,
-                broker: Some(BrokerRole {
+                security: security.clone(),
+                counters,
+                service: BrokerSpec {
                     shared: shared.clone(),
                     side,
-                }),
-                security: security.clone(),
+                },
             })
         };
         // Listeners on different reactors, so accepting spreads.
@@ -479,8 +384,8 @@ impl Broker {
 fn stats(shared: &BrokerShared) -> BrokerStats {
     BrokerStats {
         broker: shared.snapshot(),
-        xpub_side: shared.xpub_side.counters.snapshot(),
-        xsub_side: shared.xsub_side.counters.snapshot(),
+        xpub_side: shared.xpub_side.snapshot(),
+        xsub_side: shared.xsub_side.snapshot(),
         upstream_prefixes: shared.upstream_prefixes.load(Ordering::Relaxed),
         subscribers: shared.subscribers.load(Ordering::Relaxed),
         publishers: shared.publishers.load(Ordering::Relaxed),

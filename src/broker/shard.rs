@@ -3,8 +3,8 @@
 //! publishers on this reactor that wait for room.
 //!
 //! Routing runs on the reactor that received the message, against this
-//! copy; the copy changes only through commands from the coordinator
-//! (reactor 0, which owns the [`Book`]), in the order it issued them.
+//! copy; the copy changes only through updates from the coordinator
+//! (reactor 0, which owns the book), in the order it issued them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use zmtp_codec::Message;
 
-use super::book::{Book, SubId};
+use super::book::SubId;
+use super::coordinator::Update;
 use super::egress::Egress;
 use super::match_cache::MatchCache;
 use super::{BrokerShared, Counter, SlowSubscriber};
@@ -65,10 +66,6 @@ pub(crate) struct Shard {
     /// Subscribers given messages since `take_touched`.
     touched: Vec<SubId>,
     stalls: IdMap<Stall>,
-    /// The coordinator's book (used on reactor 0 only).
-    pub(crate) book: Book,
-    /// The coordinator's publisher pipes, by publisher id.
-    pub(crate) publishers: IdMap<Arc<crate::socket::pipe::Pipe>>,
 }
 
 impl Shard {
@@ -83,13 +80,22 @@ impl Shard {
             matched: Vec::new(),
             touched: Vec::new(),
             stalls: IdMap::default(),
-            book: Book::default(),
-            publishers: IdMap::default(),
         }
     }
 
     fn count(&self, counter: Counter, n: u64) {
         self.shared.count(self.reactor, counter, n);
+    }
+
+    /// Applies the coordinator's change to this copy; returns the
+    /// publishers (connection keys) that may go on.
+    pub(crate) fn apply(&mut self, update: Update) -> Vec<u64> {
+        match update {
+            Update::AddSubscriber { egress, producer } => self.add_subscriber(egress, producer),
+            Update::Route { sub, topic, add } => self.route(sub, &topic, add),
+            Update::RemoveSubscriber { sub } => return self.remove_subscriber(sub),
+        }
+        Vec::new()
     }
 
     /// A subscriber appeared; `producer` writes its lane for this reactor.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 /// Why a connection closed.
 #[derive(Debug)]
@@ -41,9 +42,9 @@ pub(crate) enum CloseReason {
     },
     /// A message could not be encoded for the peer.
     Encode(zmtp_codec::Error),
-    /// The service serving the connection closed it, saying why (a slow
-    /// subscriber evicted, ...).
-    Service(String),
+    /// A subscriber kept a publisher waiting for room longer than this
+    /// (the broker's policy `slow_subscriber = disconnect`).
+    SlowSubscriber { waited: Duration },
 }
 
 impl CloseReason {
@@ -103,7 +104,12 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::Io { operation, error } => write!(f, "{operation} failed: {error}"),
             CloseReason::Encode(error) => write!(f, "cannot encode a message: {error}"),
-            CloseReason::Service(why) => f.write_str(why),
+            CloseReason::SlowSubscriber { waited } => write!(
+                f,
+                "slow subscriber: kept a publisher waiting over {} ms \
+                 (slow_subscriber = disconnect)",
+                waited.as_millis()
+            ),
         }
     }
 }
@@ -128,5 +134,13 @@ mod tests {
             error: io::Error::from_raw_os_error(libc::ECONNRESET),
         };
         assert!(io.to_string().starts_with("receive failed: "), "{io}");
+        let slow = CloseReason::SlowSubscriber {
+            waited: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            slow.to_string(),
+            "slow subscriber: kept a publisher waiting over 1500 ms (slow_subscriber = disconnect)"
+        );
+        assert!(!slow.is_quiet());
     }
 }

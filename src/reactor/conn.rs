@@ -1,5 +1,6 @@
-//! One peer connection on a reactor: its codec session, its receive and
-//! send state, and its deadlines.
+//! One peer connection on a reactor: its codec session, where it is in its
+//! life, its receive and send state, its deadlines, and the service's own
+//! state of it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -7,65 +8,67 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Buf;
-use zmtp_codec::{BufferPool, Message, Outbox, Session};
+use zmtp_codec::{BufferPool, Outbox, Session};
 
+use super::close::CloseReason;
+use super::service::{ConnSpec, Origin, Service};
 use super::slab::Key;
-use super::ConnSpec;
-use crate::broker::egress::Lanes;
-use crate::socket::pipe::{Outgoing, Pipe};
 
 /// Most iovecs in one `sendmsg` (the kernel's UIO_MAXIOV).
-pub(super) const MAX_IOVECS: usize = 1024;
+pub(crate) const MAX_IOVECS: usize = 1024;
 /// Bytes gathered into one send batch before it is submitted.
-pub(super) const BATCH_BYTES: usize = 4 << 20;
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
 
 /// Whether a send batch has room for another message.
-fn room(session: &mut Session) -> bool {
+pub(crate) fn room(session: &mut Session) -> bool {
     session.outbox().chunk_count() < MAX_IOVECS && session.outbox().remaining() < BATCH_BYTES
 }
 
-/// Who opened the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Origin {
-    /// Accepted on a bound endpoint.
-    Accepted,
-    /// Made by the connecter with this key.
-    Connected(Key),
+/// Where a connection is in its life. Transitions happen in one place each
+/// ([`Conn::handshake_done`], [`Conn::linger`], [`Conn::start_closing`]);
+/// closing is for good.
+#[derive(Debug)]
+pub(crate) enum Lifecycle {
+    /// Greeting and handshake.
+    Handshaking,
+    /// Messages flow.
+    Active,
+    /// Its owner closed: it sends what is queued, then closes, or closes
+    /// when `linger_deadline` passes.
+    Lingering,
+    /// Closing, for this reason; it is freed once the kernel holds nothing
+    /// of it.
+    Closing(CloseReason),
 }
 
-pub(super) struct Conn {
-    pub(super) key: Key,
+/// A connection on a reactor.
+pub(crate) struct Conn<S: Service> {
+    pub(crate) key: Key,
     pub(super) fd: OwnedFd,
-    pub(super) spec: Arc<ConnSpec>,
-    pub(super) session: Session,
-    pub(super) peer: String,
-    pub(super) origin: Origin,
-    /// The queue from the application; set at the handshake, or from the
-    /// start for a connecter's pipe.
-    pub(super) pipe: Option<Arc<Pipe>>,
-    /// The pipe was announced to the socket (CoreEvent::Up).
-    pub(super) announced: bool,
-    /// A broker subscriber's lanes (instead of a pipe's messages).
-    pub(super) lanes: Option<Lanes>,
-    /// A broker connection's id once its handshake is done (0 before).
-    pub(super) broker_id: u64,
+    pub(crate) spec: Arc<ConnSpec<S>>,
+    pub(crate) session: Session,
+    /// The peer's address, for log lines.
+    pub(crate) peer: String,
+    pub(crate) origin: Origin,
+    pub(crate) lifecycle: Lifecycle,
+    /// It lingered before it began closing (a linger that a connecter
+    /// takes over when the connection drops early).
+    pub(super) lingered: bool,
+    /// The service's state of it.
+    pub(crate) svc: S::Conn,
     pub(super) recv_armed: bool,
-    /// Not reading: the onloop queue is full (NODROP).
-    pub(super) paused: bool,
-    /// The message that did not fit the onloop queue.
-    pub(super) held: Option<Message>,
-    /// Messages and body bytes received since the socket's counters were
-    /// last updated: they are added once per batch, not per message.
-    pub(super) unflushed_in: (u64, u64),
+    /// Not reading: the service cannot take more now (a full queue, a
+    /// stalled publisher); it resumes the connection when it can.
+    pub(crate) paused: bool,
+    /// The peer closed its side; the connection closes once what it sent
+    /// is delivered.
+    pub(crate) eof: bool,
     /// Bytes received while paused: reading goes on (so the connection has
     /// messages ready when its turn comes) up to a bound.
     pub(super) read_ahead: usize,
-    /// The peer closed its side; close once what it sent is delivered.
-    pub(super) eof: bool,
-    /// Why the connection is closing, once it is.
-    pub(super) closing: Option<super::CloseReason>,
-    /// The socket closed; send what is queued, then close.
-    pub(super) lingering: bool,
+    /// Messages and body bytes received since the counters were last
+    /// updated: they are added once per batch, not per message.
+    pub(crate) unflushed_in: (u64, u64),
     // Send state. `inflight` is taken from the session's outbox and left
     // untouched while the kernel reads from it, so its iovecs stay valid.
     pub(super) inflight: Outbox,
@@ -74,8 +77,8 @@ pub(super) struct Conn {
     pub(super) zc_notif_pending: bool,
     /// Bytes a zero-copy send reported, applied when its notification arrives.
     pub(super) zc_sent: usize,
-    /// Data messages taken from the pipe and not yet fully sent.
-    pub(super) batch_messages: usize,
+    /// Data messages taken from the service and not yet fully sent.
+    pub(crate) batch_messages: usize,
     pub(super) iovecs: Vec<libc::iovec>,
     pub(super) msghdr: libc::msghdr,
     // Deadlines.
@@ -91,18 +94,18 @@ pub(super) struct Conn {
 // SAFETY: `msghdr` holds raw pointers into `iovecs` and `inflight`, which the
 // Conn owns; a Conn only moves between threads inside a reactor command
 // before any send was built.
-unsafe impl Send for Conn {}
+unsafe impl<S: Service> Send for Conn<S> {}
 
-impl Conn {
+impl<S: Service> Conn<S> {
     pub(super) fn new(
         key: Key,
         fd: OwnedFd,
-        spec: Arc<ConnSpec>,
+        spec: Arc<ConnSpec<S>>,
         peer: String,
         origin: Origin,
-        pipe: Option<Arc<Pipe>>,
+        svc: S::Conn,
         buffers: &Arc<dyn BufferPool>,
-    ) -> Conn {
+    ) -> Conn<S> {
         let mut config = spec.session.clone();
         config.buffers = buffers.clone();
         let session = Session::with_mechanism(config, spec.security.mechanism());
@@ -116,18 +119,14 @@ impl Conn {
             session,
             peer,
             origin,
-            pipe,
-            announced: false,
-            lanes: None,
-            broker_id: 0,
+            lifecycle: Lifecycle::Handshaking,
+            lingered: false,
+            svc,
             recv_armed: false,
             paused: false,
-            held: None,
-            unflushed_in: (0, 0),
-            read_ahead: 0,
             eof: false,
-            closing: None,
-            lingering: false,
+            read_ahead: 0,
+            unflushed_in: (0, 0),
             inflight: Outbox::new(),
             send_in_flight: false,
             zc_notif_pending: false,
@@ -145,6 +144,67 @@ impl Conn {
 
     pub(super) fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
+    }
+
+    /// Whether it is closing.
+    pub(crate) fn is_closing(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Closing(_))
+    }
+
+    /// Why it is closing, once it is.
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
+        match &self.lifecycle {
+            Lifecycle::Closing(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether its owner closed and it only sends what is left.
+    pub(super) fn is_lingering(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Lingering)
+    }
+
+    /// The handshake is done: messages flow (unless it lingers already).
+    pub(super) fn handshake_done(&mut self, now: Instant) {
+        if matches!(self.lifecycle, Lifecycle::Handshaking) {
+            self.lifecycle = Lifecycle::Active;
+        }
+        self.handshake_deadline = None;
+        self.next_ping = self.spec.opts.heartbeat_ivl.map(|d| now + d);
+    }
+
+    /// Its owner closed: send what is left until `deadline`.
+    pub(super) fn linger(&mut self, deadline: Option<Instant>) {
+        if !self.is_closing() {
+            self.lifecycle = Lifecycle::Lingering;
+            self.lingered = true;
+            self.linger_deadline = deadline;
+        }
+    }
+
+    /// Starts closing; false if it already was.
+    pub(super) fn start_closing(&mut self, reason: CloseReason) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        self.lifecycle = Lifecycle::Closing(reason);
+        true
+    }
+
+    /// Stops reading for the service (after a bounded read-ahead).
+    pub(crate) fn pause(&mut self) {
+        if !self.paused {
+            self.paused = true;
+            self.read_ahead = 0;
+        }
+    }
+
+    /// Notes the TTL of the peer's PING: it must be heard from within it.
+    pub(crate) fn note_ping_ttl(&mut self, ttl_deciseconds: u16) {
+        if ttl_deciseconds > 0 {
+            let ttl = std::time::Duration::from_millis(u64::from(ttl_deciseconds) * 100);
+            self.peer_ttl = Some(Instant::now() + ttl);
+        }
     }
 
     /// Writes what the session's outbox holds now, without waiting, if no
@@ -180,73 +240,14 @@ impl Conn {
         }
     }
 
-    /// Adds the messages received since the last call to the socket's counters.
-    pub(super) fn flush_received_counters(&mut self) {
+    /// Adds the messages received since the last call to the counters.
+    pub(crate) fn flush_received_counters(&mut self) {
         let (messages, bytes) = std::mem::take(&mut self.unflushed_in);
         if messages > 0 {
-            let counters = &self.spec.socket.counters;
+            let counters = &self.spec.counters;
             counters.messages_in.fetch_add(messages, Ordering::Relaxed);
             counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         }
-    }
-
-    /// Moves queued items from the pipe into the session, up to one batch.
-    /// Errors are the session's (a mechanism failing to seal).
-    ///
-    /// While a send is coming, the pipe stays scheduled: the send's
-    /// completion looks at the pipe again, so the socket need not wake this
-    /// reactor for every message it queues meanwhile. Only a batch that
-    /// finds nothing to send takes the flag down.
-    pub(super) fn fill_from_pipe(&mut self) -> zmtp_codec::Result<()> {
-        if !self.session.is_ready() {
-            return Ok(());
-        }
-        if let Some(lanes) = &mut self.lanes {
-            loop {
-                lanes.take_into(&mut self.session, room, &mut self.batch_messages)?;
-                if !self.session.outbox().is_empty() || !lanes.unschedule_and_recheck() {
-                    return Ok(());
-                }
-            }
-        }
-        let Some(pipe) = self.pipe.clone() else {
-            return Ok(());
-        };
-        loop {
-            self.take_from_pipe(&pipe)?;
-            if !self.session.outbox().is_empty() {
-                return Ok(());
-            }
-            pipe.unschedule();
-            // The socket queues, then checks the flag; we lowered the flag,
-            // then check the queue (both sequentially consistent): either it
-            // saw the flag down and will wake us, or we see its message here.
-            if pipe.is_queue_empty() {
-                return Ok(());
-            }
-        }
-    }
-
-    fn take_from_pipe(&mut self, pipe: &Pipe) -> zmtp_codec::Result<()> {
-        while room(&mut self.session) {
-            let Some((action, topic)) = pipe.pop_subscription() else {
-                break;
-            };
-            self.session.send_subscription(action, topic)?;
-        }
-        let mut reader = pipe.reader();
-        while room(&mut self.session) {
-            let Some(item) = reader.take() else { break };
-            // Counted before the session may refuse it: the slot stays
-            // taken until released with the batch (or the connection).
-            self.batch_messages += 1;
-            match item {
-                Outgoing::Wire(m) => self.session.send(m)?,
-                Outgoing::Single(body) => self.session.send_frame(body, false)?,
-                Outgoing::Frames(frames) => self.session.send_frames(&frames)?,
-            }
-        }
-        Ok(())
     }
 
     /// Takes the session's outbox as the next send and describes it in
@@ -295,8 +296,7 @@ impl Conn {
         !self.send_in_flight
             && !self.zc_notif_pending
             && self.session.outbox().is_empty()
-            && self.pipe.as_ref().is_none_or(|p| p.is_queue_empty())
-            && self.lanes.as_ref().is_none_or(|l| l.is_empty())
+            && S::drained(self)
     }
 
     /// The earliest deadline, if any.

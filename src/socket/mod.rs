@@ -12,6 +12,7 @@ pub mod options;
 pub(crate) mod pipe;
 #[allow(unsafe_code)]
 pub(crate) mod ring;
+pub(crate) mod service;
 pub(crate) mod shared;
 pub(crate) mod trie;
 
@@ -26,6 +27,7 @@ use zmtp_codec::{Message, SessionConfig, SubscriptionAction};
 
 pub use self::options::{SocketKind, SocketOption, SocketOptions};
 use self::pipe::{Outgoing, Pipe, PipeWriter};
+use self::service::{SocketCommand, SocketService, SocketSpec};
 pub use self::shared::SocketStats;
 use self::shared::{CoreEvent, SocketShared};
 use self::trie::Trie;
@@ -47,7 +49,7 @@ pub enum Wait {
 }
 
 struct ContextInner {
-    reactors: Reactors,
+    reactors: Reactors<SocketService>,
     next_socket: AtomicU64,
     next_reactor: AtomicUsize,
 }
@@ -77,7 +79,7 @@ impl Context {
     pub fn with_config(config: &ReactorConfig) -> Result<Context> {
         Ok(Context {
             inner: Arc::new(ContextInner {
-                reactors: Reactors::start(config)?,
+                reactors: Reactors::start(config, |_, _| SocketService::default())?,
                 next_socket: AtomicU64::new(1),
                 next_reactor: AtomicUsize::new(0),
             }),
@@ -288,7 +290,7 @@ impl Socket {
         Ok(shared)
     }
 
-    fn spec(&mut self) -> Result<Arc<ConnSpec>> {
+    fn spec(&mut self) -> Result<Arc<ConnSpec<SocketService>>> {
         let socket = self.shared()?;
         let mut session = SessionConfig::new(self.kind.zmtp_type());
         if let Some(max) = self.opts.max_msg_size {
@@ -296,11 +298,16 @@ impl Socket {
             session.max_message_size = session.max_message_size.max(max);
         }
         Ok(Arc::new(ConnSpec {
-            socket,
-            opts: self.opts.clone(),
+            owner: self.id,
+            opts: service::conn_options(&self.opts),
             session,
-            broker: None,
             security: self.security.clone(),
+            counters: socket.counters.clone(),
+            service: SocketSpec {
+                socket,
+                sndhwm: self.opts.sndhwm,
+                immediate: self.opts.immediate,
+            },
         }))
     }
 
@@ -361,7 +368,8 @@ impl Socket {
         let pipe = if self.opts.immediate {
             None
         } else {
-            let (pipe, writer) = Pipe::new(spec.socket.new_pipe_id(), reactor, self.opts.sndhwm);
+            let socket = &spec.service.socket;
+            let (pipe, writer) = Pipe::new(socket.new_pipe_id(), reactor, self.opts.sndhwm);
             self.add_pipe(pipe.clone(), writer, false);
             if matches!(self.kind, SocketKind::Sub | SocketKind::Xsub) {
                 self.replay_subscriptions(pipe.id);
@@ -374,7 +382,7 @@ impl Socket {
             Command::Connect {
                 spec,
                 targets,
-                pipe,
+                link: pipe,
                 name: parsed.to_string(),
             },
         );
@@ -594,9 +602,10 @@ impl Socket {
 
     fn wake(&self, pipe: &Arc<Pipe>) {
         if pipe.schedule() {
-            self.ctx
-                .reactors
-                .post(pipe.reactor, Command::PipeReady(pipe.clone()));
+            self.ctx.reactors.post(
+                pipe.reactor,
+                Command::Service(SocketCommand::PipeReady(pipe.clone())),
+            );
         }
     }
 
@@ -916,7 +925,8 @@ fn after_pop(ctx: &ContextInner, socket: u64, shared: &SocketShared) {
     let onloop = &shared.onloop;
     if shared.any_paused() && onloop.len() <= onloop.capacity() / 2 {
         for reactor in shared.take_paused() {
-            ctx.reactors.post(reactor, Command::Resume(socket));
+            let resume = Command::Service(SocketCommand::Resume(socket));
+            ctx.reactors.post(reactor, resume);
         }
     }
 }
@@ -934,7 +944,7 @@ impl Drop for Socket {
         for reactor in 0..self.ctx.reactors.len() {
             self.ctx
                 .reactors
-                .post(reactor, Command::CloseSocket(self.id));
+                .post(reactor, Command::CloseOwner(self.id));
         }
     }
 }

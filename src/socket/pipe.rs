@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
-use zmtp_codec::{Message, SubscriptionAction};
+use zmtp_codec::{Message, Session, SubscriptionAction};
 
 use super::ring::{self, Consumer, Producer};
 
@@ -172,6 +172,54 @@ impl Pipe {
     pub(crate) fn is_queue_empty(&self) -> bool {
         std::sync::atomic::fence(Ordering::SeqCst);
         self.subscriptions.is_empty() && self.reader().is_empty()
+    }
+
+    /// Moves queued subscriptions, then messages, into `session` while
+    /// `room` says a send batch has room, counting the data messages taken
+    /// in `taken` (their slots stay held until released with the batch).
+    /// Errors are the session's (a mechanism failing to seal).
+    ///
+    /// While a send is coming, the pipe stays scheduled: the send's
+    /// completion looks at the pipe again, so the socket need not wake the
+    /// reactor for every message it queues meanwhile. Only a batch that
+    /// finds nothing to send takes the flag down.
+    pub(crate) fn fill(
+        &self,
+        session: &mut Session,
+        room: impl Fn(&mut Session) -> bool,
+        taken: &mut usize,
+    ) -> zmtp_codec::Result<()> {
+        loop {
+            while room(session) {
+                let Some((action, topic)) = self.pop_subscription() else {
+                    break;
+                };
+                session.send_subscription(action, topic)?;
+            }
+            let mut reader = self.reader();
+            while room(session) {
+                let Some(item) = reader.take() else { break };
+                // Counted before the session may refuse it: the slot stays
+                // taken until released with the batch (or the connection).
+                *taken += 1;
+                match item {
+                    Outgoing::Wire(m) => session.send(m)?,
+                    Outgoing::Single(body) => session.send_frame(body, false)?,
+                    Outgoing::Frames(frames) => session.send_frames(&frames)?,
+                }
+            }
+            drop(reader);
+            if !session.outbox().is_empty() {
+                return Ok(());
+            }
+            self.unschedule();
+            // The socket queues, then checks the flag; we lowered the flag,
+            // then check the queue (both sequentially consistent): either it
+            // saw the flag down and will wake us, or we see its message here.
+            if self.is_queue_empty() {
+                return Ok(());
+            }
+        }
     }
 }
 

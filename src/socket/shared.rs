@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_queue::SegQueue;
-use crossbeam_utils::CachePadded;
 use zmtp_codec::{Message, Subscription};
 
 use super::options::SocketKind;
 use super::pipe::{Pipe, PipeWriter};
+use crate::counters::Counters;
+pub use crate::counters::SocketStats;
 use crate::onloop::Onloop;
 use crate::sys;
 use crate::sys::waker::Waker;
@@ -33,71 +34,6 @@ pub(crate) enum CoreEvent {
     Subscription { pipe_id: u64, sub: Subscription },
 }
 
-macro_rules! counters {
-    ($(#[$doc:meta] $name:ident),* $(,)?) => {
-        /// Live counters of one socket.
-        #[derive(Debug, Default)]
-        pub(crate) struct Counters { $(pub(crate) $name: AtomicU64,)* }
-
-        /// A snapshot of a socket's counters.
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct SocketStats {
-            $(#[$doc] pub $name: u64,)*
-        }
-
-        impl Counters {
-            pub(crate) fn snapshot(&self) -> SocketStats {
-                SocketStats { $($name: self.$name.load(Ordering::Relaxed),)* }
-            }
-        }
-    };
-}
-
-counters! {
-    /// Data messages received from peers.
-    messages_in,
-    /// Bytes of frame bodies received from peers.
-    bytes_in,
-    /// Data messages handed to the kernel.
-    messages_out,
-    /// Bytes written to peers (all wire bytes).
-    bytes_out,
-    /// Received messages dropped because the onloop queue was full.
-    onloop_drops,
-    /// Messages not queued for a peer because its pipe was at SNDHWM.
-    hwm_drops,
-    /// Queued messages lost because their peer disconnected.
-    disconnect_drops,
-    /// Messages the socket type ignores (e.g. a PUB's peer sending data).
-    ignored_messages,
-    /// Received messages a SUB discarded for matching no subscription.
-    filtered_messages,
-    /// Connections accepted on bound endpoints.
-    connections_accepted,
-    /// Outgoing connections established.
-    connections_established,
-    /// Handshakes completed.
-    handshakes,
-    /// Connections closed, for any reason.
-    disconnects,
-    /// Connections closed because the peer broke the protocol or a limit.
-    protocol_errors,
-    /// Connections closed because a PLAIN or CURVE handshake failed or was refused (unknown key or user, mechanism mismatch, bad box, nonce out of order).
-    security_failures,
-    /// Connections refused on accept because of the peer's address.
-    access_denied,
-    /// Connections closed because a heartbeat or the handshake timed out.
-    timeouts,
-    /// Failed connection attempts.
-    connect_failures,
-    /// Subscriptions received from peers.
-    subscriptions_in,
-    /// Cancels received from peers.
-    cancels_in,
-    /// Received bytes copied out of receive buffers (small receives, and all while half the pool is held).
-    copied_small_bytes,
-}
-
 /// State shared between a socket and the reactors serving its connections.
 #[derive(Debug)]
 pub(crate) struct SocketShared {
@@ -107,8 +43,9 @@ pub(crate) struct SocketShared {
     pub(crate) onloop: Onloop<Message>,
     /// Events for the application thread's socket logic.
     control: SegQueue<CoreEvent>,
-    /// Written by reactors per batch, read rarely: on a cache line of its own.
-    pub(crate) counters: CachePadded<Counters>,
+    /// Written by reactors per batch, read rarely: on a cache line of its
+    /// own (the reactors count through their connections' specs).
+    pub(crate) counters: Arc<Counters>,
     /// Per reactor: it has connections paused because the onloop queue was full.
     paused: Box<[AtomicBool]>,
     /// Wakes a sender blocked on full pipes.
@@ -132,7 +69,7 @@ impl SocketShared {
             kind,
             onloop: Onloop::new(rcvhwm, rcv_nodrop)?,
             control: SegQueue::new(),
-            counters: CachePadded::new(Counters::default()),
+            counters: Arc::new(Counters::default()),
             paused: (0..reactors).map(|_| AtomicBool::new(false)).collect(),
             writable: Waker::new_nonblocking()?,
             next_pipe_id: AtomicU64::new(1),
