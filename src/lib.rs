@@ -6,9 +6,16 @@
 //!
 //! `unsafe` code is denied crate-wide and allowed only where the kernel's
 //! interfaces or a lock-free structure need it: the reactor's io_uring
-//! driver and receive buffers, the socket's single-producer ring, and
-//! `sys`, the system call wrappers.
+//! driver, its receive buffer ring and a connection's send header
+//! (`reactor/{driver,bufring,conn}.rs`), the socket's single-producer ring,
+//! and `sys`, the system call wrappers. Each block says why it is sound.
+//!
+//! The layers, each using only those below it: `sys`; the codec; the
+//! reactor, which drives a `Service` and names none; the services (ZeroMQ
+//! sockets, the broker); the applications (`logger`, `cat`). See
+//! docs/architecture.md.
 #![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub use zmtp_codec as codec;
 
@@ -20,16 +27,15 @@ pub mod error;
 pub mod keys;
 pub mod logger;
 pub mod metrics;
-pub mod onloop;
-#[allow(unsafe_code)]
-pub mod reactor;
+pub(crate) mod onloop;
+pub(crate) mod reactor;
 pub mod security;
 pub mod socket;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
-pub use reactor::ReactorConfig;
+pub use reactor::{ReactorConfig, ReactorError, MAX_COALESCE};
 pub use security::{Access, AddressLists, Security};
 pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};
 pub use sys::StopSignals;

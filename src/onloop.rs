@@ -25,7 +25,7 @@ use crate::sys;
 /// contract of libzmq's ZMQ_FD). Producers pay one load per notification
 /// while the consumer is busy, and no system call.
 #[derive(Debug)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     fd: OwnedFd,
     waiting: AtomicBool,
 }
@@ -33,7 +33,7 @@ pub struct Readiness {
 impl Readiness {
     /// A new readiness fd, armed (the consumer starts out with nothing),
     /// not readable.
-    pub fn new() -> std::io::Result<Readiness> {
+    pub(crate) fn new() -> std::io::Result<Readiness> {
         Ok(Readiness {
             fd: sys::eventfd(true)?,
             waiting: AtomicBool::new(true),
@@ -41,7 +41,7 @@ impl Readiness {
     }
 
     /// Producer: work was made available.
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         // Orders the producer's publication before the load (Dekker with
         // `arm`): either the consumer's re-check sees the work, or this sees
         // the consumer waiting.
@@ -53,7 +53,7 @@ impl Readiness {
 
     /// Consumer: found nothing. Clears a stale signal and announces the
     /// wait; the caller must look for work once more before sleeping.
-    pub fn arm(&self) {
+    pub(crate) fn arm(&self) {
         if !self.waiting.load(Ordering::Relaxed) {
             sys::eventfd_drain(self.fd.as_raw_fd());
             self.waiting.store(true, Ordering::Relaxed);
@@ -62,12 +62,12 @@ impl Readiness {
     }
 
     /// The fd to poll for readability.
-    pub fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
     /// Blocks until signalled or `timeout_ms` passes (-1: forever).
-    pub fn wait(&self, timeout_ms: i32) {
+    pub(crate) fn wait(&self, timeout_ms: i32) {
         sys::wait_readable(self.raw_fd(), timeout_ms);
     }
 }
@@ -80,7 +80,7 @@ enum Ring<T> {
 
 /// What happened to an offered item.
 #[derive(Debug)]
-pub enum Offer<T> {
+pub(crate) enum Offer<T> {
     /// It is in the queue.
     Queued,
     /// The queue was full; the item was dropped and counted.
@@ -91,7 +91,7 @@ pub enum Offer<T> {
 
 /// The queue itself. Any number of producers, one consumer.
 #[derive(Debug)]
-pub struct Onloop<T> {
+pub(crate) struct Onloop<T> {
     ring: Ring<T>,
     nodrop: bool,
     readiness: Readiness,
@@ -101,7 +101,7 @@ pub struct Onloop<T> {
 impl<T> Onloop<T> {
     /// A queue holding at most `capacity` items (0: unbounded). With
     /// `nodrop`, offers to a full queue are refused rather than dropped.
-    pub fn new(capacity: usize, nodrop: bool) -> std::io::Result<Onloop<T>> {
+    pub(crate) fn new(capacity: usize, nodrop: bool) -> std::io::Result<Onloop<T>> {
         let ring = if capacity == 0 {
             Ring::Unbounded(SegQueue::new())
         } else {
@@ -116,7 +116,8 @@ impl<T> Onloop<T> {
     }
 
     /// Offers an item (producer side) and wakes a waiting consumer.
-    pub fn offer(&self, item: T) -> Offer<T> {
+    #[cfg(test)]
+    pub(crate) fn offer(&self, item: T) -> Offer<T> {
         let offer = self.offer_quiet(item);
         if matches!(offer, Offer::Queued) {
             self.readiness.notify();
@@ -126,7 +127,7 @@ impl<T> Onloop<T> {
 
     /// Offers an item without waking the consumer: for a producer that
     /// offers a batch and then calls `readiness().notify()` once.
-    pub fn offer_quiet(&self, item: T) -> Offer<T> {
+    pub(crate) fn offer_quiet(&self, item: T) -> Offer<T> {
         let pushed = match &self.ring {
             Ring::Bounded(q) => q.push(item),
             Ring::Unbounded(q) => {
@@ -145,7 +146,7 @@ impl<T> Onloop<T> {
     }
 
     /// Takes the oldest item (consumer side).
-    pub fn pop(&self) -> Option<T> {
+    pub(crate) fn pop(&self) -> Option<T> {
         match &self.ring {
             Ring::Bounded(q) => q.pop(),
             Ring::Unbounded(q) => q.pop(),
@@ -153,7 +154,7 @@ impl<T> Onloop<T> {
     }
 
     /// Items queued now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match &self.ring {
             Ring::Bounded(q) => q.len(),
             Ring::Unbounded(q) => q.len(),
@@ -161,30 +162,27 @@ impl<T> Onloop<T> {
     }
 
     /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The capacity (0: unbounded).
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         match &self.ring {
             Ring::Bounded(q) => q.capacity(),
             Ring::Unbounded(_) => 0,
         }
     }
 
-    /// Whether a full queue refuses instead of dropping.
-    pub fn is_nodrop(&self) -> bool {
-        self.nodrop
-    }
-
     /// Items dropped because the queue was full.
-    pub fn drops(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn drops(&self) -> u64 {
         self.drops.load(Ordering::Relaxed)
     }
 
     /// The consumer's wake-up, shared with anything else it should wake for.
-    pub fn readiness(&self) -> &Readiness {
+    pub(crate) fn readiness(&self) -> &Readiness {
         &self.readiness
     }
 }

@@ -352,7 +352,7 @@ fn a_coalescing_reactor_serves_the_first_arrival_at_once_and_gathers_the_next() 
 #[test]
 fn a_coalescing_window_beyond_the_limit_is_refused_by_name() {
     let config = zring::ReactorConfig {
-        coalesce: Some(zring::reactor::MAX_COALESCE + Duration::from_millis(1)),
+        coalesce: Some(zring::MAX_COALESCE + Duration::from_millis(1)),
         ..Default::default()
     };
     let Err(err) = Context::with_config(&config) else {

@@ -251,9 +251,19 @@ pub enum Place {
     /// An item of the batch header, e.g. `stream name` or `num_fields`.
     Header(&'static str),
     /// Field descriptor `index` (from 0), with its name once it was read.
-    Field { index: u32, name: Option<String> },
+    Field {
+        /// Its index, from 0.
+        index: u32,
+        /// Its name, once read.
+        name: Option<String>,
+    },
     /// The value of column `field` in record `record` (from 0).
-    Value { record: u32, field: String },
+    Value {
+        /// The record, from 0.
+        record: u32,
+        /// The column's name.
+        field: String,
+    },
 }
 
 impl fmt::Display for Place {
@@ -278,10 +288,15 @@ pub enum BatchError {
     /// The batch ends inside an item.
     #[error("{at}, byte {offset}: truncated: {what} needs {need} bytes, {left} left")]
     Truncated {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// What was being read.
         what: &'static str,
+        /// Bytes it needs.
         need: u64,
+        /// Bytes left.
         left: usize,
     },
     /// A count announces more items than the remaining bytes could hold.
@@ -289,94 +304,162 @@ pub enum BatchError {
         "{at}, byte {offset}: {count} {what} of at least {min} bytes each cannot fit in the {left} bytes left"
     )]
     CountTooLarge {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// What is counted.
         what: &'static str,
+        /// The count as sent.
         count: u64,
+        /// The fewest bytes one item takes.
         min: u64,
+        /// Bytes left.
         left: usize,
     },
     /// A string length that is negative as an `i32` (Zeek rejects those).
     #[error("{at}, byte {offset}: string length {len} is negative")]
-    NegativeLength { at: Place, offset: usize, len: i32 },
+    NegativeLength {
+        /// Where in the batch.
+        at: Place,
+
+        /// The offending item's byte offset.
+        offset: usize,
+
+        /// The length as sent.
+        len: i32,
+    },
     /// A negative set or vector element count.
     #[error("{at}, byte {offset}: element count {count} is negative")]
     NegativeCount {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// The count as sent.
         count: i64,
     },
     /// A name or count above this decoder's limits.
     #[error("{at}, byte {offset}: {what} {value} is over the limit of {max}")]
     TooLarge {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// What is too large.
         what: &'static str,
+        /// The value as sent.
         value: u64,
+        /// The limit.
         max: u64,
     },
     /// Records announced in a batch that has no fields to hold them.
     #[error("header num_records: {num_records} records announced but the batch has no fields")]
-    NoFields { num_records: u32 },
+    NoFields {
+        /// Records announced.
+        num_records: u32,
+    },
     /// A type number Zeek does not have.
     #[error("{at}, byte {offset}: unknown type tag {tag}")]
-    UnknownType { at: Place, offset: usize, tag: i32 },
+    UnknownType {
+        /// Where in the batch.
+        at: Place,
+
+        /// The offending item's byte offset.
+        offset: usize,
+
+        /// The tag as sent.
+        tag: i32,
+    },
     /// A value of a type Zeek cannot log (pattern, any, record, ...).
     #[error("{at}, byte {offset}: a value of type {} ({}) cannot be logged", .tag.zeek_name(), *.tag as i32)]
     NotLoggable {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// The type.
         tag: TypeTag,
     },
     /// An address family byte other than 4 or 6.
     #[error("{at}, byte {offset}: address family {family} is not 4 or 6")]
     BadAddrFamily {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// The family byte as sent.
         family: u8,
     },
     /// A subnet prefix length out of range (IPv4's is sent as 96 + length).
     #[error("{at}, byte {offset}: subnet prefix {prefix} is out of range for IPv{family} ({})",
         if *.family == 4 { "96-128 on the wire" } else { "0-128" })]
     BadPrefix {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// The prefix length as sent.
         prefix: u8,
+        /// The address family (4 or 6).
         family: u8,
     },
     /// A port's transport protocol other than 0 (unknown), tcp, udp, icmp.
     #[error("{at}, byte {offset}: port protocol {proto} is not 0-3")]
     BadPortProto {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
+        /// The protocol number as sent.
         proto: i32,
     },
     /// Sets and vectors nested deeper than [`MAX_DEPTH`].
     #[error("{at}, byte {offset}: containers nested more than {MAX_DEPTH} deep")]
-    TooDeep { at: Place, offset: usize },
+    TooDeep {
+        /// Where in the batch.
+        at: Place,
+
+        /// The offending item's byte offset.
+        offset: usize,
+    },
     /// A stream, writer, filter or field name that is not UTF-8.
     #[error("{at}, byte {offset}: name is not UTF-8")]
-    NotUtf8 { at: Place, offset: usize },
+    NotUtf8 {
+        /// Where in the batch.
+        at: Place,
+
+        /// The offending item's byte offset.
+        offset: usize,
+    },
     /// A `path` that cannot safely be a file name.
     #[error("header path `{path}` cannot be a file name: {why}")]
     BadPath {
         /// The path, escaped and shortened for printing.
         path: String,
+        /// Why not.
         why: &'static str,
     },
     /// Bytes after the last record.
     #[error("{count} bytes left over after the last record")]
-    TrailingBytes { count: usize },
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
     /// A value (or a set's or vector's element) whose type tag is not the
     /// one its column declares.
     #[error("{at}, byte {offset}: a {} {} in a column of type {column}",
         .found.zeek_name(), if *.element { "element" } else { "value" })]
     TypeMismatch {
+        /// Where in the batch.
         at: Place,
+        /// The offending item's byte offset.
         offset: usize,
         /// The column's type as `#types` names it, e.g. `set[string]`.
         column: String,
+        /// The type tag found.
         found: TypeTag,
+        /// Whether it was an element of a set or vector.
         element: bool,
     },
 }

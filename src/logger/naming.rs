@@ -16,12 +16,15 @@ use super::numbers::write_i64;
 /// A broken-down calendar time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CivilTime {
+    /// The year, e.g. 2026.
     pub year: i64,
     /// 1–12.
     pub month: u8,
     /// 1–31.
     pub day: u8,
+    /// 0–23.
     pub hour: u8,
+    /// 0–59.
     pub minute: u8,
     /// 0–60 (a leap second can show up in local time with "right/" zones).
     pub second: u8,

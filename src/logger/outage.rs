@@ -24,7 +24,12 @@ pub enum Report {
     /// Writes just started failing.
     Started,
     /// Still failing: `failures` so far, for `lasted`.
-    Reminder { failures: u64, lasted: Duration },
+    Reminder {
+        /// Failed writes since the outage began.
+        failures: u64,
+        /// How long it has lasted.
+        lasted: Duration,
+    },
     /// Nothing new to say.
     Quiet,
 }

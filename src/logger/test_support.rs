@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::value::{Elements, Field, Header, Proto, TypeTag, Value};
 
 /// A header for `path` with columns `c0`, `c1`, ... of the given types.
-pub fn header(path: &str, types: &[TypeTag]) -> Header {
+pub(crate) fn header(path: &str, types: &[TypeTag]) -> Header {
     Header {
         stream: "Test::LOG".into(),
         writer: "Log::WRITER_ASCII".into(),
@@ -26,7 +26,7 @@ pub fn header(path: &str, types: &[TypeTag]) -> Header {
 }
 
 /// The schema of the contract's worked example (§4.6).
-pub fn conn_header() -> Header {
+pub(crate) fn conn_header() -> Header {
     let field = |name: &str, ty, optional| Field {
         name: name.into(),
         ty,
@@ -48,13 +48,13 @@ pub fn conn_header() -> Header {
 }
 
 /// An encoded container body that `Elements` can borrow.
-pub struct OwnedElements {
+pub(crate) struct OwnedElements {
     body: Vec<u8>,
     len: u64,
 }
 
 impl OwnedElements {
-    pub fn get(&self) -> Elements<'_> {
+    pub(crate) fn get(&self) -> Elements<'_> {
         Elements {
             body: &self.body,
             len: self.len,
@@ -63,7 +63,7 @@ impl OwnedElements {
 }
 
 /// Encodes `values` as the elements of a set or vector.
-pub fn elements(values: &[Value<'_>]) -> OwnedElements {
+pub(crate) fn elements(values: &[Value<'_>]) -> OwnedElements {
     let mut body = Vec::new();
     for v in values {
         encode_value(&mut body, v);

@@ -13,28 +13,51 @@ use super::batch::ElementsIter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum TypeTag {
+    /// `void` (also the element type of a column that is no container).
     Void = 0,
+    /// `bool`.
     Bool = 1,
+    /// `int`.
     Int = 2,
+    /// `count`.
     Count = 3,
+    /// `double`.
     Double = 4,
+    /// `time`.
     Time = 5,
+    /// `interval`.
     Interval = 6,
+    /// `string`.
     String = 7,
+    /// `pattern`.
     Pattern = 8,
+    /// `enum`.
     Enum = 9,
+    /// `port`.
     Port = 10,
+    /// `addr`.
     Addr = 11,
+    /// `subnet`.
     Subnet = 12,
+    /// `any`.
     Any = 13,
+    /// `table` (a `set` when logged).
     Table = 14,
+    /// `record`.
     Record = 15,
+    /// `list`.
     List = 16,
+    /// `func`.
     Func = 17,
+    /// `file`.
     File = 18,
+    /// `vector`.
     Vector = 19,
+    /// `opaque`.
     Opaque = 20,
+    /// `type`.
     Type = 21,
+    /// `error`.
     Error = 22,
 }
 
@@ -84,9 +107,13 @@ impl TypeTag {
 /// A transport protocol of a `port` value (`TransportProto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
+    /// Unknown (0).
     Unknown,
+    /// TCP (1).
     Tcp,
+    /// UDP (2).
     Udp,
+    /// ICMP (3).
     Icmp,
 }
 
@@ -107,6 +134,7 @@ impl Proto {
 pub struct Field {
     /// The flattened column name, e.g. `id.orig_h`.
     pub name: String,
+    /// The column's type.
     pub ty: TypeTag,
     /// The element type of a set or vector column, else `Void`.
     pub subtype: TypeTag,
@@ -126,6 +154,7 @@ pub struct Header {
     /// e.g. `conn`; the file the records go to. Validated by the decoder
     /// to be usable as a file name (see `batch`).
     pub path: String,
+    /// The columns, in order.
     pub fields: Vec<Field>,
 }
 
@@ -135,9 +164,13 @@ pub enum Value<'a> {
     /// Not present (`&optional` not set, a parent record unset, a vector
     /// hole). Carries the tag the sender gave it.
     Unset(TypeTag),
+    /// `bool`.
     Bool(bool),
+    /// `int`.
     Int(i64),
+    /// `count`.
     Count(u64),
+    /// `double`.
     Double(f64),
     /// Seconds since the epoch.
     Time(f64),
@@ -147,20 +180,29 @@ pub enum Value<'a> {
     String(&'a [u8]),
     /// An enum's name, e.g. `tcp`.
     Enum(&'a [u8]),
+    /// `port`.
     Port {
+        /// The port number.
         number: u64,
+        /// Its transport protocol.
         proto: Proto,
     },
+    /// `addr`.
     Addr(IpAddr),
-    /// `prefix` is the real prefix length (the wire's IPv4 +96 removed).
+    /// `subnet`.
     Subnet {
+        /// The network address.
         addr: IpAddr,
+        /// The real prefix length (the wire's IPv4 +96 removed).
         prefix: u8,
     },
+    /// `func`: the function's name.
     Func(&'a [u8]),
+    /// `file`: the file's name.
     File(&'a [u8]),
     /// A set (`TYPE_TABLE`), elements in wire order.
     Set(Elements<'a>),
+    /// A vector, elements in order.
     Vector(Elements<'a>),
 }
 
@@ -204,6 +246,7 @@ impl<'a> Elements<'a> {
         self.len
     }
 
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -121,7 +121,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn run(&mut self) {
+    /// Writes what arrives until the logger stops: batches into files,
+    /// rotations when due, the outage policy while writes fail.
+    pub(crate) fn run(&mut self) {
         let mut next_rotation = self
             .settings
             .rotate_interval

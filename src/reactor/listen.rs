@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,8 +91,8 @@ impl<S: Service> Reactor<S> {
     pub(super) fn on_accept(&mut self, index: u32, generation: u32, res: i32, flags: u32) {
         let Some((key, l)) = self.listeners.find_mut(index, generation) else {
             if res >= 0 {
-                // SAFETY: the kernel gave us this fd; nobody else owns it.
-                drop(unsafe { OwnedFd::from_raw_fd(res) });
+                // Its listener is gone: close it.
+                drop(sys::accepted_fd(res));
             }
             return;
         };
@@ -100,8 +100,7 @@ impl<S: Service> Reactor<S> {
             l.armed = false;
         }
         if res >= 0 {
-            // SAFETY: a successful accept returns a new fd we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            let fd = sys::accepted_fd(res);
             if l.closing {
                 return;
             }

@@ -23,11 +23,14 @@
 //! `send.rs` the send path; `service.rs` the seam to the services;
 //! `conn.rs` one connection's state; `close.rs` why it closed.
 
+#[allow(unsafe_code)]
 pub(crate) mod bufring;
 mod close;
 mod config;
+#[allow(unsafe_code)]
 pub(crate) mod conn;
 mod copy_pool;
+#[allow(unsafe_code)]
 mod driver;
 mod lifecycle;
 mod listen;

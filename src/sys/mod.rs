@@ -16,8 +16,8 @@ pub(crate) use self::event::is_readable;
 pub(crate) use self::event::{eventfd, eventfd_drain, eventfd_signal, wait_readable};
 pub(crate) use self::limits::{nofile_limit, raise_nofile_limit};
 pub(crate) use self::net::{
-    interface_address, ipc_listen, peer_ip, peer_name, set_backlog, set_buffer_size, set_nodelay,
-    shutdown, stream_socket, tcp_listen, RawAddr,
+    accepted_fd, interface_address, ipc_listen, peer_ip, peer_name, set_backlog, set_buffer_size,
+    set_nodelay, shutdown, stream_socket, tcp_listen, RawAddr,
 };
 pub use self::signals::StopSignals;
 #[cfg(test)]

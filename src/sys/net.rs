@@ -242,3 +242,12 @@ pub(crate) fn interface_address(name: &str) -> Option<IpAddr> {
     unsafe { libc::freeifaddrs(ifaddrs) };
     found.or(found_v6)
 }
+
+/// Takes ownership of the descriptor a completed io_uring accept returned.
+/// `fd` must be such a result (non-negative), owned by nobody else.
+pub(crate) fn accepted_fd(fd: i32) -> OwnedFd {
+    debug_assert!(fd >= 0);
+    // SAFETY: a successful accept hands the caller a new descriptor that
+    // nothing else refers to; the caller passes each result here once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -117,7 +117,10 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    pub(super) fn take<const N: usize>(&mut self, what: &'static str) -> Result<&'a [u8; N], Fault> {
+    pub(super) fn take<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<&'a [u8; N], Fault> {
         match self.0.split_first_chunk::<N>() {
             Some((head, tail)) => {
                 self.0 = tail;
@@ -176,7 +179,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A header name: a `str` of at most MAX_NAME_LEN bytes of UTF-8.
-    pub(super) fn name(&mut self, total: usize, at: impl Fn() -> Place) -> Result<String, BatchError> {
+    pub(super) fn name(
+        &mut self,
+        total: usize,
+        at: impl Fn() -> Place,
+    ) -> Result<String, BatchError> {
         let start = *self;
         let raw = self.str("a name").map_err(|f| f.into_error(at(), total))?;
         if raw.len() > MAX_NAME_LEN {
@@ -208,7 +215,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A type number of a field descriptor: any tag Zeek has.
-    pub(super) fn field_tag(&mut self, total: usize, at: impl Fn() -> Place) -> Result<TypeTag, BatchError> {
+    pub(super) fn field_tag(
+        &mut self,
+        total: usize,
+        at: impl Fn() -> Place,
+    ) -> Result<TypeTag, BatchError> {
         let start = *self;
         let n = self
             .i32("a type tag")
