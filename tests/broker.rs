@@ -858,6 +858,50 @@ fn the_binary_exits_non_zero_on_errors_and_zero_on_sigterm() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+#[test]
+fn a_broker_whose_stderr_is_closed_keeps_routing() {
+    // Its log lines then fail to be written; that must cost the lines,
+    // not the reactor thread that logs each connection.
+    use std::io::BufRead;
+    let exe = env!("CARGO_BIN_EXE_zring");
+    /// Killed when the test ends, passed or failed.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaped(
+        std::process::Command::new(exe)
+            .args(["broker", "--listen-xpub-endpoint", "tcp://127.0.0.1:*"])
+            .args(["--listen-xsub-endpoint", "tcp://127.0.0.1:*"])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    let mut first = String::new();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut first).unwrap();
+    drop(stderr);
+    let endpoint = |key: &str| {
+        let start = first.find(&format!("{key}=\"")).expect("endpoint logged") + key.len() + 2;
+        first[start..].split('"').next().unwrap().to_owned()
+    };
+    let node = Node::connect_to(&endpoint("xpub"), &endpoint("xsub"), NodeOpts::default());
+    node.subscribe("zeek.topic");
+    wait_report(&node, "+zeek.topic");
+    node.publish_event("zeek.topic.x", b"event");
+    let got = node.recv(5000).expect("routed with stderr closed");
+    assert_eq!(got[0], b"zeek.topic.x");
+    // SAFETY: signals a child we started and still own.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    assert!(child.wait().unwrap().success());
+}
+
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;

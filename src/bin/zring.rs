@@ -416,8 +416,17 @@ fn main() -> anyhow::Result<()> {
         Command::Broker(_) | Command::Logger(_) => "info",
         Command::Cat(_) | Command::Keygen(_) => "warn",
     };
+    // Colour only for a person at a terminal: a pipe, a file or journald
+    // would keep the escape codes as text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        // A log line that cannot be written (stderr closed: a pipe's reader
+        // gone, journald restarting) is lost, not a panic of the thread
+        // that logged it, which would take a reactor down.
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
