@@ -34,21 +34,23 @@ use measure::{median, process_cpu_seconds};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
     ZmqProxy,
-    Zring,
+    /// On the backend named (`--backends`), or its default.
+    Zring(Option<&'static str>),
 }
 
 impl Impl {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Impl::ZmqProxy => "zmq_proxy (libzmq 4.3.4)",
-            Impl::Zring => "zring broker",
+            Impl::ZmqProxy => "zmq_proxy (libzmq 4.3.4)".into(),
+            Impl::Zring(None) => "zring broker".into(),
+            Impl::Zring(Some(backend)) => format!("zring broker ({backend})"),
         }
     }
 
     fn role(self) -> &'static str {
         match self {
             Impl::ZmqProxy => "zmq-proxy",
-            Impl::Zring => "zring",
+            Impl::Zring(_) => "zring",
         }
     }
 }
@@ -126,11 +128,14 @@ struct Server {
 
 impl Server {
     fn start(imp: Impl, reactors: usize) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--role", imp.role(), "--reactors", &reactors.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::piped());
+        if let Impl::Zring(Some(backend)) = imp {
+            command.env("ZRING_BACKEND", backend);
+        }
+        let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -357,7 +362,7 @@ fn latency(imp: Option<Impl>, reactors: usize, rate: u64, seconds: u64) -> (f64,
     if let Some(server) = &server {
         eprintln!(
             "  {}: broker CPU {:.1} µs per message at {rate} msg/s",
-            imp.map_or("", |i| i.name()),
+            imp.map_or(String::new(), |i| i.name()),
             server.cpu() * 1e6 / n as f64
         );
     }
@@ -483,9 +488,25 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     let sizes: Vec<usize> = arg("sizes")
         .map(|v| v.split(',').map(|s| s.parse().unwrap()).collect())
         .unwrap_or_else(|| vec![64, 512, 4096]);
+    // `--backends io_uring,epoll`: one zring broker per backend, each
+    // against the same zmq_proxy runs.
+    let zrings: Vec<Impl> = match arg("backends") {
+        None => vec![Impl::Zring(None)],
+        Some(list) => list
+            .split(',')
+            .map(|b| match b {
+                "io_uring" => Impl::Zring(Some("io_uring")),
+                "epoll" => Impl::Zring(Some("epoll")),
+                other => panic!("--backends takes io_uring and epoll, not {other}"),
+            })
+            .collect(),
+    };
+    let impls: Vec<Impl> = std::iter::once(Impl::ZmqProxy)
+        .chain(zrings.iter().copied())
+        .collect();
     // Profiling aid: run one broker only (no ratios).
     let only = arg("only").map(|v| match v.as_str() {
-        "zring" => Impl::Zring,
+        "zring" => zrings[0],
         "zmq-proxy" => Impl::ZmqProxy,
         other => panic!("--only is zring or zmq-proxy, not {other}"),
     });
@@ -495,7 +516,7 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     if let Some(seconds) = arg("soak").and_then(|v| v.parse().ok()) {
         println!("| broker | RSS at 5 s | RSS at {seconds} s | peak RSS |");
         println!("|---|---|---|---|");
-        for imp in [Impl::ZmqProxy, Impl::Zring] {
+        for &imp in &impls {
             eprintln!("soak: {}", imp.name());
             let (at5, end, peak) = soak(imp, reactors, seconds);
             println!(
@@ -526,9 +547,9 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     for &s in &fanouts {
         for &size in &sizes {
             let n = if size >= 4096 { count / 4 } else { count };
-            let mut samples: [Vec<Throughput>; 2] = [Vec::new(), Vec::new()];
+            let mut samples: Vec<Vec<Throughput>> = impls.iter().map(|_| Vec::new()).collect();
             for _ in 0..runs {
-                for (i, imp) in [Impl::ZmqProxy, Impl::Zring].into_iter().enumerate() {
+                for (i, &imp) in impls.iter().enumerate() {
                     if only.is_some_and(|o| o != imp) {
                         continue;
                     }
@@ -547,7 +568,7 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
             }
             let mut cell = Vec::new();
             let mut clients = Vec::new();
-            for (imp, samples) in [Impl::ZmqProxy, Impl::Zring].iter().zip(&samples) {
+            for (imp, samples) in impls.iter().zip(&samples) {
                 let rate = median(samples.iter().map(|t| t.rate).collect());
                 let cpu = median(samples.iter().map(|t| t.cpu_s_per_m).collect());
                 let client_cpu = median(samples.iter().map(|t| t.clients_s_per_m).collect());
@@ -563,16 +584,19 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
             // With the clients costing what they did with zring, a broker
             // that used no CPU at all would deliver at most this much: every
             // core busy with the clients.
-            let ceiling = cores * 1e6 / clients[1];
             cells.push((format!("S={s}, {size} B"), cell.clone()));
-            ratios.push((
-                s,
-                size,
-                cell[1].0 / cell[0].0,
-                cell[1].1 / cell[0].1,
-                cell[1].2 / cell[0].2,
-                ceiling / cell[0].0,
-            ));
+            for (z, imp) in impls.iter().enumerate().skip(1) {
+                let ceiling = cores * 1e6 / clients[z];
+                ratios.push((
+                    imp.name(),
+                    s,
+                    size,
+                    cell[z].0 / cell[0].0,
+                    cell[z].1 / cell[0].1,
+                    cell[z].2 / cell[0].2,
+                    ceiling / cell[0].0,
+                ));
+            }
         }
     }
     if let Some(path) = arg("svg") {
@@ -581,12 +605,14 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
     }
     println!();
     println!(
-        "| S | payload | zring/zmq_proxy msg/s | CPU per delivered msg | peak RSS | \
+        "| S | payload | broker | /zmq_proxy msg/s | CPU per delivered msg | peak RSS | \
          msg/s a broker using no CPU would reach, /zmq_proxy |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (s, size, rate, cpu, rss, ceiling) in ratios {
-        println!("| {s} | {size} B | {rate:.2}× | {cpu:.2}× | {rss:.2}× | {ceiling:.2}× |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, s, size, rate, cpu, rss, ceiling) in ratios {
+        println!(
+            "| {s} | {size} B | {name} | {rate:.2}× | {cpu:.2}× | {rss:.2}× | {ceiling:.2}× |"
+        );
     }
     if arg("latency").as_deref() != Some("off") {
         let rate: u64 = arg("rate").and_then(|v| v.parse().ok()).unwrap_or(10_000);
@@ -604,10 +630,10 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
         // The third row has no broker: the same clients, the subscriber
         // connected to the publisher. What a broker adds is its row less
         // this one.
-        let routes = [Some(Impl::ZmqProxy), Some(Impl::Zring), None];
-        let mut results: [Vec<(f64, f64, f64)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let routes: Vec<Option<Impl>> = impls.iter().copied().map(Some).chain([None]).collect();
+        let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); routes.len()];
         for _ in 0..latency_runs {
-            for (i, imp) in routes.into_iter().enumerate() {
+            for (i, &imp) in routes.iter().enumerate() {
                 results[i].push(latency(imp, reactors, rate, 5));
             }
         }
@@ -616,11 +642,13 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
             let p50 = median(r.iter().map(|x| x.0).collect());
             let p99 = median(r.iter().map(|x| x.1).collect());
             let p999 = median(r.iter().map(|x| x.2).collect());
-            let name = imp.map_or("none (publisher to subscriber)", |imp| imp.name());
+            let name = imp.map_or("none (publisher to subscriber)".into(), |imp| imp.name());
             println!("| {name} | {p50:.0} | {p99:.0} | {p999:.0} |");
             p99s.push(p99);
         }
         println!();
-        println!("zring/zmq_proxy p99: {:.2}x", p99s[1] / p99s[0]);
+        for (z, imp) in impls.iter().enumerate().skip(1) {
+            println!("{}/zmq_proxy p99: {:.2}x", imp.name(), p99s[z] / p99s[0]);
+        }
     }
 }

@@ -245,6 +245,15 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
         .get("count-4k")
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
+    // `--backend io_uring|epoll`: the zring processes' driver (they read
+    // ZRING_BACKEND; the libzmq ones ignore it).
+    let zring_name = match args.get("backend") {
+        Some(backend) => {
+            std::env::set_var("ZRING_BACKEND", backend);
+            format!("zring ({backend})")
+        }
+        None => "zring".to_owned(),
+    };
     println!("{CELL_HEADER}");
     let patterns: Vec<Pattern> = match args.get("pattern").map(String::as_str) {
         None => vec![Pattern::PushPull, Pattern::PubSub],
@@ -264,7 +273,7 @@ fn orchestrate(args: &std::collections::HashMap<String, String>) {
                 run_once(imp, pattern, size, count)
             });
             print_cell(label(pattern), size, "libzmq 4.3.4", &libzmq);
-            print_cell(label(pattern), size, "zring", &zring);
+            print_cell(label(pattern), size, &zring_name, &zring);
             cells.push((label(pattern), size, libzmq, zring));
         }
     }

@@ -35,7 +35,7 @@ pub mod socket;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
-pub use reactor::{ReactorConfig, ReactorError, MAX_COALESCE};
+pub use reactor::{Backend, ReactorConfig, ReactorError, BACKEND_ENV, MAX_COALESCE};
 pub use security::{Access, AddressLists, Security};
 pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};
 pub use sys::StopSignals;

@@ -40,6 +40,18 @@ impl PromText {
     pub(crate) fn counter(&mut self, name: &str, help: &str, value: u64) {
         self.metric(name, "counter", help, &[("", value)]);
     }
+
+    /// `zring_backend_info{backend="..."} 1`: which kernel interface the
+    /// reactors run on.
+    pub(crate) fn backend(&mut self, backend: &str) {
+        let label = format!("backend=\"{backend}\"");
+        self.metric(
+            "zring_backend_info",
+            "gauge",
+            "The kernel interface the reactors run on (io_uring or epoll); always 1.",
+            &[(&label, 1)],
+        );
+    }
 }
 
 /// A running metrics endpoint; dropping it stops it.

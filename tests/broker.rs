@@ -13,6 +13,9 @@ fn zmq_ctx() -> &'static zmq::Context {
     CTX.get_or_init(zmq::Context::new)
 }
 
+#[path = "support/seccomp.rs"]
+mod seccomp;
+
 fn broker_with(edit: impl FnOnce(&mut BrokerConfig)) -> Broker {
     let mut config = BrokerConfig {
         listen_xpub_endpoint: "tcp://127.0.0.1:*".into(),
@@ -21,7 +24,28 @@ fn broker_with(edit: impl FnOnce(&mut BrokerConfig)) -> Broker {
         ..BrokerConfig::default()
     };
     edit(&mut config);
-    Broker::start(config).expect("broker starts")
+    if seccomp::refusing() {
+        // As in a container that refuses io_uring: the broker's threads
+        // start under the filter and must fall back to epoll.
+        let broker = std::thread::spawn(move || {
+            seccomp::refuse_io_uring_setup();
+            Broker::start(config).expect("broker starts")
+        })
+        .join()
+        .expect("the filtered thread panicked");
+        assert_eq!(broker.backend(), "epoll");
+        return broker;
+    }
+    let broker = Broker::start(config).expect("broker starts");
+    if let Ok(backend) = std::env::var(zring::BACKEND_ENV) {
+        assert_eq!(
+            broker.backend(),
+            backend,
+            "{} is honoured",
+            zring::BACKEND_ENV
+        );
+    }
+    broker
 }
 
 fn broker() -> Broker {

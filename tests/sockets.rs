@@ -405,3 +405,16 @@ fn stop_accepting_refuses_new_peers_and_keeps_connected_ones() {
         );
     }
 }
+
+#[test]
+fn the_backend_is_the_one_the_environment_names() {
+    let ctx = Context::new().unwrap();
+    match std::env::var(zring::BACKEND_ENV) {
+        Ok(backend) => assert_eq!(ctx.backend(), backend),
+        Err(_) => assert!(
+            ["io_uring", "epoll"].contains(&ctx.backend()),
+            "{}",
+            ctx.backend()
+        ),
+    }
+}

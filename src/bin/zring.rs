@@ -318,6 +318,19 @@ struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+/// Which kernel interface the reactors run on.
+#[derive(Debug, clap::Args)]
+struct BackendArg {
+    /// auto: io_uring where this kernel and process allow it, else epoll
+    /// with one warning that says why; io_uring: fail to start if it is
+    /// refused; epoll: always (Linux 4.18+, any container). The
+    /// environment's ZRING_BACKEND overrides auto [default: auto].
+    #[arg(long, value_name = "BACKEND")]
+    backend: Option<zring::Backend>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -406,6 +419,8 @@ struct CatArgs {
     /// Wait for this many peers (and, for pub/xpub, a subscription) before sending.
     #[arg(long, default_value_t = 0, value_name = "N")]
     wait_peers: usize,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -560,6 +575,7 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         Some(std::time::Duration::from_micros(args.coalesce_us)).filter(|d| !d.is_zero());
     config.cores = args.daemon.cores.unwrap_or_default();
     config.reactors = args.daemon.reactors.unwrap_or(config.cores.len().max(1));
+    config.backend = args.daemon.backend.backend.unwrap_or_default();
     config.curve = args.curve.into_options();
     config.addresses = zring::AddressLists::parse(
         &args.addresses.allow_addresses.unwrap_or_default(),
@@ -584,6 +600,7 @@ fn logger(args: LoggerArgs) -> anyhow::Result<()> {
         on_write_error = config.on_write_error.name(),
         fsync = config.fsync.name(),
         reactors = config.reactors,
+        backend = logger.backend(),
         curve = curve_summary(&curve),
         addresses = address_summary(&config.addresses),
         "zring logger running"
@@ -640,6 +657,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         max_message_size: args.max_message_size,
         receive_buffers: args.receive_buffers,
         reactors,
+        backend: args.daemon.backend.backend.map(|b| b.name().to_owned()),
         cores: args.daemon.cores,
         metrics_listen: args.daemon.metrics_listen,
         curve_server_publickey: args.curve.curve_server_publickey,
@@ -669,6 +687,7 @@ fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         xpub = broker.xpub_endpoint(),
         xsub = broker.xsub_endpoint(),
         reactors = config.reactors,
+        backend = broker.backend(),
         cores,
         slow_subscriber = config.slow_subscriber.name(),
         xpub_sndhwm = config.xpub_sndhwm,
@@ -726,7 +745,10 @@ fn cat(args: CatArgs) -> anyhow::Result<()> {
         idle_timeout,
         wait_peers: args.wait_peers,
     };
-    let ctx = Context::with_config(&ReactorConfig::default())?;
+    let ctx = Context::with_config(&ReactorConfig {
+        backend: args.backend.backend.unwrap_or_default(),
+        ..ReactorConfig::default()
+    })?;
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     match zring::cat::run(&ctx, &config, stdin, stdout) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings, SecretText};
-use crate::reactor::ReactorConfig;
+use crate::reactor::{Backend, ReactorConfig};
 use crate::security::AddressLists;
 
 /// What the broker does when a subscriber's lane is full.
@@ -75,6 +75,9 @@ pub struct BrokerConfig {
     pub receive_buffers: u16,
     /// Reactor threads.
     pub reactors: usize,
+    /// The kernel interface the reactors run on (`backend`: auto,
+    /// io_uring or epoll).
+    pub backend: Backend,
     /// Cores to pin reactors to, in order (empty: not pinned).
     pub cores: Vec<usize>,
     /// Where to serve Prometheus metrics (None: off).
@@ -104,6 +107,7 @@ impl Default for BrokerConfig {
             max_message_size: 256 << 20,
             receive_buffers: 256,
             reactors: 1,
+            backend: Backend::Auto,
             cores: Vec::new(),
             metrics_listen: None,
             curve: CurveOptions::default(),
@@ -169,6 +173,8 @@ pub struct Overrides {
     pub receive_buffers: Option<u16>,
     #[allow(missing_docs)]
     pub reactors: Option<usize>,
+    /// `auto`, `io_uring` or `epoll`.
+    pub backend: Option<String>,
     #[allow(missing_docs)]
     pub cores: Option<Vec<usize>>,
     #[allow(missing_docs)]
@@ -293,6 +299,11 @@ impl BrokerConfig {
         if let Some(v) = o.receive_buffers {
             self.receive_buffers = v;
         }
+        if let Some(v) = o.backend {
+            self.backend = v
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("backend: {e}")))?;
+        }
         if let Some(v) = o.cores {
             self.cores = v;
         }
@@ -414,6 +425,7 @@ impl BrokerConfig {
         ReactorConfig {
             cores,
             buffer_count: self.receive_buffers,
+            backend: self.backend,
             ..ReactorConfig::default()
         }
     }

@@ -197,6 +197,7 @@ pub fn render(s: &BrokerStats) -> String {
         let refs: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         w.metric(&format!("{z}_{name}"), "counter", help, &refs);
     }
+    w.backend(s.backend);
     w.finish()
 }
 
@@ -206,7 +207,10 @@ mod tests {
 
     #[test]
     fn renders_zeeks_eight_counters_and_valid_lines() {
-        let mut s = BrokerStats::default();
+        let mut s = BrokerStats {
+            backend: "epoll",
+            ..BrokerStats::default()
+        };
         s.broker.frontend_frames_in = 4;
         s.broker.dropped_slow = 7;
         let text = render(&s);
@@ -229,6 +233,7 @@ mod tests {
         assert!(text.contains(
             "zring_broker_dropped_total{reason=\"slow_subscriber\",policy=\"drop\"} 7\n"
         ));
+        assert!(text.contains("zring_backend_info{backend=\"epoll\"} 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("name value");
             assert!(value.parse::<u64>().is_ok(), "{line}");

@@ -213,6 +213,8 @@ pub struct BrokerStats {
     pub subscribers: u64,
     /// Publisher connections (handshake done).
     pub publishers: u64,
+    /// The kernel interface the reactors run on: `io_uring` or `epoll`.
+    pub backend: &'static str,
 }
 
 /// Why the broker could not start.
@@ -365,13 +367,19 @@ impl Broker {
 
     /// A snapshot of every counter.
     pub fn stats(&self) -> BrokerStats {
-        stats(&self.shared)
+        stats(&self.shared, self.backend())
+    }
+
+    /// The kernel interface the reactors run on: `"io_uring"` or `"epoll"`.
+    pub fn backend(&self) -> &'static str {
+        self.reactors.as_ref().map_or("none", |r| r.backend())
     }
 
     /// A function that renders the metrics, for a metrics server thread.
     pub fn metrics_source(&self) -> metrics::Source {
         let shared = self.shared.clone();
-        Arc::new(move || metrics::render(&stats(&shared)))
+        let backend = self.backend();
+        Arc::new(move || metrics::render(&stats(&shared, backend)))
     }
 
     /// Closes both endpoints and every connection, sending what is queued
@@ -381,8 +389,9 @@ impl Broker {
     }
 }
 
-fn stats(shared: &BrokerShared) -> BrokerStats {
+fn stats(shared: &BrokerShared, backend: &'static str) -> BrokerStats {
     BrokerStats {
+        backend,
         broker: shared.snapshot(),
         xpub_side: shared.xpub_side.snapshot(),
         xsub_side: shared.xsub_side.snapshot(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::files::{Fsync, RotationLayout, RotationNames};
 use super::postprocess::PostprocessorConfig;
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings};
-use crate::reactor::ReactorConfig;
+use crate::reactor::{Backend, ReactorConfig};
 use crate::security::AddressLists;
 use crate::SocketOption;
 
@@ -133,6 +133,8 @@ pub struct LoggerConfig {
     pub linger: Duration,
     /// Reactor threads receiving from nodes.
     pub reactors: usize,
+    /// The kernel interface the reactors run on.
+    pub backend: Backend,
     /// Cores to pin reactors to, in order (empty: not pinned).
     pub cores: Vec<usize>,
     /// Where to serve Prometheus metrics (None: off).
@@ -179,6 +181,7 @@ impl LoggerConfig {
             drain: Duration::from_millis(200),
             linger: Duration::from_secs(2),
             reactors: 1,
+            backend: Backend::Auto,
             cores: Vec::new(),
             metrics_listen: None,
             wake_delay: Some(DEFAULT_WAKE_DELAY),
@@ -341,6 +344,7 @@ impl LoggerConfig {
             buffer_size: 1024 * 1024,
             incremental_buffers: true,
             coalesce: self.coalesce,
+            backend: self.backend,
             ..ReactorConfig::default()
         }
     }

@@ -65,6 +65,7 @@ pub enum LoggerError {
 /// A running logger; `shutdown` stops it cleanly.
 pub struct Logger {
     endpoint: String,
+    backend: &'static str,
     stats: Arc<Mutex<LoggerStats>>,
     stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
@@ -139,7 +140,11 @@ impl Logger {
         for e in files.rotate_leftovers(std::time::SystemTime::now()) {
             tracing::error!("cannot rotate a log file an earlier run left: {e}");
         }
-        let stats = Arc::new(Mutex::new(LoggerStats::default()));
+        let backend = ctx.backend();
+        let stats = Arc::new(Mutex::new(LoggerStats {
+            backend,
+            ..LoggerStats::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
             pull,
@@ -156,7 +161,10 @@ impl Logger {
                 linger: config.linger,
             },
             postprocessor,
-            counts: LoggerStats::default(),
+            counts: LoggerStats {
+                backend,
+                ..LoggerStats::default()
+            },
             published: std::time::Instant::now(),
             warned: HashSet::new(),
             outages: Default::default(),
@@ -173,6 +181,7 @@ impl Logger {
             .map_err(|e| LoggerError::Config(format!("cannot start the writer thread: {e}")))?;
         Ok(Logger {
             endpoint,
+            backend,
             stats,
             stop,
             writer: Some(writer),
@@ -182,6 +191,11 @@ impl Logger {
     /// The endpoint as bound (with the port chosen for `:*`).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The kernel interface the reactors run on: `"io_uring"` or `"epoll"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
     }
 
     /// A snapshot of the counters.

@@ -60,6 +60,8 @@ pub struct LoggerStats {
     pub queue_depth: u64,
     /// The PULL socket's counters.
     pub socket: SocketStats,
+    /// The kernel interface the reactors run on: `io_uring` or `epoll`.
+    pub backend: &'static str,
 }
 
 impl LoggerStats {
@@ -272,6 +274,7 @@ pub fn render(s: &LoggerStats) -> String {
     ] {
         w.counter(&format!("{z}_{name}"), help, value);
     }
+    w.backend(s.backend);
     w.finish()
 }
 

@@ -6,6 +6,11 @@
 //! written only by the owning reactor. Other threads hand buffer ids back
 //! through a lock-free queue the reactor drains each turn, and wake it if it
 //! ran dry, so no receive waits on a buffer that is already free.
+//!
+//! The epoll driver receives itself, into the same buffers: it takes them
+//! from the same ring in the kernel's stead ([`BufRing::space`]), and
+//! appends receives to one buffer as an incremental ring does, so both
+//! drivers hand the services the same slices.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -25,6 +30,10 @@ const PAGE: usize = 4096;
 /// `IOU_PBUF_RING_INC` from `<linux/io_uring.h>` (the io-uring crate does not
 /// export its constants).
 const IOU_PBUF_RING_INC: u16 = 2;
+
+/// A buffer the epoll driver appends to is finished once less than this is
+/// left in it: a receive into a sliver would only split messages.
+const MIN_APPEND: usize = 4096;
 
 /// Memory of all buffers of one ring, shared with the slices handed out.
 pub(crate) struct BufPool {
@@ -172,13 +181,18 @@ pub(crate) struct BufRing {
     offsets: Vec<usize>,
     /// Per buffer: the kernel reported part of it and may append more.
     kernel_holds: Vec<bool>,
+    /// Without a kernel ring (epoll): the next entry to take, and the
+    /// buffer receives go into now.
+    head: u16,
+    current: Option<u16>,
 }
 
 impl BufRing {
     /// Allocates `count` buffers of `buffer_size` bytes and registers them
-    /// with `ring` as buffer group `group`.
+    /// with `ring` as buffer group `group`; without a ring, the caller
+    /// takes buffers itself ([`BufRing::space`]).
     pub(crate) fn new(
-        ring: &IoUring,
+        ring: Option<&IoUring>,
         group: u16,
         count: u16,
         buffer_size: usize,
@@ -237,24 +251,29 @@ impl BufRing {
             incremental,
             offsets: vec![0; count as usize],
             kernel_holds: vec![false; count as usize],
+            head: 0,
+            current: None,
         };
-        // SAFETY: `entries` is page-aligned, zeroed, `count` entries long, and
-        // outlives the registration (Drop unregisters before freeing it).
-        let register = |flags| unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, count, group, flags)
-        };
-        if incremental {
-            if let Err(e) = register(IOU_PBUF_RING_INC) {
-                // Before Linux 6.12: whole buffers per receive, as without.
-                tracing::debug!("incremental buffer ring refused ({e}); using whole buffers");
-                this.incremental = false;
+        if let Some(ring) = ring {
+            // SAFETY: `entries` is page-aligned, zeroed, `count` entries long,
+            // and outlives the registration (Drop unregisters before freeing
+            // it).
+            let register = |flags| unsafe {
+                ring.submitter()
+                    .register_buf_ring_with_flags(entries as u64, count, group, flags)
+            };
+            if incremental {
+                if let Err(e) = register(IOU_PBUF_RING_INC) {
+                    // Before Linux 6.12: whole buffers per receive, as without.
+                    tracing::debug!("incremental buffer ring refused ({e}); using whole buffers");
+                    this.incremental = false;
+                    register(0)?;
+                }
+            } else {
                 register(0)?;
             }
-        } else {
-            register(0)?;
+            this.registered = true;
         }
-        this.registered = true;
         for bid in 0..count {
             this.push(bid);
         }
@@ -322,7 +341,64 @@ impl BufRing {
     /// far has used. A receive that failed for want of buffers may have
     /// looked before they were pushed: it is worth trying again.
     pub(crate) fn may_have_free(&self) -> bool {
-        self.on_ring > 0
+        if self.registered {
+            self.on_ring > 0
+        } else {
+            self.current.is_some() || self.head != self.tail
+        }
+    }
+
+    /// Without a kernel ring: where the next receive may write, in the
+    /// buffer receives append to now or, once that is full, the next one
+    /// on the ring. `None`: every buffer is out (as `ENOBUFS` from the
+    /// kernel). Report what was written with [`BufRing::received`].
+    pub(crate) fn space(&mut self) -> Option<(u16, &mut [u8])> {
+        debug_assert!(!self.registered);
+        let bid = match self.current {
+            Some(bid) => bid,
+            None => {
+                if self.head == self.tail {
+                    return None;
+                }
+                let index = (self.head & (self.count - 1)) as usize;
+                // SAFETY: `index` < count, and the entry lies between head
+                // and tail, written by `push`.
+                let bid = unsafe { (*self.entries.add(index)).bid() };
+                self.head = self.head.wrapping_add(1);
+                self.current = Some(bid);
+                bid
+            }
+        };
+        let index = bid as usize;
+        let size = self.pool.buffer_size;
+        let start = self.offsets[index];
+        // SAFETY: bytes `start..` of buffer `bid` are in no lease (leases
+        // cover only bytes before `offsets`), and the buffer is off the
+        // ring's free part: nothing else reads or writes them until
+        // `received` hands out what was written.
+        let space = unsafe {
+            std::slice::from_raw_parts_mut(self.pool.memory.add(index * size + start), size - start)
+        };
+        Some((bid, space))
+    }
+
+    /// Without a kernel ring: `len` bytes were received into the space
+    /// [`BufRing::space`] gave for `bid`. As [`BufRing::take`]; the buffer
+    /// stays the one receives append to while `incremental` and at least
+    /// [`MIN_APPEND`] bytes of it are left.
+    pub(crate) fn received(
+        &mut self,
+        bid: u16,
+        len: usize,
+        copies: &dyn BufferPool,
+    ) -> (Bytes, bool) {
+        debug_assert_eq!(self.current, Some(bid));
+        let left = self.pool.buffer_size - self.offsets[bid as usize] - len;
+        let more = self.incremental && left >= MIN_APPEND;
+        if !more {
+            self.current = None;
+        }
+        self.take(bid, len, more, copies)
     }
 
     /// Marks the ring as exhausted: the next returned buffer wakes the reactor.
@@ -411,7 +487,8 @@ impl BufRing {
     }
 
     /// Accounts for the `len` bytes a completion put in buffer `bid` that
-    /// nobody wants (the connection is closing).
+    /// nobody wants.
+    #[cfg(test)]
     pub(crate) fn discard(&mut self, bid: u16, len: usize, more: bool) {
         self.fill(bid, len, more);
         if !more {
@@ -526,7 +603,7 @@ mod tests {
     fn leases_come_back_from_other_threads_and_half_leased_fills_are_copied() {
         let ring = IoUring::new(8).expect("io_uring");
         let waker = Arc::new(Waker::new().unwrap());
-        let mut bufs = BufRing::new(&ring, 0, 4, 4096, 16, false, waker).unwrap();
+        let mut bufs = BufRing::new(Some(&ring), 0, 4, 4096, 16, false, waker).unwrap();
         // As if the kernel had filled buffers 0..3 in turn.
         let (small, copied) = bufs.take(0, 10, false, &HeapPool);
         assert!(copied, "a fill below copy_below is copied");
@@ -559,7 +636,7 @@ mod tests {
     fn incremental_buffers_are_shared_by_completions_and_joined() {
         let ring = IoUring::new(8).expect("io_uring");
         let waker = Arc::new(Waker::new().unwrap());
-        let mut bufs = BufRing::new(&ring, 0, 4, 4096, 16, true, waker).unwrap();
+        let mut bufs = BufRing::new(Some(&ring), 0, 4, 4096, 16, true, waker).unwrap();
         if !bufs.is_incremental() {
             eprintln!("this kernel has no IOU_PBUF_RING_INC (Linux 6.12): nothing to test");
             bufs.unregister(&ring);
@@ -626,5 +703,45 @@ mod tests {
         assert_eq!(bufs.recycle(), 2);
         assert!(sessions.joins());
         bufs.unregister(&ring);
+    }
+
+    /// Without a kernel ring (the epoll driver): receives go into buffers
+    /// taken from the same ring, appended to one buffer when incremental,
+    /// and every buffer comes back as with the kernel.
+    #[test]
+    fn without_a_kernel_ring_the_receiver_takes_buffers_itself() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let size = 4 * MIN_APPEND;
+        let mut bufs = BufRing::new(None, 0, 2, size, 16, true, waker).unwrap();
+        let fill = |bufs: &mut BufRing, len: usize, byte: u8| {
+            let (bid, space) = bufs.space().expect("a buffer is free");
+            assert!(space.len() >= len);
+            space[..len].fill(byte);
+            (bid, bufs.received(bid, len, &HeapPool))
+        };
+        let (first, (a, _)) = fill(&mut bufs, 100, 1);
+        let (second, (b, _)) = fill(&mut bufs, 200, 2);
+        assert_eq!(first, second, "appended to the same buffer");
+        assert_eq!(a.as_ptr() as usize + 100, b.as_ptr() as usize);
+        assert!(a.iter().all(|&x| x == 1) && b.iter().all(|&x| x == 2));
+        // Fill it up to less than MIN_APPEND left: the next receive takes
+        // the other buffer.
+        let (_, (c, _)) = fill(&mut bufs, size - 300 - 100, 3);
+        let (other, (d, copied)) = fill(&mut bufs, 100, 4);
+        assert_ne!(other, first);
+        assert!(
+            copied,
+            "half the buffers are leased: copied, as with the kernel"
+        );
+        assert_eq!(&d[..], &[4; 100]);
+        assert_eq!(bufs.recycle(), 0, "a, b and c hold the first buffer");
+        drop((a, b, c));
+        assert_eq!(bufs.recycle(), 1);
+        // The other buffer is still the one receives append to; the first
+        // is back on the ring behind it.
+        let (again, _) = bufs.space().expect("a buffer is free");
+        assert_eq!(again, other);
+        drop(d);
+        assert_eq!(bufs.recycle(), 0, "a copy holds no buffer");
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use io_uring::IoUring;
 
+pub use super::driver::Backend;
+
 /// How reactors are set up.
 #[derive(Debug, Clone)]
 pub struct ReactorConfig {
@@ -37,6 +39,9 @@ pub struct ReactorConfig {
     /// the reactor wakes (deferred task work, lazy wake-ups: recent 6.x);
     /// where it does not, the wait is still bounded but saves less.
     pub coalesce: Option<Duration>,
+    /// The kernel interface: io_uring, epoll, or the first of them that
+    /// works here ([`Backend::Auto`]).
+    pub backend: Backend,
 }
 
 impl Default for ReactorConfig {
@@ -49,6 +54,7 @@ impl Default for ReactorConfig {
             copy_below: 2048,
             incremental_buffers: false,
             coalesce: None,
+            backend: Backend::Auto,
         }
     }
 }
@@ -72,9 +78,31 @@ pub enum ReactorError {
     Setup(#[from] io::Error),
 }
 
-/// Checks the kernel and the settings before any reactor starts.
-pub(super) fn check(config: &ReactorConfig) -> Result<(), ReactorError> {
-    check_kernel()?;
+/// The environment variable that picks the backend where the
+/// configuration leaves it to `auto`: `io_uring` or `epoll`.
+pub const BACKEND_ENV: &str = "ZRING_BACKEND";
+
+/// The driver reactors run on, once chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chosen {
+    IoUring,
+    Epoll,
+}
+
+impl Chosen {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Chosen::IoUring => "io_uring",
+            Chosen::Epoll => "epoll",
+        }
+    }
+}
+
+/// Checks the settings and picks the driver before any reactor starts:
+/// io_uring when asked for (or its error), epoll when asked for, and for
+/// `auto` io_uring if a probe of everything zring needs of it works here,
+/// else epoll with one warning that says why.
+pub(super) fn check(config: &ReactorConfig) -> Result<Chosen, ReactorError> {
     if let Some(window) = config.coalesce.filter(|&w| w > MAX_COALESCE) {
         return Err(ReactorError::Setup(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -84,10 +112,35 @@ pub(super) fn check(config: &ReactorConfig) -> Result<(), ReactorError> {
             ),
         )));
     }
-    Ok(())
+    let mut backend = config.backend;
+    if backend == Backend::Auto {
+        if let Ok(value) = std::env::var(BACKEND_ENV) {
+            backend = value.parse().map_err(|e: String| {
+                ReactorError::Setup(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{BACKEND_ENV}: {e}"),
+                ))
+            })?;
+        }
+    }
+    match backend {
+        Backend::IoUring => super::driver::probe_io_uring().map(|()| Chosen::IoUring),
+        Backend::Epoll => Ok(Chosen::Epoll),
+        Backend::Auto => match super::driver::probe_io_uring() {
+            Ok(()) => Ok(Chosen::IoUring),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; running on epoll instead, which costs more CPU per message. \
+                     To run on io_uring, see \"Containers and hardened hosts\" in \
+                     docs/operations.md; --backend epoll silences this warning"
+                );
+                Ok(Chosen::Epoll)
+            }
+        },
+    }
 }
 
-fn check_kernel() -> Result<(), ReactorError> {
+pub(super) fn check_kernel() -> Result<(), ReactorError> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut parts = release.trim().split(['.', '-']);
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);

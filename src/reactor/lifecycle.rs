@@ -9,20 +9,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, types};
-
 use super::close::CloseReason;
 use super::conn::Conn;
-use super::driver::Reactor;
+use super::driver::{Driver, Op, Received};
+use super::event_loop::Reactor;
 use super::service::{ConnSpec, Origin, Service};
 use super::slab::Key;
-use super::{user_data, TimerKey, OP_RECV, OP_SEND};
+use super::TimerKey;
 use crate::sys;
 
 /// Bytes a paused connection keeps reading before it stops.
 const READ_AHEAD: usize = 64 * 1024;
 
-impl<S: Service> Reactor<S> {
+impl<S: Service, D: Driver> Reactor<S, D> {
     pub(super) fn add_conn(
         &mut self,
         fd: OwnedFd,
@@ -54,7 +53,6 @@ impl<S: Service> Reactor<S> {
     }
 
     pub(super) fn arm_recv(&mut self, key: Key) {
-        let group = self.bufs.group();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -62,10 +60,8 @@ impl<S: Service> Reactor<S> {
             return;
         }
         conn.recv_armed = true;
-        let entry = opcode::RecvMulti::new(types::Fd(conn.raw_fd()), group)
-            .build()
-            .user_data(user_data(OP_RECV, key));
-        self.push(entry);
+        let fd = conn.raw_fd();
+        self.driver.recv(key, fd);
     }
 
     /// The service resumed a connection: read again, or, at its end, close.
@@ -80,34 +76,24 @@ impl<S: Service> Reactor<S> {
         }
     }
 
-    pub(super) fn on_recv(&mut self, index: u32, generation: u32, res: i32, flags: u32) {
-        let more_in_buffer = cqueue::buffer_more(flags);
+    pub(super) fn on_recv(&mut self, index: u32, generation: u32, received: Received, armed: bool) {
+        // Bytes for a connection that is gone or closing are dropped here,
+        // which gives their buffer back.
         let Some((key, conn)) = self.conns.find_mut(index, generation) else {
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                if res > 0 {
-                    self.bufs.discard(bid, res as usize, more_in_buffer);
-                } else {
-                    self.bufs.put_back(bid);
-                }
-            }
             return;
         };
-        if !cqueue::more(flags) {
+        if !armed {
             conn.recv_armed = false;
         }
-        if res > 0 {
-            let bid = cqueue::buffer_select(flags).expect("a receive with data names its buffer");
-            if conn.is_closing() {
-                self.bufs.discard(bid, res as usize, more_in_buffer);
-            } else {
-                let (bytes, copied) =
-                    self.bufs
-                        .take(bid, res as usize, more_in_buffer, &*self.copies);
+        match received {
+            Received::Data(_, _) if conn.is_closing() => {}
+            Received::Data(bytes, copied) => {
+                let len = bytes.len();
                 if copied {
                     conn.spec
                         .counters
                         .copied_small_bytes
-                        .fetch_add(res as u64, Ordering::Relaxed);
+                        .fetch_add(len as u64, Ordering::Relaxed);
                 }
                 conn.heard_from_peer();
                 conn.session.feed(bytes);
@@ -117,59 +103,54 @@ impl<S: Service> Reactor<S> {
                     // A paused connection delivers in its turn, when the
                     // service resumes it; it reads ahead up to a bound,
                     // then stops, so TCP pushes back on the peer.
-                    conn.read_ahead += res as usize;
+                    conn.read_ahead += len;
                     if conn.read_ahead > READ_AHEAD && conn.recv_armed {
-                        self.cancel(user_data(OP_RECV, key));
+                        self.cancel(Op::Recv, key);
                     }
                 }
             }
-        } else {
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                self.bufs.put_back(bid);
+            Received::End if !conn.session.is_ready() && !conn.spec.security.is_null() => {
+                // libzmq closes without a word when our greeting names
+                // another mechanism, or when it refuses our CURVE key.
+                let mechanism = conn.spec.security.name();
+                let counters = &conn.spec.counters;
+                counters.security_failures.fetch_add(1, Ordering::Relaxed);
+                self.close_conn(key, CloseReason::PeerClosedDuringHandshake { mechanism });
             }
-            match -res {
-                0 if !conn.session.is_ready() && !conn.spec.security.is_null() => {
-                    // libzmq closes without a word when our greeting names
-                    // another mechanism, or when it refuses our CURVE key.
-                    let mechanism = conn.spec.security.name();
-                    let counters = &conn.spec.counters;
-                    counters.security_failures.fetch_add(1, Ordering::Relaxed);
-                    self.close_conn(key, CloseReason::PeerClosedDuringHandshake { mechanism });
+            Received::End => {
+                // Deliver what the peer sent before it closed: a paused
+                // connection still holds decoded messages.
+                conn.eof = true;
+                if !conn.paused {
+                    self.close_conn(key, CloseReason::PeerClosed);
                 }
-                0 => {
-                    // Deliver what the peer sent before it closed: a paused
-                    // connection still holds decoded messages.
-                    conn.eof = true;
-                    if !conn.paused {
-                        self.close_conn(key, CloseReason::PeerClosed);
+            }
+            Received::Failed(errno) if errno == -libc::ENOBUFS => {
+                tracing::debug!(reactor = self.id, "receive buffers exhausted");
+                let bufs = self.driver.buffers();
+                bufs.set_starved(true);
+                self.starved.push(key);
+                // Buffers may have come back between the failure and now,
+                // or have been pushed before this completion was reaped (at
+                // the top of the loop, when nothing was starved yet): if
+                // none came back after that, nothing would wake this
+                // connection again.
+                if bufs.recycle() > 0 || bufs.may_have_free() {
+                    bufs.set_starved(false);
+                    for key in std::mem::take(&mut self.starved) {
+                        self.arm_recv(key);
                     }
                 }
-                libc::ENOBUFS => {
-                    tracing::debug!(reactor = self.id, "receive buffers exhausted");
-                    self.bufs.set_starved(true);
-                    self.starved.push(key);
-                    // Buffers may have come back between the failure and
-                    // now, or have been pushed before this completion was
-                    // reaped (at the top of the loop, when nothing was
-                    // starved yet): if none came back after that, nothing
-                    // would wake this connection again.
-                    if self.bufs.recycle() > 0 || self.bufs.may_have_free() {
-                        self.bufs.set_starved(false);
-                        for key in std::mem::take(&mut self.starved) {
-                            self.arm_recv(key);
-                        }
-                    }
-                    return;
-                }
-                libc::ECANCELED => {}
-                errno => {
-                    let error = io::Error::from_raw_os_error(errno);
-                    let reason = CloseReason::Io {
-                        operation: "receive",
-                        error,
-                    };
-                    self.close_conn(key, reason);
-                }
+                return;
+            }
+            Received::Failed(errno) if errno == -libc::ECANCELED => {}
+            Received::Failed(errno) => {
+                let error = io::Error::from_raw_os_error(-errno);
+                let reason = CloseReason::Io {
+                    operation: "receive",
+                    error,
+                };
+                self.close_conn(key, reason);
             }
         }
         let Some(conn) = self.conns.get_mut(key) else {
@@ -258,10 +239,10 @@ impl<S: Service> Reactor<S> {
         sys::shutdown(conn.raw_fd());
         let (recv, send) = (conn.recv_armed, conn.send_in_flight);
         if recv {
-            self.cancel(user_data(OP_RECV, key));
+            self.cancel(Op::Recv, key);
         }
         if send {
-            self.cancel(user_data(OP_SEND, key));
+            self.cancel(Op::Send, key);
         }
         self.try_finish(key);
     }
@@ -294,6 +275,7 @@ impl<S: Service> Reactor<S> {
             }
         }
         let mut conn = self.conns.remove(key).expect("present");
+        self.driver.forget(conn.raw_fd());
         conn.spec
             .counters
             .disconnects

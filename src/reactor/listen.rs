@@ -9,12 +9,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, types};
-
-use super::driver::Reactor;
+use super::driver::{Driver, Op};
+use super::event_loop::Reactor;
 use super::service::{ConnSpec, Origin, Service};
 use super::slab::Key;
-use super::{user_data, Command, Target, TimerKey, OP_ACCEPT, OP_CONNECT};
+use super::{Command, Target, TimerKey};
 use crate::sys;
 
 /// A bound endpoint.
@@ -59,7 +58,7 @@ impl<S: Service> Connecter<S> {
     }
 }
 
-impl<S: Service> Reactor<S> {
+impl<S: Service, D: Driver> Reactor<S, D> {
     // ---- listeners ----
 
     pub(super) fn listen(&mut self, spec: Arc<ConnSpec<S>>, fd: OwnedFd, name: String) {
@@ -81,14 +80,11 @@ impl<S: Service> Reactor<S> {
             return;
         }
         l.armed = true;
-        let entry = opcode::AcceptMulti::new(types::Fd(l.fd.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(user_data(OP_ACCEPT, key));
-        self.push(entry);
+        let fd = l.fd.as_raw_fd();
+        self.driver.accept(key, fd);
     }
 
-    pub(super) fn on_accept(&mut self, index: u32, generation: u32, res: i32, flags: u32) {
+    pub(super) fn on_accept(&mut self, index: u32, generation: u32, res: i32, armed: bool) {
         let Some((key, l)) = self.listeners.find_mut(index, generation) else {
             if res >= 0 {
                 // Its listener is gone: close it.
@@ -96,7 +92,7 @@ impl<S: Service> Reactor<S> {
             }
             return;
         };
-        if !cqueue::more(flags) {
+        if !armed {
             l.armed = false;
         }
         if res >= 0 {
@@ -139,7 +135,7 @@ impl<S: Service> Reactor<S> {
         }
         let l = self.listeners.get_mut(key).expect("still present");
         if l.closing && !l.armed {
-            self.listeners.remove(key);
+            self.remove_listener(key);
         } else if !l.armed {
             self.arm_accept(key);
         }
@@ -155,10 +151,16 @@ impl<S: Service> Reactor<S> {
             }
             l.closing = true;
             if l.armed {
-                self.cancel(user_data(OP_ACCEPT, key));
+                self.cancel(Op::Accept, key);
             } else {
-                self.listeners.remove(key);
+                self.remove_listener(key);
             }
+        }
+    }
+
+    fn remove_listener(&mut self, key: Key) {
+        if let Some(l) = self.listeners.remove(key) {
+            self.driver.forget(l.fd.as_raw_fd());
         }
     }
 
@@ -216,13 +218,11 @@ impl<S: Service> Reactor<S> {
             }
         };
         *c.addr = Some(addr);
-        let raw = c.addr.as_ref().as_ref().expect("just set");
-        let entry = opcode::Connect::new(types::Fd(fd.as_raw_fd()), raw.as_ptr(), raw.len())
-            .build()
-            .user_data(user_data(OP_CONNECT, key));
+        let raw_fd = fd.as_raw_fd();
         c.fd = Some(fd);
         c.connecting = true;
-        self.push(entry);
+        let addr = c.addr.as_ref().as_ref().expect("just set");
+        self.driver.connect(key, raw_fd, addr);
     }
 
     pub(super) fn on_connect(&mut self, index: u32, generation: u32, res: i32) {
@@ -231,6 +231,13 @@ impl<S: Service> Reactor<S> {
         };
         c.connecting = false;
         let fd = c.fd.take();
+        if let Some(fd) = &fd {
+            // Watched for the connect; a connection watches it anew.
+            self.driver.forget(fd.as_raw_fd());
+        }
+        let Some(c) = self.connecters.get_mut(key) else {
+            return;
+        };
         if !c.active() {
             self.remove_connecter(key);
             return;
@@ -317,7 +324,7 @@ impl<S: Service> Reactor<S> {
             return;
         }
         if c.connecting {
-            self.cancel(user_data(OP_CONNECT, key));
+            self.cancel(Op::Connect, key);
             return;
         }
         let c = self.remove_connecter(key).expect("present");
@@ -352,7 +359,7 @@ impl<S: Service> Reactor<S> {
                     self.timers.push(Reverse((at, TimerKey::Connecter(key))));
                 }
             } else if c.connecting {
-                self.cancel(user_data(OP_CONNECT, key));
+                self.cancel(Op::Connect, key);
             } else if c.conn.is_none() {
                 self.remove_connecter(key);
             }

@@ -18,10 +18,12 @@
 //!   application threads, with an eventfd wake-up paid only when the
 //!   reactor sleeps.
 //!
-//! The files: `driver.rs` the loop, the ring and the mailbox; `lifecycle.rs`
-//! a connection from accept to free; `listen.rs` listeners and connecters;
-//! `send.rs` the send path; `service.rs` the seam to the services;
-//! `conn.rs` one connection's state; `close.rs` why it closed.
+//! The files: `event_loop.rs` the loop, the mailbox and timers;
+//! `driver/` the kernel interface (io_uring, or epoll where io_uring is
+//! refused); `lifecycle.rs` a connection from accept to free; `listen.rs`
+//! listeners and connecters; `send.rs` the send path; `service.rs` the seam
+//! to the services; `conn.rs` one connection's state; `close.rs` why it
+//! closed.
 
 #[allow(unsafe_code)]
 pub(crate) mod bufring;
@@ -30,8 +32,8 @@ mod config;
 #[allow(unsafe_code)]
 pub(crate) mod conn;
 mod copy_pool;
-#[allow(unsafe_code)]
 mod driver;
+mod event_loop;
 mod lifecycle;
 mod listen;
 mod send;
@@ -50,8 +52,10 @@ use std::time::Duration;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 pub(crate) use self::close::CloseReason;
-pub use self::config::{ReactorConfig, ReactorError, MAX_COALESCE};
-use self::driver::Reactor;
+use self::config::Chosen;
+pub use self::config::{Backend, ReactorConfig, ReactorError, BACKEND_ENV, MAX_COALESCE};
+use self::driver::{Driver, Epoll, Uring};
+use self::event_loop::Reactor;
 pub(crate) use self::service::{ConnOptions, ConnSpec, Io, Origin, Service};
 pub(crate) use self::slab::Key;
 use crate::sys;
@@ -149,6 +153,26 @@ impl<S: Service> Mailbox<S> {
 pub(crate) struct Reactors<S: Service> {
     mailboxes: Arc<[Arc<Mailbox<S>>]>,
     threads: Vec<JoinHandle<()>>,
+    backend: Chosen,
+}
+
+/// One reactor thread's life on driver `D`: set up, say so, run.
+fn run<S: Service, D: Driver>(
+    id: usize,
+    config: &ReactorConfig,
+    mailboxes: Arc<[Arc<Mailbox<S>>]>,
+    service: S,
+    ready: std::sync::mpsc::Sender<Result<(), ReactorError>>,
+) {
+    match Reactor::<S, D>::new(id, config, mailboxes, service) {
+        Ok(mut reactor) => {
+            let _ = ready.send(Ok(()));
+            reactor.run();
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
 }
 
 impl<S: Service> Reactors<S> {
@@ -163,7 +187,7 @@ impl<S: Service> Reactors<S> {
     where
         S::Command: Send,
     {
-        config::check(config)?;
+        let backend = config::check(config)?;
         let n = config.cores.len().max(1);
         let mailboxes: Vec<Arc<Mailbox<S>>> = (0..n)
             .map(|_| {
@@ -192,13 +216,13 @@ impl<S: Service> Reactors<S> {
                             tracing::warn!(reactor = id, core, "could not pin reactor thread");
                         }
                     }
-                    match Reactor::new(id, &config, mailboxes, service(id, n)) {
-                        Ok(mut reactor) => {
-                            let _ = ready_tx.send(Ok(()));
-                            reactor.run();
+                    let service = service(id, n);
+                    match backend {
+                        Chosen::IoUring => {
+                            run::<S, Uring>(id, &config, mailboxes, service, ready_tx);
                         }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
+                        Chosen::Epoll => {
+                            run::<S, Epoll>(id, &config, mailboxes, service, ready_tx);
                         }
                     }
                 })?;
@@ -217,7 +241,11 @@ impl<S: Service> Reactors<S> {
                 }
             }
         }
-        let reactors = Reactors { mailboxes, threads };
+        let reactors = Reactors {
+            mailboxes,
+            threads,
+            backend,
+        };
         match failure {
             None => Ok(reactors),
             Some(e) => Err(e), // Drop shuts down the ones that started.
@@ -226,6 +254,11 @@ impl<S: Service> Reactors<S> {
 
     pub(crate) fn len(&self) -> usize {
         self.mailboxes.len()
+    }
+
+    /// The kernel interface the reactors run on: `io_uring` or `epoll`.
+    pub(crate) fn backend(&self) -> &'static str {
+        self.backend.name()
     }
 
     pub(crate) fn post(&self, reactor: usize, command: Command<S>) {
@@ -242,22 +275,6 @@ impl<S: Service> Drop for Reactors<S> {
             let _ = thread.join();
         }
     }
-}
-
-/// Completion kinds, in the top byte of user_data.
-const OP_WAKE: u64 = 1;
-const OP_ACCEPT: u64 = 2;
-const OP_RECV: u64 = 3;
-const OP_SEND: u64 = 4;
-const OP_CONNECT: u64 = 5;
-const OP_CANCEL: u64 = 6;
-
-fn user_data(kind: u64, key: Key) -> u64 {
-    (kind << 56) | ((u64::from(key.generation) & 0xff_ffff) << 32) | u64::from(key.index)
-}
-
-fn split_user_data(ud: u64) -> (u64, u32, u32) {
-    (ud >> 56, ud as u32, ((ud >> 32) & 0xff_ffff) as u32)
 }
 
 /// What a timer entry is for.

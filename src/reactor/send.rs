@@ -6,15 +6,14 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use bytes::Buf;
-use io_uring::{cqueue, opcode, types};
 
 use super::close::CloseReason;
-use super::driver::Reactor;
+use super::driver::Driver;
+use super::event_loop::Reactor;
 use super::service::Service;
 use super::slab::Key;
-use super::{user_data, OP_SEND};
 
-impl<S: Service> Reactor<S> {
+impl<S: Service, D: Driver> Reactor<S, D> {
     /// Sends what is queued for the peer, if no send is in flight.
     pub(super) fn pump_send(&mut self, key: Key) {
         let Some(conn) = self.conns.get_mut(key) else {
@@ -40,54 +39,60 @@ impl<S: Service> Reactor<S> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let fd = types::Fd(conn.raw_fd());
-        let msg = &conn.msghdr as *const libc::msghdr;
-        let entry = if zero_copy {
-            opcode::SendMsgZc::new(fd, msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-        } else {
-            opcode::SendMsg::new(fd, msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-        };
         conn.send_in_flight = true;
-        self.push(entry.user_data(user_data(OP_SEND, key)));
+        let (fd, msg) = (conn.raw_fd(), &conn.msghdr as *const libc::msghdr);
+        self.driver.send(key, fd, msg, zero_copy);
     }
 
-    pub(super) fn on_send(&mut self, index: u32, generation: u32, res: i32, flags: u32) {
-        let Some((key, conn)) = self.conns.find_mut(index, generation) else {
-            if cqueue::notif(flags) {
-                // The kernel let go of a closed connection's buffers.
-                self.zc_orphans.remove(&(index, generation));
-            }
+    /// The kernel let go of a zero-copy send's buffers.
+    pub(super) fn on_send_notif(&mut self, index: u32, generation: u32) {
+        let Some((_, conn)) = self.conns.find_mut(index, generation) else {
+            // A closed connection's buffers, kept aside until now.
+            self.zc_orphans.remove(&(index, generation));
             return;
         };
-        let sent = if cqueue::notif(flags) {
-            // The kernel is done with a zero-copy send's buffers.
-            conn.zc_notif_pending = false;
-            std::mem::take(&mut conn.zc_sent)
-        } else {
-            conn.send_in_flight = false;
-            if res < 0 {
-                conn.zc_notif_pending = cqueue::more(flags);
-                let error = io::Error::from_raw_os_error(-res);
-                self.close_conn(
-                    key,
-                    CloseReason::Io {
-                        operation: "send",
-                        error,
-                    },
-                );
-                self.try_finish(key);
-                return;
-            }
-            if cqueue::more(flags) {
-                conn.zc_notif_pending = true;
-                conn.zc_sent = res as usize;
-                return;
-            }
-            res as usize
+        conn.zc_notif_pending = false;
+        let sent = std::mem::take(&mut conn.zc_sent);
+        self.sent(index, generation, sent);
+    }
+
+    /// A send completed: `result` bytes went to the kernel (or a negative
+    /// errno); `notif_follows`: a zero-copy send's buffers are still held.
+    pub(super) fn on_sent(
+        &mut self,
+        index: u32,
+        generation: u32,
+        result: i32,
+        notif_follows: bool,
+    ) {
+        let Some((key, conn)) = self.conns.find_mut(index, generation) else {
+            return;
+        };
+        conn.send_in_flight = false;
+        if result < 0 {
+            conn.zc_notif_pending = notif_follows;
+            let error = io::Error::from_raw_os_error(-result);
+            self.close_conn(
+                key,
+                CloseReason::Io {
+                    operation: "send",
+                    error,
+                },
+            );
+            self.try_finish(key);
+            return;
+        }
+        if notif_follows {
+            conn.zc_notif_pending = true;
+            conn.zc_sent = result as usize;
+            return;
+        }
+        self.sent(index, generation, result as usize);
+    }
+
+    fn sent(&mut self, index: u32, generation: u32, sent: usize) {
+        let Some((key, conn)) = self.conns.find_mut(index, generation) else {
+            return;
         };
         // Counted first, also on a closing connection: what the kernel took
         // was sent, not lost with the connection.

@@ -86,6 +86,12 @@ impl Context {
         })
     }
 
+    /// The kernel interface this context's reactors run on: `"io_uring"`
+    /// or `"epoll"` (see [`crate::Backend`]).
+    pub fn backend(&self) -> &'static str {
+        self.inner.reactors.backend()
+    }
+
     /// A new socket of `kind`.
     pub fn socket(&self, kind: SocketKind) -> Socket {
         Socket {

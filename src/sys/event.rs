@@ -53,3 +53,20 @@ pub(crate) fn is_readable(fd: RawFd) -> bool {
     // SAFETY: one valid pollfd, zero timeout.
     unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }
+
+/// Waits until `fd` is readable or `timeout` passes, to the microsecond
+/// (`wait_readable` counts in milliseconds).
+pub(crate) fn wait_readable_for(fd: RawFd, timeout: std::time::Duration) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd and a live timespec; no signal mask is
+    // changed; EINTR simply returns early.
+    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+}

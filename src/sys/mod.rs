@@ -4,6 +4,7 @@
 //! buffer ring, the single-producer ring and the onloop queue, this is
 //! where `unsafe` code lives; each block says why it is sound.
 
+pub(crate) mod epoll;
 mod event;
 mod limits;
 mod net;
@@ -13,7 +14,9 @@ pub(crate) mod waker;
 
 #[cfg(test)]
 pub(crate) use self::event::is_readable;
-pub(crate) use self::event::{eventfd, eventfd_drain, eventfd_signal, wait_readable};
+pub(crate) use self::event::{
+    eventfd, eventfd_drain, eventfd_signal, wait_readable, wait_readable_for,
+};
 pub(crate) use self::limits::{nofile_limit, raise_nofile_limit};
 pub(crate) use self::net::{
     accepted_fd, interface_address, ipc_listen, peer_ip, peer_name, set_backlog, set_buffer_size,

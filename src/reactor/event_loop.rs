@@ -1,4 +1,4 @@
-//! The reactor loop: the ring, the mailbox and the mesh, timers, and the
+//! The reactor loop: the driver, the mailbox and the mesh, timers, and the
 //! actions a service asks for.
 
 use std::cmp::Reverse;
@@ -6,23 +6,22 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::{opcode, squeue, types, IoUring};
 use zmtp_codec::BufferPool;
 
-use super::bufring::{BufRing, SessionBuffers};
-use super::config::{build_ring, ReactorConfig, ReactorError};
+use super::bufring::SessionBuffers;
+use super::config::{ReactorConfig, ReactorError};
 use super::conn::Conn;
 use super::copy_pool::CopyPool;
+use super::driver::{Completion, Driver, Op};
 use super::listen::{Connecter, Listener};
 use super::service::{Action, Io, Service};
 use super::slab::{Key, Slab};
-use super::{split_user_data, OP_ACCEPT, OP_CANCEL, OP_CONNECT, OP_RECV, OP_SEND, OP_WAKE};
 use super::{wait, Command, Mailbox, TimerKey, MESH_RETRY};
 
-pub(super) struct Reactor<S: Service> {
+pub(super) struct Reactor<S: Service, D: Driver> {
     pub(super) id: usize,
-    ring: IoUring,
-    pub(super) bufs: BufRing,
+    /// The kernel interface: io_uring or epoll.
+    pub(super) driver: D,
     pub(super) mailboxes: Arc<[Arc<Mailbox<S>>]>,
     /// Commands for other reactors that did not fit their mesh ring yet.
     mesh_backlog: Vec<VecDeque<Command<S>>>,
@@ -33,7 +32,6 @@ pub(super) struct Reactor<S: Service> {
     pub(super) timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     /// Connections whose receive ended because no buffer was free.
     pub(super) starved: Vec<Key>,
-    wake_buf: Box<u64>,
     pub(super) next_adopter: usize,
     pub(super) shutting_down: bool,
     /// What this reactor serves.
@@ -58,42 +56,23 @@ pub(super) struct Reactor<S: Service> {
     busy: bool,
 }
 
-impl<S: Service> Reactor<S> {
+impl<S: Service, D: Driver> Reactor<S, D> {
     pub(super) fn new(
         id: usize,
         config: &ReactorConfig,
         mailboxes: Arc<[Arc<Mailbox<S>>]>,
         service: S,
-    ) -> Result<Reactor<S>, ReactorError> {
-        let ring = build_ring(config.ring_entries)?;
+    ) -> Result<Reactor<S, D>, ReactorError> {
         let waker = mailboxes[id].waker.clone();
-        let bufs = BufRing::new(
-            &ring,
-            0,
-            config.buffer_count,
-            config.buffer_size,
-            config.copy_below,
-            config.incremental_buffers,
-            waker,
-        )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EINVAL) => ReactorError::Unavailable {
-                detail: format!(
-                    "registering a provided-buffer ring failed ({e}); zring needs \
-                     Linux 6.0 or later"
-                ),
-            },
-            _ => ReactorError::Setup(e),
-        })?;
+        let mut driver = D::new(config, waker)?;
         let n = mailboxes.len();
         // Unused, the copy pool keeps at most as much again as the ring.
         let retain = usize::from(config.buffer_count) * config.buffer_size;
         let copies: Arc<dyn BufferPool> =
-            Arc::new(SessionBuffers::new(CopyPool::new(retain), &bufs));
-        let mut reactor = Reactor {
+            Arc::new(SessionBuffers::new(CopyPool::new(retain), driver.buffers()));
+        Ok(Reactor {
             id,
-            ring,
-            bufs,
+            driver,
             mailboxes,
             mesh_backlog: (0..n).map(|_| VecDeque::new()).collect(),
             mesh_wake: vec![false; n],
@@ -103,7 +82,6 @@ impl<S: Service> Reactor<S> {
             timers: BinaryHeap::new(),
             copies,
             starved: Vec::new(),
-            wake_buf: Box::new(0),
             next_adopter: id,
             shutting_down: false,
             service,
@@ -113,50 +91,28 @@ impl<S: Service> Reactor<S> {
             coalesce: config.coalesce,
             ring_entries: config.ring_entries,
             busy: false,
-        };
-        reactor.arm_wake();
-        Ok(reactor)
+        })
     }
 
-    pub(super) fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: every entry points at memory owned by a Conn, Listener,
-            // Connecter or the Reactor, which lives until the operation's
-            // last completion arrives.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return;
-            }
-            if let Err(e) = self.ring.submit() {
-                tracing::error!(reactor = self.id, "io_uring submit failed: {e}");
+    pub(super) fn cancel(&mut self, op: Op, key: Key) {
+        self.driver.cancel(op, key);
+    }
+
+    /// Buffers came back: connections that starved read again.
+    fn rearm_starved(&mut self) {
+        let bufs = self.driver.buffers();
+        if bufs.recycle() > 0 && !self.starved.is_empty() {
+            bufs.set_starved(false);
+            for key in std::mem::take(&mut self.starved) {
+                self.arm_recv(key);
             }
         }
-    }
-
-    pub(super) fn cancel(&mut self, target_ud: u64) {
-        let entry = opcode::AsyncCancel::new(target_ud)
-            .build()
-            .user_data(OP_CANCEL << 56);
-        self.push(entry);
-    }
-
-    fn arm_wake(&mut self) {
-        let fd = self.mailboxes[self.id].waker.raw_fd();
-        let buf = (&mut *self.wake_buf as *mut u64).cast::<u8>();
-        let entry = opcode::Read::new(types::Fd(fd), buf, 8)
-            .build()
-            .user_data(OP_WAKE << 56);
-        self.push(entry);
     }
 
     pub(super) fn run(&mut self) {
         let mut completions = Vec::with_capacity(1024);
         loop {
-            if self.bufs.recycle() > 0 && !self.starved.is_empty() {
-                self.bufs.set_starved(false);
-                for key in std::mem::take(&mut self.starved) {
-                    self.arm_recv(key);
-                }
-            }
+            self.rearm_starved();
             self.drain_mailbox();
             self.fire_timers();
             self.with_service(|service, io| service.on_tick(io));
@@ -194,51 +150,24 @@ impl<S: Service> Reactor<S> {
                 self.busy,
                 self.ring_entries,
             );
-            let result = match plan {
-                wait::Wait::None => {
-                    waker.cancel_sleep();
-                    self.ring.submit()
-                }
-                wait::Wait::For {
-                    want,
-                    timeout: Some(t),
-                } => {
-                    let ts = types::Timespec::from(t);
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(want as usize, &args)
-                }
-                wait::Wait::For {
-                    want,
-                    timeout: None,
-                } => self.ring.submit_and_wait(want as usize),
-            };
-            waker.cancel_sleep();
-            if let Err(e) = result {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) {
-                    tracing::error!(reactor = self.id, "io_uring_enter failed: {e}");
-                }
+            if plan == wait::Wait::None {
+                waker.cancel_sleep();
             }
+            completions.clear();
+            self.driver.wait(plan, &*self.copies, &mut completions);
+            waker.cancel_sleep();
             // Commands posted before these completions happened go first:
             // a broker route added before a subscription's echo left must be
             // in place when a message answering that echo arrives.
             self.drain_mailbox();
-            completions.clear();
-            completions.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
             // A turn that did not wait says little about the traffic:
             // busy stays as it was unless completions came.
             self.busy = !completions.is_empty() || (plan == wait::Wait::None && self.busy);
-            for &(ud, res, flags) in &completions {
-                self.complete(ud, res, flags);
+            for completion in completions.drain(..) {
+                self.complete(completion);
             }
         }
-        self.bufs.unregister(&self.ring);
+        self.driver.finish();
         if !self.zc_orphans.is_empty() {
             // The kernel may still retransmit from these pages after the
             // ring is gone; never hand them back to the allocator.
@@ -251,16 +180,32 @@ impl<S: Service> Reactor<S> {
         }
     }
 
-    fn complete(&mut self, ud: u64, res: i32, flags: u32) {
-        let (kind, index, generation) = split_user_data(ud);
-        match kind {
-            OP_WAKE => self.arm_wake(),
-            OP_ACCEPT => self.on_accept(index, generation, res, flags),
-            OP_RECV => self.on_recv(index, generation, res, flags),
-            OP_SEND => self.on_send(index, generation, res, flags),
-            OP_CONNECT => self.on_connect(index, generation, res),
-            OP_CANCEL => {}
-            _ => tracing::error!(reactor = self.id, ud, "completion of unknown kind"),
+    fn complete(&mut self, completion: Completion) {
+        match completion {
+            Completion::Recv {
+                index,
+                generation,
+                received,
+                armed,
+            } => self.on_recv(index, generation, received, armed),
+            Completion::Sent {
+                index,
+                generation,
+                result,
+                notif_follows,
+            } => self.on_sent(index, generation, result, notif_follows),
+            Completion::SendNotif { index, generation } => self.on_send_notif(index, generation),
+            Completion::Accepted {
+                index,
+                generation,
+                result,
+                armed,
+            } => self.on_accept(index, generation, result, armed),
+            Completion::Connected {
+                index,
+                generation,
+                result,
+            } => self.on_connect(index, generation, result),
         }
     }
 
@@ -469,6 +414,109 @@ mod tests {
                 seen.load(Ordering::Relaxed)
             );
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A service that only sets timers and notes when each fired.
+    struct Clock {
+        fired: Arc<std::sync::Mutex<Vec<(u32, Instant, Instant)>>>,
+        due: HashMap<u32, Instant>,
+    }
+
+    impl Service for Clock {
+        type Spec = ();
+        type Conn = ();
+        type Link = ();
+        /// Timers to set: (id, when).
+        type Command = Vec<(u32, Instant)>;
+        fn new_conn(&mut self, _: &Arc<super::super::ConnSpec<Self>>, _: Option<&()>) {}
+        fn on_input(&mut self, _: &mut Io<'_, Self>, _: Key) {}
+        fn fill(_: &mut Conn<Self>) -> zmtp_codec::Result<()> {
+            Ok(())
+        }
+        fn drained(_: &Conn<Self>) -> bool {
+            true
+        }
+        fn on_sent(&mut self, _: &mut Io<'_, Self>, _: Key, _: usize) {}
+        fn on_closing(&mut self, _: &mut Io<'_, Self>, _: Key) {}
+        fn on_gone(&mut self, _: &mut Io<'_, Self>, _: &mut Conn<Self>, _: bool) {}
+        fn on_command(&mut self, io: &mut Io<'_, Self>, timers: Vec<(u32, Instant)>) {
+            for (id, at) in timers {
+                self.due.insert(id, at);
+                let key = Key {
+                    index: id,
+                    generation: 0,
+                };
+                io.timer(at, key);
+            }
+        }
+        fn on_timer(&mut self, _: &mut Io<'_, Self>, key: Key, now: Instant) {
+            let due = self.due.remove(&key.index).expect("a timer that was set");
+            self.fired.lock().unwrap().push((key.index, due, now));
+        }
+        fn link_detached(_: &()) {}
+        fn link_queued(_: &()) -> bool {
+            false
+        }
+        fn link_discard(_: &(), _: &Counters) {}
+    }
+
+    /// Thousands of timers over 300 ms, on each driver: every one fires
+    /// once, never before it is due, and not long after.
+    #[test]
+    fn thousands_of_timers_fire_once_each_and_on_time_on_both_drivers() {
+        for backend in [super::super::Backend::IoUring, super::super::Backend::Epoll] {
+            let config = ReactorConfig {
+                buffer_count: 4,
+                backend,
+                ..ReactorConfig::default()
+            };
+            let fired = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let for_service = fired.clone();
+            let reactors = Reactors::start(&config, move |_, _| Clock {
+                fired: for_service.clone(),
+                due: HashMap::new(),
+            })
+            .expect("reactors start");
+            let start = Instant::now() + Duration::from_millis(20);
+            const N: u32 = 5000;
+            // Set out of order, some sharing a deadline.
+            let timers: Vec<(u32, Instant)> = (0..N)
+                .map(|i| {
+                    (
+                        i,
+                        start + Duration::from_micros(u64::from((i * 7919) % N) * 60),
+                    )
+                })
+                .collect();
+            reactors.post(0, Command::Service(timers));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while fired.lock().unwrap().len() < N as usize {
+                assert!(
+                    Instant::now() < deadline,
+                    "{backend:?}: not all timers fired"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drop(reactors);
+            let fired = fired.lock().unwrap();
+            let mut ids: Vec<u32> = fired.iter().map(|&(id, _, _)| id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), N as usize, "{backend:?}: each once");
+            for &(id, due, at) in fired.iter() {
+                assert!(at >= due, "{backend:?}: timer {id} fired early");
+            }
+            // Fired in the order they were due.
+            assert!(
+                fired.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{backend:?}: out of order"
+            );
+            let late = fired.iter().map(|&(_, due, at)| at - due).max().unwrap();
+            assert!(
+                late < Duration::from_millis(250),
+                "{backend:?}: {late:?} late"
+            );
         }
     }
 }
