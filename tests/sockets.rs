@@ -418,3 +418,30 @@ fn the_backend_is_the_one_the_environment_names() {
         ),
     }
 }
+
+#[test]
+fn a_connect_refused_at_first_is_retried_until_the_peer_binds() {
+    let ctx = Context::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let mut push = ctx.socket(SocketKind::Push);
+    push.set(SocketOption::ReconnectIvl(Some(Duration::from_millis(20))))
+        .unwrap();
+    push.connect(&endpoint).unwrap();
+    push.send(&[b"queued before the peer existed".as_slice()])
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while push.stats().connect_failures < 2 {
+        assert!(std::time::Instant::now() < deadline, "no refused connect");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut pull = ctx.socket(SocketKind::Pull);
+    pull.bind(&endpoint).unwrap();
+    let m = pull.recv(T).unwrap();
+    assert_eq!(m.first_frame(), b"queued before the peer existed");
+    assert_eq!(push.stats().connections_established, 1);
+}
