@@ -306,6 +306,16 @@ fn orchestrate(args: &Args) {
     let runs: usize = args.num("runs", 5);
     let count_64: u64 = args.num("count-64", 1_000_000);
     let count_4k: u64 = args.num("count-4k", 200_000);
+    let count_64k: u64 = args.num("count-64k", 20_000);
+    // `--kernel portable|sse2|avx2`: the zring processes' Salsa20 kernel
+    // (they read ZRING_CURVE_KERNEL; libzmq ignores it).
+    let zring_name = match args.get("kernel") {
+        Some(kernel) => {
+            std::env::set_var("ZRING_CURVE_KERNEL", kernel);
+            format!("zring ({kernel})")
+        }
+        None => format!("zring ({})", zmtp_codec::mechanism::curve_kernel().name()),
+    };
     let security = if args.curve() { "curve" } else { "null" };
     // Load the library once here, so that a missing venv or a library
     // without CURVE is reported before any run.
@@ -318,7 +328,8 @@ fn orchestrate(args: &Args) {
         None => vec![(64, count_64), (4096, count_4k)],
         Some("64") => vec![(64, count_64)],
         Some("4096") => vec![(4096, count_4k)],
-        Some(other) => panic!("--size is 64 or 4096, not {other}"),
+        Some("65536") => vec![(65536, count_64k)],
+        Some(other) => panic!("--size is 64, 4096 or 65536, not {other}"),
     };
     println!("security: {security}");
     println!();
@@ -331,7 +342,7 @@ fn orchestrate(args: &Args) {
                 run_once(imp, pattern, size, count, security)
             });
             print_cell(pattern.label(), size, "libzmq 4.3.5", &libzmq);
-            print_cell(pattern.label(), size, "zring", &zring);
+            print_cell(pattern.label(), size, &zring_name, &zring);
             cells.push((pattern.label(), size, libzmq, zring));
         }
     }

@@ -500,3 +500,16 @@ fn plain_server_against_libzmq_client() {
         }
     }
 }
+
+/// `.ci/run` runs this file once per kernel: the one forced is the one in
+/// use, so each run tests what it says.
+#[test]
+fn the_cipher_kernel_is_the_one_forced() {
+    use zmtp_codec::mechanism::{curve_kernel, curve_kernel_note, KERNEL_ENV};
+    let kernel = curve_kernel().name();
+    match std::env::var(KERNEL_ENV) {
+        Ok(forced) => assert_eq!(kernel, forced, "{:?}", curve_kernel_note()),
+        Err(_) => assert!(["portable", "sse2", "avx2"].contains(&kernel), "{kernel}"),
+    }
+    eprintln!("CURVE cipher kernel: {kernel}");
+}

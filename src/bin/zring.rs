@@ -521,11 +521,17 @@ fn resolve_curve(
 fn curve_summary(curve: &Option<CurveSettings>) -> String {
     match curve {
         None => "off (plaintext)".to_owned(),
-        Some(c) => format!(
-            "on: server public key {}, {} client key(s) accepted",
-            c.server.public.to_z85(),
-            c.clients().count()
-        ),
+        Some(c) => {
+            if let Some(note) = zring::codec::mechanism::curve_kernel_note() {
+                tracing::warn!("{note}");
+            }
+            format!(
+                "on: server public key {}, {} client key(s) accepted, cipher kernel {}",
+                c.server.public.to_z85(),
+                c.clients().count(),
+                zring::codec::mechanism::curve_kernel().name()
+            )
+        }
     }
 }
 

@@ -36,7 +36,7 @@
 //! assert_eq!(m.frames().collect::<Vec<_>>(), [&b"log-write"[..], b"batch"]);
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod command;

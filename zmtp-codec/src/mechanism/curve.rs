@@ -244,20 +244,50 @@ struct Traffic {
 /// flight made glibc grow and trim its heap, a tenth of the sender's CPU
 /// in page faults.)
 struct Scratch {
+    small: Chunks,
+    /// For pieces above `small.piece_max` (sending only): large sealed
+    /// boxes (Zeek's 64 KiB log batches) churned the heap just as small
+    /// ones did, page faults and all. Its first chunk is allocated only
+    /// when such a piece is asked for.
+    large: Option<Box<Chunks>>,
+}
+
+/// Pieces up to `piece_max` cut from chunks of `chunk_size`.
+struct Chunks {
     chunk: BytesMut,
-    /// Larger pieces are their own allocation.
     piece_max: usize,
     chunk_size: usize,
 }
 
+impl Chunks {
+    fn new(piece_max: usize, chunk_size: usize) -> Chunks {
+        Chunks {
+            chunk: BytesMut::new(),
+            piece_max,
+            chunk_size,
+        }
+    }
+
+    fn piece(&mut self, len: usize) -> BytesMut {
+        if self.chunk.capacity() < len {
+            // Takes the chunk back whole when no piece of it is alive;
+            // allocates a new one otherwise.
+            self.chunk.reserve(self.chunk_size);
+        }
+        let rest = self.chunk.split_off(len);
+        std::mem::replace(&mut self.chunk, rest)
+    }
+}
+
 impl Scratch {
     /// Sealed MESSAGEs live only until the socket has taken them, so
-    /// pieces up to 16 KiB come from 64 KiB chunks.
+    /// pieces up to 16 KiB come from 64 KiB chunks, and pieces up to
+    /// 256 KiB from 1 MiB chunks (made only once such a piece is asked
+    /// for).
     fn for_sending() -> Scratch {
         Scratch {
-            chunk: BytesMut::new(),
-            piece_max: 16 * 1024,
-            chunk_size: 64 * 1024,
+            small: Chunks::new(16 * 1024, 64 * 1024),
+            large: Some(Box::new(Chunks::new(256 * 1024, 1 << 20))),
         }
     }
 
@@ -266,24 +296,20 @@ impl Scratch {
     /// at most a few kilobytes.
     fn for_receiving() -> Scratch {
         Scratch {
-            chunk: BytesMut::new(),
-            piece_max: 512,
-            chunk_size: 8 * 1024,
+            small: Chunks::new(512, 8 * 1024),
+            large: None,
         }
     }
 
     /// An empty buffer with room for exactly `len` bytes.
     fn piece(&mut self, len: usize) -> BytesMut {
-        if len > self.piece_max {
-            return BytesMut::with_capacity(len);
+        if len <= self.small.piece_max {
+            return self.small.piece(len);
         }
-        if self.chunk.capacity() < len {
-            // Takes the chunk back whole when no piece of it is alive;
-            // allocates a new one otherwise.
-            self.chunk.reserve(self.chunk_size);
+        match &mut self.large {
+            Some(large) if len <= large.piece_max => large.piece(len),
+            _ => BytesMut::with_capacity(len),
         }
-        let rest = self.chunk.split_off(len);
-        std::mem::replace(&mut self.chunk, rest)
     }
 }
 

@@ -23,6 +23,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{PublicKey, SecretKey};
 use super::salsa::{Salsa20, LANES};
+use super::simd::Kernel;
 
 /// A `crypto_box_beforenm` key: seals and opens boxes between two keys.
 pub(crate) struct FastBox {
@@ -335,7 +336,21 @@ impl Poly1305 {
         }
     }
 
+    /// The tag of `message`, on the process's kernel.
     fn compute(&self, message: &[u8]) -> [u8; 16] {
+        self.compute_on(Kernel::chosen(), message)
+    }
+
+    /// The tag of `message`, compiled for AVX2 and BMI2 on that kernel.
+    fn compute_on(&self, kernel: Kernel, message: &[u8]) -> [u8; 16] {
+        match kernel {
+            Kernel::Avx2(v3) => v3.run(|| self.tag(message)),
+            Kernel::Sse2 | Kernel::Portable => self.tag(message),
+        }
+    }
+
+    #[inline(always)]
+    fn tag(&self, message: &[u8]) -> [u8; 16] {
         const FULL: u64 = 1 << 40;
         let r = self.r;
         let mut h = [0u64; 3];
@@ -451,11 +466,13 @@ mod tests {
                 let msg = vec![0xffu8; len];
                 let reference =
                     poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
-                assert_eq!(
-                    Poly1305::new(&key).compute(&msg)[..],
-                    reference[..],
-                    "{len}"
-                );
+                for kernel in super::super::simd::runnable_kernels() {
+                    assert_eq!(
+                        Poly1305::new(&key).compute_on(kernel, &msg)[..],
+                        reference[..],
+                        "{kernel:?}, {len}"
+                    );
+                }
             }
         }
     }
@@ -522,7 +539,19 @@ mod tests {
         fn poly1305_matches_the_reference(key in any::<[u8; 32]>(), msg in proptest::collection::vec(any::<u8>(), 0..300)) {
             use poly1305::universal_hash::KeyInit as _;
             let reference = poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
-            prop_assert_eq!(&Poly1305::new(&key).compute(&msg)[..], &reference[..]);
+            for kernel in super::super::simd::runnable_kernels() {
+                prop_assert_eq!(&Poly1305::new(&key).compute_on(kernel, &msg)[..], &reference[..], "{:?}", kernel);
+            }
+        }
+
+        #[test]
+        fn poly1305_of_long_messages_matches_the_reference(key in any::<[u8; 32]>(), len in 0usize..70_000, byte in any::<u8>()) {
+            use poly1305::universal_hash::KeyInit as _;
+            let msg: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ byte).collect();
+            let reference = poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
+            for kernel in super::super::simd::runnable_kernels() {
+                prop_assert_eq!(&Poly1305::new(&key).compute_on(kernel, &msg)[..], &reference[..], "{:?}, {}", kernel, len);
+            }
         }
 
         /// MESSAGE boxes in a stream of counters that mostly go up by one

@@ -19,6 +19,8 @@ mod keys;
 mod null;
 mod plain;
 mod salsa;
+#[allow(unsafe_code)]
+mod simd;
 
 pub use auth::{AllowAll, Authorizer, Credentials, Refusal};
 pub use curve::{
@@ -28,6 +30,7 @@ pub use curve::{
 pub use keys::{KeyPair, KeyPairError, OsRandom, PublicKey, Randomness, SecretKey};
 pub use null::Null;
 pub use plain::{PlainClient, PlainServer, LIBZMQ_PLAIN_ERROR_PREFIX};
+pub use simd::{curve_kernel, curve_kernel_note, CurveKernel, KERNEL_ENV};
 
 /// Where a handshake stands after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,11 +8,11 @@
 //! blocks are computed together, one vector lane per block ("structure of
 //! arrays"): every step is the same operation on all lanes. The lanes are
 //! the `wide` crate's `u32x4` and `u32x8`, which are SSE2 registers on any
-//! x86-64 and AVX2 registers when the build targets AVX2 (`-C
-//! target-cpu=x86-64-v3`), with no run-time detection. LLVM does not
-//! vectorize the same code written on plain arrays: it turns each shift
-//! pair into a scalar rotate first. The crate stays the reference the tests
-//! compare against.
+//! x86-64. Where the processor has AVX2, eight blocks go through the
+//! intrinsics kernel of [`super::simd`] instead, chosen at run time once
+//! per process ([`Kernel`]). LLVM does not vectorize the same code written
+//! on plain arrays: it turns each shift pair into a scalar rotate first.
+//! The crate stays the reference the tests compare against.
 //!
 //! CurveZMQ's MESSAGE nonces are a fixed 16-byte prefix and an 8-byte
 //! counter, and XSalsa20 feeds exactly the first 16 nonce bytes to
@@ -24,12 +24,15 @@
 use wide::{u32x4, u32x8};
 use zeroize::Zeroize;
 
+use super::simd::Kernel;
+
 /// "expand 32-byte k", the constants of the diagonal.
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 
-/// A Salsa20 key; zeroized on drop.
+/// A Salsa20 key, and the kernel it runs on; zeroized on drop.
 pub(crate) struct Salsa20 {
     key: [u32; 8],
+    kernel: Kernel,
 }
 
 impl Drop for Salsa20 {
@@ -168,9 +171,8 @@ macro_rules! wide_kernel {
     };
 }
 
-// Four blocks fill SSE2 registers; eight fill AVX2's where the build allows
-// them (`-C target-cpu=x86-64-v3` or newer), and are two SSE2 registers each
-// otherwise, at the speed of two four-block calls.
+// Four blocks fill SSE2 registers; eight are two SSE2 registers each, at
+// the speed of two four-block calls, and fill AVX2's in `simd`.
 wide_kernel!(wide4, u32x4, 4);
 wide_kernel!(wide8, u32x8, 8);
 
@@ -178,9 +180,17 @@ wide_kernel!(wide8, u32x8, 8);
 pub(crate) const LANES: usize = wide8::LANES;
 
 impl Salsa20 {
-    /// The key of these 32 bytes.
+    /// The key of these 32 bytes, on the process's kernel.
     pub(crate) fn from_bytes(key: &[u8; 32]) -> Salsa20 {
-        Salsa20 { key: words(key) }
+        Salsa20::with_kernel(key, Kernel::chosen())
+    }
+
+    /// The key of these 32 bytes, on `kernel`.
+    pub(crate) fn with_kernel(key: &[u8; 32], kernel: Kernel) -> Salsa20 {
+        Salsa20 {
+            key: words(key),
+            kernel,
+        }
     }
 
     /// HSalsa20 (the XSalsa20 paper, §2): the key that XSalsa20 uses for a
@@ -191,7 +201,39 @@ impl Salsa20 {
         rounds(&mut x);
         let key = [x[0], x[5], x[10], x[15], x[6], x[7], x[8], x[9]];
         x.zeroize();
-        Salsa20 { key }
+        Salsa20 {
+            key,
+            kernel: self.kernel,
+        }
+    }
+
+    /// Eight blocks, each of its own nonce and counter, XORed into `out`.
+    fn xor8(&self, blocks: [([u32; 2], u64); LANES], out: &mut [u8; 64 * LANES]) {
+        match self.kernel {
+            Kernel::Avx2(avx2) => avx2.xor8(&self.key, blocks, out),
+            Kernel::Sse2 => wide8::xor(&self.key, blocks, out),
+            Kernel::Portable => {
+                for ((nonce, counter), chunk) in blocks.into_iter().zip(out.chunks_exact_mut(64)) {
+                    let mut block = self.block_of(nonce, counter);
+                    xor_into(chunk, &block);
+                    block.zeroize();
+                }
+            }
+        }
+    }
+
+    /// Four blocks, as [`Salsa20::xor8`].
+    fn xor4(&self, blocks: [([u32; 2], u64); 4], out: &mut [u8; 256]) {
+        match self.kernel {
+            Kernel::Avx2(_) | Kernel::Sse2 => wide4::xor(&self.key, blocks, out),
+            Kernel::Portable => {
+                for ((nonce, counter), chunk) in blocks.into_iter().zip(out.chunks_exact_mut(64)) {
+                    let mut block = self.block_of(nonce, counter);
+                    xor_into(chunk, &block);
+                    block.zeroize();
+                }
+            }
+        }
     }
 
     /// XORs the key stream for `nonce8`, from block `counter` on, into
@@ -202,7 +244,7 @@ impl Salsa20 {
         let mut wide_chunks = data.chunks_exact_mut(64 * LANES);
         for chunk in wide_chunks.by_ref() {
             let blocks = std::array::from_fn(|lane| (nonce, counter.wrapping_add(lane as u64)));
-            wide8::xor(&self.key, blocks, chunk.try_into().unwrap());
+            self.xor8(blocks, chunk.try_into().unwrap());
             counter = counter.wrapping_add(LANES as u64);
         }
         let rest = wide_chunks.into_remainder();
@@ -211,13 +253,13 @@ impl Salsa20 {
         if rest.len() > 256 {
             let mut stream = [0u8; 64 * LANES];
             let blocks = std::array::from_fn(|lane| (nonce, counter.wrapping_add(lane as u64)));
-            wide8::xor(&self.key, blocks, &mut stream);
+            self.xor8(blocks, &mut stream);
             xor_into(rest, &stream);
             stream.zeroize();
         } else if rest.len() > 64 {
             let mut stream = [0u8; 256];
             let blocks = std::array::from_fn(|lane| (nonce, counter.wrapping_add(lane as u64)));
-            wide4::xor(&self.key, blocks, &mut stream);
+            self.xor4(blocks, &mut stream);
             xor_into(rest, &stream);
             stream.zeroize();
         } else if !rest.is_empty() {
@@ -249,8 +291,7 @@ impl Salsa20 {
     /// other: each of its own nonce and counter, so they may belong to one
     /// stream or to several messages' streams.
     pub(crate) fn xor_blocks(&self, blocks: [(&[u8; 8], u64); LANES], out: &mut [u8; 64 * LANES]) {
-        wide8::xor(
-            &self.key,
+        self.xor8(
             blocks.map(|(nonce8, counter)| (words(nonce8), counter)),
             out,
         );
@@ -261,11 +302,7 @@ impl Salsa20 {
     pub(crate) fn first_four(&self, nonce8: &[u8; 8]) -> [u8; 256] {
         let nonce = words(nonce8);
         let mut out = [0u8; 256];
-        wide4::xor(
-            &self.key,
-            std::array::from_fn(|i| (nonce, i as u64)),
-            &mut out,
-        );
+        self.xor4(std::array::from_fn(|i| (nonce, i as u64)), &mut out);
         out
     }
 }
@@ -287,8 +324,10 @@ mod tests {
         cipher.apply_keystream(data);
     }
 
-    fn ours(key: &[u8; 32], nonce: &[u8; 24], counter: u64, data: &mut [u8]) {
-        let sub = Salsa20::from_bytes(key).hsalsa20(nonce[..16].try_into().unwrap());
+    use super::super::simd::runnable_kernels as kernels;
+
+    fn ours(kernel: Kernel, key: &[u8; 32], nonce: &[u8; 24], counter: u64, data: &mut [u8]) {
+        let sub = Salsa20::with_kernel(key, kernel).hsalsa20(nonce[..16].try_into().unwrap());
         sub.apply(nonce[16..].try_into().unwrap(), counter, data);
     }
 
@@ -321,11 +360,14 @@ mod tests {
             0usize, 1, 31, 32, 63, 64, 65, 255, 256, 257, 511, 512, 513, 1000, 4097,
         ] {
             for counter in [0u64, 1, 3, u32::MAX as u64 - 1] {
-                let mut a: Vec<u8> = (0..len).map(|i| i as u8).collect();
-                let mut b = a.clone();
-                ours(&key, &nonce, counter, &mut a);
+                let mut b: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let plain = b.clone();
                 reference(&key, &nonce, counter * 64, &mut b);
-                assert_eq!(a, b, "length {len}, counter {counter}");
+                for kernel in kernels() {
+                    let mut a = plain.clone();
+                    ours(kernel, &key, &nonce, counter, &mut a);
+                    assert_eq!(a, b, "{kernel:?}, length {len}, counter {counter}");
+                }
             }
         }
     }
@@ -334,28 +376,70 @@ mod tests {
     /// block computed alone.
     #[test]
     fn blocks_of_several_streams_at_once() {
-        let key = Salsa20::from_bytes(&[3; 32]);
-        let nonces: [[u8; 8]; LANES] = std::array::from_fn(|i| [(i % 3) as u8; 8]);
-        let counters: [u64; LANES] = std::array::from_fn(|i| [0, 1, 5, u32::MAX as u64][i % 4]);
-        let mut out = [0u8; 64 * LANES];
-        key.xor_blocks(std::array::from_fn(|i| (&nonces[i], counters[i])), &mut out);
-        for i in 0..LANES {
-            assert_eq!(
-                out[i * 64..(i + 1) * 64],
-                key.block(&nonces[i], counters[i]),
-                "block {i}"
-            );
+        for kernel in kernels() {
+            let key = Salsa20::with_kernel(&[3; 32], kernel);
+            let nonces: [[u8; 8]; LANES] = std::array::from_fn(|i| [(i % 3) as u8; 8]);
+            let counters: [u64; LANES] = std::array::from_fn(|i| [0, 1, 5, u32::MAX as u64][i % 4]);
+            let mut out = [0u8; 64 * LANES];
+            key.xor_blocks(std::array::from_fn(|i| (&nonces[i], counters[i])), &mut out);
+            for i in 0..LANES {
+                assert_eq!(
+                    out[i * 64..(i + 1) * 64],
+                    key.block(&nonces[i], counters[i]),
+                    "{kernel:?}, block {i}"
+                );
+            }
+            let four = key.first_four(&nonces[0]);
+            for i in 0..4 {
+                assert_eq!(four[i * 64..(i + 1) * 64], key.block(&nonces[0], i as u64));
+            }
+        }
+    }
+
+    /// A known answer (the XSalsa20 vector of Go's x/crypto/salsa20
+    /// tests: "Hello world!" under key "this is 32-byte key for xsalsa20"
+    /// and nonce "24-byte nonce for xsalsa"), then a stream long enough to
+    /// pass through every path of every kernel, against the reference.
+    #[test]
+    fn every_kernel_gives_the_known_answer_and_the_same_long_stream() {
+        let key = *b"this is 32-byte key for xsalsa20";
+        let nonce = *b"24-byte nonce for xsalsa";
+        let sealed = [
+            0x00, 0x2d, 0x45, 0x13, 0x84, 0x3f, 0xc2, 0x40, 0xc4, 0x01, 0xe5, 0x41,
+        ];
+        let mut expected = vec![0u8; 70_000];
+        reference(&key, &nonce, 0, &mut expected);
+        for kernel in kernels() {
+            let mut hello = *b"Hello world!";
+            ours(kernel, &key, &nonce, 0, &mut hello);
+            assert_eq!(hello, sealed, "{kernel:?}");
+            let mut stream = vec![0u8; 70_000];
+            ours(kernel, &key, &nonce, 0, &mut stream);
+            assert!(stream == expected, "{kernel:?}");
         }
     }
 
     proptest! {
         #[test]
         fn key_stream_matches_the_reference(key in any::<[u8; 32]>(), nonce in any::<[u8; 24]>(), counter in 0u64..1 << 40, data in proptest::collection::vec(any::<u8>(), 0..1500)) {
-            let mut a = data.clone();
-            let mut b = data;
-            ours(&key, &nonce, counter, &mut a);
+            let mut b = data.clone();
             reference(&key, &nonce, counter * 64, &mut b);
-            prop_assert_eq!(a, b);
+            for kernel in kernels() {
+                let mut a = data.clone();
+                ours(kernel, &key, &nonce, counter, &mut a);
+                prop_assert_eq!(&a, &b, "{:?}", kernel);
+            }
+        }
+
+        #[test]
+        fn long_streams_match_the_reference(key in any::<[u8; 32]>(), nonce in any::<[u8; 24]>(), counter in 0u64..1 << 40, len in 0usize..70_000) {
+            let mut b = vec![0x5a; len];
+            reference(&key, &nonce, counter * 64, &mut b);
+            for kernel in kernels() {
+                let mut a = vec![0x5a; len];
+                ours(kernel, &key, &nonce, counter, &mut a);
+                prop_assert!(a == b, "{:?}, length {}", kernel, len);
+            }
         }
     }
 }
