@@ -315,6 +315,68 @@ fn add(h: [u64; 3], m: [u64; 3]) -> [u64; 3] {
     [h[0] + m[0], h[1] + m[1], h[2] + m[2]]
 }
 
+/// Messages from this long on take the eight-lane AVX2 path: below it the
+/// powers of r cost more than the lanes save.
+const WIDE_MIN: usize = 512;
+
+/// Full carry: limbs under 2^44, 2^44 and 2^42, the number under 2^130
+/// (but not necessarily under p).
+#[inline(always)]
+fn normalize(h: [u64; 3]) -> [u64; 3] {
+    let [mut h0, mut h1, mut h2] = h;
+    for _ in 0..2 {
+        h2 += h1 >> 44;
+        h1 &= MASK44;
+        h0 += (h2 >> 42) * 5;
+        h2 &= MASK42;
+        h1 += h0 >> 44;
+        h0 &= MASK44;
+    }
+    [h0, h1, h2]
+}
+
+/// A normalized number in five 26-bit limbs.
+#[inline(always)]
+fn to_limbs26(h: [u64; 3]) -> [u32; 5] {
+    let m = (1u64 << 26) - 1;
+    [
+        (h[0] & m) as u32,
+        (((h[0] >> 26) | (h[1] << 18)) & m) as u32,
+        ((h[1] >> 8) & m) as u32,
+        (((h[1] >> 34) | (h[2] << 10)) & m) as u32,
+        ((h[2] >> 16) & m) as u32,
+    ]
+}
+
+/// Five limb sums of 26-bit weight (each under 2^62) as limbs of 44, 44
+/// and 42 bits, for `reduce`'s successors.
+#[inline(always)]
+fn from_limbs26(l: [u64; 5]) -> [u64; 3] {
+    let m = (1u64 << 26) - 1;
+    let [mut l0, mut l1, mut l2, mut l3, mut l4] = l;
+    for _ in 0..2 {
+        l1 += l0 >> 26;
+        l0 &= m;
+        l2 += l1 >> 26;
+        l1 &= m;
+        l3 += l2 >> 26;
+        l2 &= m;
+        l4 += l3 >> 26;
+        l3 &= m;
+        l0 += (l4 >> 26) * 5;
+        l4 &= m;
+    }
+    l1 += l0 >> 26;
+    l0 &= m;
+    // Now l0, l2, l3, l4 < 2^26 and l1 < 2^27: pack (bits 0, 26, 52, 78,
+    // 104) into limbs at bits 0, 44 and 88.
+    let h0 = (l0 | (l1 << 26)) & MASK44;
+    let middle = (l1 >> 18) + (l2 << 8) + (l3 << 34);
+    let h1 = middle & MASK44;
+    let h2 = (middle >> 44) + (l4 << 16);
+    normalize([h0, h1, h2])
+}
+
 impl Poly1305 {
     fn new(key: &[u8; 32]) -> Poly1305 {
         let mut r_bytes = [0u8; 16];
@@ -341,9 +403,27 @@ impl Poly1305 {
         self.compute_on(Kernel::chosen(), message)
     }
 
-    /// The tag of `message`, compiled for AVX2 and BMI2 on that kernel.
+    /// The tag of `message` on that kernel: with AVX2, long messages four
+    /// blocks at a time in vector registers, and the rest compiled for
+    /// AVX2 and BMI2.
     fn compute_on(&self, kernel: Kernel, message: &[u8]) -> [u8; 16] {
         match kernel {
+            Kernel::Avx2(v3) if message.len() >= WIDE_MIN => v3.run(|| {
+                let bulk = message.len() / 128 * 128;
+                let mut powers = [self.r; 8];
+                for k in 1..8 {
+                    let p = powers[k - 1];
+                    powers[k] = Limbs::new(normalize(reduce(p.times(self.r.r))));
+                }
+                let mut limbs = powers.map(|p| to_limbs26(normalize(p.r)));
+                let h = v3.poly1305_blocks(&limbs, &message[..bulk]);
+                limbs.zeroize();
+                for key in powers.iter_mut() {
+                    key.r.zeroize();
+                    key.s.zeroize();
+                }
+                self.finish(self.absorb(from_limbs26(h), &message[bulk..]))
+            }),
             Kernel::Avx2(v3) => v3.run(|| self.tag(message)),
             Kernel::Sse2 | Kernel::Portable => self.tag(message),
         }
@@ -351,9 +431,15 @@ impl Poly1305 {
 
     #[inline(always)]
     fn tag(&self, message: &[u8]) -> [u8; 16] {
+        self.finish(self.absorb([0; 3], message))
+    }
+
+    /// The accumulator `h` after `message`.
+    #[inline(always)]
+    fn absorb(&self, h: [u64; 3], message: &[u8]) -> [u64; 3] {
         const FULL: u64 = 1 << 40;
         let r = self.r;
-        let mut h = [0u64; 3];
+        let mut h = h;
         // The powers of r cost three multiplications: worth it from a few
         // steps on.
         let in_quads = if message.len() >= 128 {
@@ -389,17 +475,14 @@ impl Poly1305 {
             bytes[tail.len()] = 1;
             h = reduce(r.times(add(h, limbs_of(&bytes, 0))));
         }
-        let [mut h0, mut h1, mut h2] = h;
+        h
+    }
 
+    /// The tag for accumulator `h`.
+    #[inline(always)]
+    fn finish(&self, h: [u64; 3]) -> [u8; 16] {
         // Full carry, then subtract p = 2^130 - 5 if h >= p, in constant time.
-        for _ in 0..2 {
-            h2 += h1 >> 44;
-            h1 &= MASK44;
-            h0 += (h2 >> 42) * 5;
-            h2 &= MASK42;
-            h1 += h0 >> 44;
-            h0 &= MASK44;
-        }
+        let [h0, h1, h2] = normalize(h);
         let mut g0 = h0 + 5;
         let mut g1 = h1 + (g0 >> 44);
         g0 &= MASK44;

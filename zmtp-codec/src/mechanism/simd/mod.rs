@@ -16,6 +16,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod poly1305;
 
 use std::sync::OnceLock;
 
@@ -72,6 +74,23 @@ impl Avx2 {
 
     #[cfg(not(target_arch = "x86_64"))]
     pub(crate) fn xor8(self, _: &[u32; 8], _: [([u32; 2], u64); 8], _: &mut [u8; 512]) {
+        unreachable!("no AVX2 token off x86-64")
+    }
+
+    /// The Poly1305 accumulator, from zero, over `data` (whole 128-byte
+    /// pieces, at least one), eight blocks at a time, as five 26-bit limbs.
+    /// `powers`: r¹ to r⁸, in 26-bit limbs under 2^26.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn poly1305_blocks(self, powers: &[[u32; 5]; 8], data: &[u8]) -> [u64; 5] {
+        assert!(!data.is_empty() && data.len().is_multiple_of(128));
+        // SAFETY: `self` exists only if the processor has AVX2 (`detect`),
+        // which is what `poly1305::blocks` was compiled for; it reads only
+        // whole 128-byte pieces of `data`, as asserted.
+        unsafe { poly1305::blocks(powers, data) }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(crate) fn poly1305_blocks(self, _: &[[u32; 5]; 8], _: &[u8]) -> [u64; 5] {
         unreachable!("no AVX2 token off x86-64")
     }
 }
