@@ -1,0 +1,148 @@
+//! What the subcommands share: CURVE and address options, threads,
+//! pinning, metrics and the backend, and the start-up line's summaries.
+
+use zring::keys::{CurveOptions, CurveSettings, SecretText};
+
+/// CURVE encryption, with Zeek's option names (docs/security.md). Instead
+/// of these, Zeek's ZEEK_CLUSTER_BACKEND_ZEROMQ_CURVE_* environment
+/// variables may be set, but not both.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CurveArgs {
+    /// The cluster's server public key (Z85); optional, checked against the
+    /// secret key.
+    #[arg(long, value_name = "Z85", allow_hyphen_values = true)]
+    pub(crate) curve_server_publickey: Option<String>,
+    /// The cluster's server secret key (Z85). Other local users can read
+    /// command lines: prefer --curve-keyfile or the environment variable
+    /// ZEEK_CLUSTER_BACKEND_ZEROMQ_CURVE_SERVER_SECRETKEY.
+    #[arg(long, value_name = "Z85", allow_hyphen_values = true, value_parser = secret_text)]
+    pub(crate) curve_server_secretkey: Option<SecretText>,
+    /// The nodes' client public key (Z85), the one client key Zeek accepts.
+    #[arg(long, value_name = "Z85", allow_hyphen_values = true)]
+    pub(crate) curve_client_publickey: Option<String>,
+    /// More client public keys to accept (comma-separated, or repeated).
+    #[arg(
+        long,
+        value_name = "Z85,...",
+        allow_hyphen_values = true,
+        value_delimiter = ','
+    )]
+    pub(crate) curve_allowed_clients: Option<Vec<String>>,
+    /// A key file (TOML, curve_* keys) as `zring keygen --keyfile` writes
+    /// it; group and others must have no access to it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) curve_keyfile: Option<std::path::PathBuf>,
+}
+
+impl CurveArgs {
+    pub(crate) fn into_options(self) -> CurveOptions {
+        CurveOptions {
+            server_publickey: self.curve_server_publickey,
+            server_secretkey: self.curve_server_secretkey,
+            client_publickey: self.curve_client_publickey,
+            allowed_clients: self.curve_allowed_clients.unwrap_or_default(),
+            keyfile: self.curve_keyfile,
+        }
+    }
+}
+
+/// Who may connect, by address, whatever the mechanism (CURVE or
+/// plaintext). A refused peer is closed on accept, counted in
+/// *_access_denied_total and logged.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AddressArgs {
+    /// Address ranges let in, e.g. 10.0.0.0/8,192.0.2.7 (comma-separated or
+    /// repeated); once any is given, only these [default: any].
+    #[arg(long, value_name = "RANGE,...", value_delimiter = ',')]
+    pub(crate) allow_addresses: Option<Vec<String>>,
+    /// Address ranges refused, even when an allowed range holds them.
+    #[arg(long, value_name = "RANGE,...", value_delimiter = ',')]
+    pub(crate) deny_addresses: Option<Vec<String>>,
+}
+
+/// What the start-up line says about address lists.
+pub(crate) fn address_summary(lists: &zring::AddressLists) -> String {
+    let show = |nets: &[ipnet::IpNet]| {
+        nets.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match (lists.allow.is_empty(), lists.deny.is_empty()) {
+        (true, true) => "any".to_owned(),
+        (false, true) => format!("allow {}", show(&lists.allow)),
+        (true, false) => format!("deny {}", show(&lists.deny)),
+        (false, false) => format!("allow {}; deny {}", show(&lists.allow), show(&lists.deny)),
+    }
+}
+
+pub(crate) fn secret_text(text: &str) -> Result<SecretText, std::convert::Infallible> {
+    Ok(SecretText::from(text))
+}
+
+/// Threads, pinning and metrics, the same for the broker and the logger.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DaemonArgs {
+    /// Reactor threads [default: 1; one per --cores entry when given].
+    #[arg(long, value_name = "N")]
+    pub(crate) reactors: Option<usize>,
+    /// Cores to pin reactor threads to, e.g. 2,3 (one per reactor).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) cores: Option<Vec<usize>>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9911.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub(crate) backend: BackendArg,
+}
+
+/// Which kernel interface the reactors run on.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BackendArg {
+    /// auto: io_uring where this kernel and process allow it, else epoll
+    /// with one warning that says why; io_uring: fail to start if it is
+    /// refused; epoll: always (Linux 4.18+, any container). The
+    /// environment's ZRING_BACKEND overrides auto [default: auto].
+    #[arg(long, value_name = "BACKEND")]
+    pub(crate) backend: Option<zring::Backend>,
+}
+
+/// Resolves the CURVE keys before anything binds, so a bad or half-given
+/// key stops the process with an error that names it.
+pub(crate) fn resolve_curve(
+    resolve: impl FnOnce() -> Result<Option<CurveSettings>, zring::keys::CurveConfigError>,
+) -> anyhow::Result<Option<CurveSettings>> {
+    Ok(resolve()?)
+}
+
+/// What the start-up line says about encryption: public facts only.
+pub(crate) fn curve_summary(curve: &Option<CurveSettings>) -> String {
+    match curve {
+        None => "off (plaintext)".to_owned(),
+        Some(c) => {
+            if let Some(note) = zring::codec::mechanism::curve_kernel_note() {
+                tracing::warn!("{note}");
+            }
+            format!(
+                "on: server public key {}, {} client key(s) accepted, cipher kernel {}",
+                c.server.public.to_z85(),
+                c.clients().count(),
+                zring::codec::mechanism::curve_kernel().name()
+            )
+        }
+    }
+}
+
+/// Starts the metrics endpoint when an address is given.
+pub(crate) fn serve_metrics(
+    listen: Option<&str>,
+    source: impl FnOnce() -> zring::metrics::Source,
+) -> anyhow::Result<Option<zring::metrics::MetricsServer>> {
+    let Some(addr) = listen else {
+        return Ok(None);
+    };
+    let server = zring::metrics::MetricsServer::start(addr, source())
+        .map_err(|e| anyhow::anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?;
+    tracing::info!("metrics at http://{}/metrics", server.local_addr());
+    Ok(Some(server))
+}
