@@ -8,6 +8,7 @@ use bytes::Bytes;
 use zmtp_codec::Message;
 
 use crate::error::Error;
+use crate::security::Security;
 use crate::socket::{Context, Socket, SocketKind, SocketOption, Wait};
 
 /// What `zring cat` was asked to do.
@@ -25,10 +26,13 @@ pub struct CatConfig {
     pub separator: String,
     /// Stop after this many messages (receivers).
     pub count: Option<u64>,
-    /// Stop when nothing arrived for this long (receivers).
+    /// Receivers: stop when nothing arrived for this long. Senders: give up
+    /// when no peer appeared or took a message for this long.
     pub idle_timeout: Option<Duration>,
     /// Senders: wait for this many peers before sending the first line.
     pub wait_peers: usize,
+    /// The mechanism (NULL unless set: CURVE for an encrypted cluster).
+    pub security: Security,
 }
 
 /// Formats a message as one line: frames joined by `separator`, each as
@@ -89,9 +93,17 @@ pub fn parse_line(line: &str, separator: &str) -> Result<Vec<Bytes>, String> {
 
 fn open(ctx: &Context, config: &CatConfig) -> Result<Socket, Error> {
     let mut socket = ctx.socket(config.kind);
+    socket.set_security(config.security.clone())?;
+    if config.kind.can_send() && config.idle_timeout.is_some() {
+        // Queue only for connected peers, so that a send to an endpoint
+        // where nothing listens times out instead of waiting in a queue
+        // that the exit then drops.
+        socket.set(SocketOption::Immediate(true))?;
+    }
     if config.kind.can_send() {
-        // Deliver what was read from stdin before exiting, however long it takes.
-        socket.set(SocketOption::Linger(None))?;
+        // Deliver what was read from stdin before exiting, however long it
+        // takes, or as long as --timeout allows.
+        socket.set(SocketOption::Linger(config.idle_timeout))?;
     }
     for endpoint in &config.endpoints {
         if config.bind {
@@ -163,19 +175,39 @@ fn send_lines(
     input: impl BufRead,
     output: &mut impl Write,
 ) -> anyhow::Result<u64> {
+    let waiting_since = Instant::now();
     while socket.peer_count() < config.wait_peers
         || matches!(config.kind, SocketKind::Pub | SocketKind::Xpub)
             && config.wait_peers > 0
             && socket.topic_count() == 0
     {
+        if let Some(limit) = config.idle_timeout {
+            if waiting_since.elapsed() >= limit {
+                anyhow::bail!(
+                    "{} of {} peer(s) connected within {limit:?}",
+                    socket.peer_count(),
+                    config.wait_peers
+                );
+            }
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let wait = config.idle_timeout.map_or(Wait::Block, Wait::Timeout);
     let mut sent = 0;
     for (number, line) in input.lines().enumerate() {
         let line = line?;
         let frames = parse_line(&line, &config.separator)
             .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", number + 1))?;
-        socket.send_frames(frames, Wait::Block)?;
+        match socket.send_frames(frames, wait) {
+            Ok(()) => {}
+            Err(Error::TimedOut) => anyhow::bail!(
+                "stdin line {}: no peer took it within {:?} (is anything listening at {}?)",
+                number + 1,
+                config.idle_timeout.unwrap_or_default(),
+                config.endpoints.join(", ")
+            ),
+            Err(e) => return Err(e.into()),
+        }
         sent += 1;
         if config.kind == SocketKind::Xpub {
             // Show subscriptions as they come, between lines.

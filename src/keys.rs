@@ -174,7 +174,6 @@ struct KeyFile {
     curve_server_publickey: Option<String>,
     curve_server_secretkey: Option<SecretText>,
     curve_client_publickey: Option<String>,
-    #[allow(dead_code)]
     curve_client_secretkey: Option<SecretText>,
 }
 
@@ -458,26 +457,129 @@ fn read_keyfile(path: &Path) -> Result<KeyFile, CurveConfigError> {
     let mut text = Zeroizing::new(String::new());
     file.read_to_string(&mut text).map_err(cannot)?;
     toml::from_str(&text).map_err(|e| {
-        CurveConfigError::new(format!("curve_keyfile {shown}: {}", toml_error_text(&e)))
+        CurveConfigError::new(format!(
+            "curve_keyfile {shown}: {}",
+            toml_error_text(&e, &text)
+        ))
     })
 }
 
-/// A TOML parser error as text, with the value of any line that names a
-/// secret key replaced by `<redacted>`: the parser quotes the offending
-/// line, and a misspelt `curve_server_secretkye = "..."` would otherwise
-/// print the secret.
-pub(crate) fn toml_error_text(e: &toml::de::Error) -> String {
-    e.to_string()
-        .trim_end()
-        .lines()
-        .map(|line| match line.find('=') {
-            Some(eq) if line[..eq].to_ascii_lowercase().contains("secret") => {
-                format!("{}= <redacted>", &line[..eq])
+/// What a CURVE client (`zring cat`) takes from a key file as `zring
+/// keygen --keyfile` writes it: the server's public key and the nodes'
+/// client key pair, both optional.
+#[derive(Debug)]
+pub struct ClientKeys {
+    /// `curve_server_publickey`.
+    pub server: Option<PublicKey>,
+    /// `curve_client_publickey` with `curve_client_secretkey`.
+    pub client: Option<KeyPair>,
+}
+
+/// Reads the client's keys from a key file (private to its owner, as any
+/// key file); a half-given client pair is an error that names the key.
+pub fn read_client_keys(path: &Path) -> Result<ClientKeys, CurveConfigError> {
+    let file = read_keyfile(path)?;
+    let shown = path.display();
+    let key = |name: &str, text: &str| {
+        PublicKey::from_z85(text)
+            .map_err(|e| CurveConfigError::new(format!("curve_keyfile {shown}: {name}: {e}")))
+    };
+    let server = match file.curve_server_publickey.as_deref() {
+        Some(text) if !text.is_empty() => Some(key("curve_server_publickey", text)?),
+        _ => None,
+    };
+    let client = match (
+        file.curve_client_publickey
+            .as_deref()
+            .filter(|t| !t.is_empty()),
+        file.curve_client_secretkey
+            .as_ref()
+            .filter(|t| !t.is_empty()),
+    ) {
+        (Some(public), Some(secret)) => {
+            Some(KeyPair::from_z85(public, secret.expose()).map_err(|e| {
+                CurveConfigError::new(format!("curve_keyfile {shown}: client key pair: {e}"))
+            })?)
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(CurveConfigError::new(format!(
+                "curve_keyfile {shown}: curve_client_publickey without curve_client_secretkey"
+            )))
+        }
+        (None, Some(_)) => {
+            return Err(CurveConfigError::new(format!(
+                "curve_keyfile {shown}: curve_client_secretkey without curve_client_publickey"
+            )))
+        }
+    };
+    Ok(ClientKeys { server, client })
+}
+
+/// A TOML parser error as text that never quotes the file: where (line
+/// and column) and what was wrong, without the source line the parser
+/// would show, since a file may hold a secret key and the line shown may
+/// be the secret's (a misspelt key, a value wrapped onto the next line, an
+/// unterminated string). Quoted values in the message that are long
+/// enough to be a key (Z85 keys are 40 characters) are left out too:
+/// serde quotes a string it could not use.
+pub(crate) fn toml_error_text(e: &toml::de::Error, source: &str) -> String {
+    let message = redact_long_quotes(e.message().trim());
+    match e.span() {
+        Some(span) => {
+            let before = &source[..span.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+            // The key whose value was wrong, when the error is in a value:
+            // key names are not secret, and without the line they say where.
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let key = source[line_start..]
+                .split_once('=')
+                .filter(|(key, _)| line_start + key.len() < span.start && !key.contains('\n'))
+                .map(|(key, _)| key.trim())
+                .filter(|key| !key.is_empty() && key.len() <= 64);
+            match key {
+                Some(key) => format!("line {line}, column {column}, {key}: {message}"),
+                None => format!("line {line}, column {column}: {message}"),
             }
-            _ => line.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+        }
+        None => message,
+    }
+}
+
+/// Replaces each quoted run of 32 or more characters with a note of its
+/// length.
+fn redact_long_quotes(text: &str) -> String {
+    const LONG: usize = 32;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(quote) else {
+            // Unterminated: whatever follows may be the secret itself.
+            if rest.chars().count() >= LONG {
+                out.push_str("<not shown>");
+            } else {
+                out.push_str(rest);
+            }
+            return out;
+        };
+        let inner = &rest[..close];
+        if inner.chars().count() >= LONG {
+            out.push_str(&format!(
+                "<{} characters, not shown>",
+                inner.chars().count()
+            ));
+        } else {
+            out.push_str(inner);
+        }
+        out.push(quote);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes a new key file at `path` with the cluster's server and client key
@@ -908,7 +1010,7 @@ mod tests {
             )),
             "{e}"
         );
-        // A misspelt key: the parser quotes the line, the secret is redacted.
+        // A misspelt key: named with where it is, the line not quoted.
         write_mode(
             &path,
             &format!("curve_server_secretkye = \"{SERVER_SECRET}\"\n"),
@@ -916,7 +1018,8 @@ mod tests {
         );
         let e = err(&o, no_env);
         assert!(e.contains("curve_server_secretkye"), "{e}");
-        assert!(e.contains("<redacted>"), "{e}");
+        assert!(e.contains("line 1, column 1"), "{e}");
+        assert!(!shows_part_of(&e, SERVER_SECRET), "{e}");
         // An unterminated string.
         write_mode(
             &path,
@@ -936,6 +1039,55 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let e = err(&o, no_env);
         assert!(e.ends_with("not a regular file"), "{e}");
+    }
+
+    /// Whether `text` holds any 6 consecutive characters of `secret`.
+    fn shows_part_of(text: &str, secret: &str) -> bool {
+        let secret: Vec<char> = secret.chars().collect();
+        secret
+            .windows(6)
+            .any(|w| text.contains(&w.iter().collect::<String>()))
+    }
+
+    /// Every malformed layout a hand-edited key or config file can have
+    /// that puts the secret near the error: none may print a piece of it.
+    #[test]
+    fn no_malformed_layout_prints_a_piece_of_the_secret() {
+        let s = SERVER_SECRET;
+        let layouts = [
+            // The value wrapped onto the next line.
+            format!("curve_server_secretkey =\n\"{s}\"\n"),
+            format!("curve_server_secretkey\n= \"{s}\"\n"),
+            // Unterminated, basic and literal, single and multi-line.
+            format!("curve_server_secretkey = \"{s}\n"),
+            format!("curve_server_secretkey = '{s}\n"),
+            format!("curve_server_secretkey = \"\"\"{s}\n"),
+            // Not quoted at all.
+            format!("curve_server_secretkey = {s}\n"),
+            // A misspelt key, and the secret under a key of another type.
+            format!("curve_server_secretkye = \"{s}\"\n"),
+            format!("curve_server_publickey = 7\ncurve_client_publickey = [\"{s}\"]\n"),
+            // Twice.
+            format!("curve_server_secretkey = \"{s}\"\ncurve_server_secretkey = \"{s}\"\n"),
+            // Junk after the value, and a table header in the way.
+            format!("curve_server_secretkey = \"{s}\" junk\n"),
+            format!("[curve\ncurve_server_secretkey = \"{s}\"\n"),
+        ];
+        for text in &layouts {
+            let e = match toml::from_str::<KeyFile>(text) {
+                Ok(_) => panic!("{text:?} parsed"),
+                Err(e) => toml_error_text(&e, text),
+            };
+            assert!(e.contains("line "), "where it is: {e}");
+            assert!(!shows_part_of(&e, s), "{text:?} printed {e}");
+        }
+        // A string serde rejects is quoted in its message: a long one is not.
+        let text = format!("xpub_sndhwm = \"{s}\"\n");
+        let e = crate::broker::BrokerConfig::parse_file("b.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xpub_sndhwm") || e.contains("line 1"), "{e}");
+        assert!(!shows_part_of(&e, s), "{e}");
     }
 
     #[test]

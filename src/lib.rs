@@ -21,6 +21,7 @@ pub use zmtp_codec as codec;
 
 pub mod broker;
 pub mod cat;
+pub mod config_file;
 pub(crate) mod counters;
 pub mod endpoint;
 pub mod error;
@@ -36,9 +37,9 @@ pub(crate) mod sys;
 
 pub use error::{Error, Result};
 pub use reactor::{Backend, ReactorConfig, ReactorError, BACKEND_ENV, MAX_COALESCE};
-pub use security::{Access, AddressLists, Security};
+pub use security::{Access, AddressLists, LiveSecurity, Security};
 pub use socket::{Context, Socket, SocketKind, SocketOption, SocketOptions, SocketStats, Wait};
-pub use sys::StopSignals;
+pub use sys::{DaemonSignals, Signal};
 
 /// Raises this process's soft limit on open file descriptors to its hard
 /// limit and returns the limit now in force. A daemon with many

@@ -51,6 +51,17 @@ impl PromText {
             "The kernel interface the reactors run on (io_uring or epoll); always 1.",
             &[(&label, 1)],
         );
+        let label = format!(
+            "version=\"{}\",commit=\"{}\",backend=\"{backend}\"",
+            env!("CARGO_PKG_VERSION"),
+            env!("ZRING_COMMIT")
+        );
+        self.metric(
+            "zring_build_info",
+            "gauge",
+            "The version and commit (build.rs) of this binary, and its backend; always 1.",
+            &[(&label, 1)],
+        );
     }
 }
 
@@ -61,13 +72,32 @@ pub struct MetricsServer {
     thread: Option<JoinHandle<()>>,
 }
 
-impl MetricsServer {
-    /// Serves `source` at `http://LISTEN/metrics` (any path answers) on a
-    /// thread of its own; `listen` is `HOST:PORT`.
-    pub fn start(listen: &str, source: Source) -> std::io::Result<MetricsServer> {
+/// A metrics address bound but not yet served: a daemon binds it with its
+/// other listeners, before anything runs, so a bad or busy address stops
+/// the start instead of surfacing after "running".
+pub struct MetricsListener {
+    listener: TcpListener,
+    addr: std::net::SocketAddr,
+}
+
+impl MetricsListener {
+    /// Binds `listen` (`HOST:PORT`).
+    pub fn bind(listen: &str) -> std::io::Result<MetricsListener> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
+        Ok(MetricsListener { listener, addr })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Serves `source` at `http://ADDR/metrics` (any path answers) on a
+    /// thread of its own.
+    pub fn serve(self, source: Source) -> std::io::Result<MetricsServer> {
+        let MetricsListener { listener, addr } = self;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -101,6 +131,14 @@ impl MetricsServer {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+impl MetricsServer {
+    /// Binds and serves `source` at `http://LISTEN/metrics`; `listen` is
+    /// `HOST:PORT`.
+    pub fn start(listen: &str, source: Source) -> std::io::Result<MetricsServer> {
+        MetricsListener::bind(listen)?.serve(source)
     }
 
     /// The address it listens on.

@@ -259,6 +259,67 @@ pub fn parse_address_range(text: &str) -> Result<IpNet, String> {
     ))
 }
 
+/// A listener's security that a reload may replace while it runs: each
+/// connection takes the security current when it is accepted or made, so
+/// new lists and keys apply to new connections and established ones keep
+/// what they were admitted with (as sshd keeps its sessions on a reload).
+pub struct LiveSecurity {
+    current: std::sync::RwLock<Security>,
+}
+
+impl fmt::Debug for LiveSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LiveSecurity({})", self.name())
+    }
+}
+
+impl LiveSecurity {
+    /// Starts with `security`.
+    pub fn new(security: Security) -> LiveSecurity {
+        LiveSecurity {
+            current: std::sync::RwLock::new(security),
+        }
+    }
+
+    /// The security a connection starting now gets.
+    pub fn current(&self) -> Security {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Its mechanism's name; a reload never changes it.
+    pub fn name(&self) -> &'static str {
+        self.current().name()
+    }
+
+    /// Whether its mechanism is NULL; a reload never changes it.
+    pub fn is_null(&self) -> bool {
+        self.current().is_null()
+    }
+
+    /// Replaces it for connections from now on. Refused when the mechanism
+    /// would change (plaintext to CURVE or back): peers and the nodes'
+    /// settings change together with a restart, not under a running
+    /// cluster.
+    pub fn replace(&self, security: Security) -> Result<(), String> {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.name() != security.name() {
+            return Err(format!(
+                "the mechanism would change from {} to {}: that needs a restart",
+                current.name(),
+                security.name()
+            ));
+        }
+        *current = security;
+        Ok(())
+    }
+}
+
 /// Who may connect to a server socket: what a ZAP handler decides for
 /// libzmq, decided in-process.
 #[derive(Clone, Default)]

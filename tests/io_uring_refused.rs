@@ -177,7 +177,7 @@ fn the_broker_left_to_choose_runs_on_epoll_says_why_once_and_routes() {
         "--metrics-listen",
         &metrics_addr,
     ]);
-    let lines = lines_until(&mut child, "metrics at");
+    let lines = lines_until(&mut child, "zring broker running");
     let warnings: Vec<_> = lines
         .iter()
         .filter(|l| l.contains("running on epoll instead"))
@@ -241,7 +241,7 @@ fn the_logger_left_to_choose_runs_on_epoll() {
         "--metrics-listen",
         &metrics_addr,
     ]);
-    let lines = lines_until(&mut child, "metrics at");
+    let lines = lines_until(&mut child, "zring logger running");
     let running = lines
         .iter()
         .find(|l| l.contains("zring logger running"))

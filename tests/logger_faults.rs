@@ -413,7 +413,7 @@ fn a_low_file_descriptor_limit_refuses_impossible_settings_and_counts_what_it_tu
         .unwrap_or_else(|| panic!("no closing line:\n{log}"));
     let dropped = |reason: &str| -> u64 {
         stopped
-            .split(&format!("\"{reason}\": "))
+            .split(&format!("{reason}="))
             .nth(1)
             .and_then(|rest| {
                 rest.split(|c: char| !c.is_ascii_digit())

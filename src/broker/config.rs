@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config_file::{self, ConfigFileError};
 use crate::keys::{CurveConfigError, CurveOptions, CurveSettings, SecretText};
 use crate::reactor::{Backend, ReactorConfig};
 use crate::security::AddressLists;
@@ -119,22 +120,9 @@ impl Default for BrokerConfig {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {detail}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        detail: String,
-    },
-    /// The file is not valid TOML or has a bad key or value.
-    #[error("{path}: {detail}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message (it names the key and line).
-        detail: String,
-    },
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
     /// Values that contradict each other or are out of range.
     #[error("{0}")]
     Invalid(String),
@@ -217,37 +205,17 @@ fn buffer(name: &str, v: i64) -> Result<Option<usize>, ConfigError> {
 }
 
 impl BrokerConfig {
-    /// Reads a TOML file of overrides.
+    /// Reads a TOML file of overrides (private to its owner if it holds
+    /// the secret key).
     pub fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
-        use std::io::Read;
-
-        let shown = path.display().to_string();
-        let cannot = |e: std::io::Error| ConfigError::Read {
-            path: shown.clone(),
-            detail: e.to_string(),
-        };
-        let mut file = std::fs::File::open(path).map_err(cannot)?;
-        let meta = file.metadata().map_err(cannot)?;
-        // The text may hold a secret key.
-        let mut text = zeroize::Zeroizing::new(String::new());
-        file.read_to_string(&mut text).map_err(cannot)?;
-        let overrides = Self::parse_file(&shown, &text)?;
-        if overrides.curve_server_secretkey.is_some() {
-            crate::keys::check_private(path, &meta).map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "{e}, or move the key to a curve_keyfile or to Zeek's environment variable"
-                ))
-            })?;
-        }
-        Ok(overrides)
+        Ok(config_file::read(path, |o: &Overrides| {
+            o.curve_server_secretkey.is_some()
+        })?)
     }
 
     /// Parses TOML overrides (`path` only names the source in errors).
     pub fn parse_file(path: &str, text: &str) -> Result<Overrides, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            detail: crate::keys::toml_error_text(&e),
-        })
+        Ok(config_file::parse(path, text)?)
     }
 
     /// The CURVE keys from the `curve_*` options, their key file or Zeek's

@@ -36,7 +36,7 @@ use self::service::{BrokerService, BrokerSpec};
 use crate::counters::{Counters, SocketStats};
 use crate::endpoint::Endpoint;
 use crate::reactor::{Command, ConnSpec, Reactors};
-use crate::security::Security;
+use crate::security::{AddressLists, LiveSecurity, Security};
 use crate::socket::options::{SocketKind, SocketOptions};
 use crate::sys;
 
@@ -251,6 +251,8 @@ pub struct Broker {
     xpub_endpoint: String,
     xsub_endpoint: String,
     reactors: Option<Reactors<BrokerService>>,
+    /// Both sides' security, which [`Broker::reload_security`] replaces.
+    security: Arc<LiveSecurity>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -276,7 +278,9 @@ impl Broker {
         security: Security,
     ) -> Result<Broker, BrokerError> {
         config.validate()?;
-        let security = security.with_address_lists(&config.addresses);
+        let security = Arc::new(LiveSecurity::new(
+            security.with_address_lists(&config.addresses),
+        ));
         let reactor_config = config.reactor_config();
         let n = reactor_config.cores.len().max(1);
         let shared = BrokerShared::new(config, n);
@@ -347,7 +351,16 @@ impl Broker {
             xpub_endpoint,
             xsub_endpoint,
             reactors: Some(reactors),
+            security,
         })
+    }
+
+    /// Replaces both sides' security and address lists for connections
+    /// accepted from now on (a reload: new allow and deny lists, client
+    /// keys, the server's keys); established connections keep theirs.
+    /// Refused, changing nothing, when the mechanism would change.
+    pub fn reload_security(&self, security: Security, lists: &AddressLists) -> Result<(), String> {
+        self.security.replace(security.with_address_lists(lists))
     }
 
     /// The XPUB side's endpoint as bound (with the port chosen for `:*`).

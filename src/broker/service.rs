@@ -19,6 +19,7 @@ use super::shard::{Fanout, Shard};
 use super::{BrokerShared, Counter, Side, COORDINATOR};
 use crate::counters::Counters;
 use crate::reactor::conn::{room, Conn};
+use crate::reactor::refusals;
 use crate::reactor::{CloseReason, ConnSpec, Io, Key, Service};
 use crate::socket::pipe::{Pipe, NO_CONN};
 
@@ -407,10 +408,13 @@ impl BrokerService {
         let shared = conn.spec.service.shared.clone();
         let id = shared.next_id();
         conn.svc.id = id;
-        let version = conn.session.peer().map(|p| p.version);
+        let version = conn
+            .session
+            .peer()
+            .map_or_else(|| "unknown".to_owned(), |p| p.version_text());
         let request = match conn.spec.service.side {
             Side::Subscribers => {
-                tracing::info!(peer = %conn.peer, ?version, "subscriber connected (XPUB side)");
+                tracing::info!(peer = %conn.peer, version, "subscriber connected (XPUB side)");
                 let hwm = shared.config.xpub_sndhwm;
                 let (lanes, producers) = egress::lanes(id, reactor, key.to_u64(), reactors, hwm);
                 let egress = lanes.egress.clone();
@@ -418,7 +422,7 @@ impl BrokerService {
                 Request::SubscriberUp { egress, producers }
             }
             Side::Publishers => {
-                tracing::info!(peer = %conn.peer, ?version, "publisher connected (XSUB side)");
+                tracing::info!(peer = %conn.peer, version, "publisher connected (XSUB side)");
                 // The pipe carries only subscriptions to the node: it is
                 // sent no data, so its message queue is the smallest.
                 let (pipe, _no_data) = Pipe::new(id, reactor, 1);
@@ -487,14 +491,21 @@ fn unstall(io: &mut Io<'_, BrokerService>, key: Key) {
 
 /// Logs a broker connection's end once, with why.
 fn log_disconnect(conn: &Conn<BrokerService>, side: Side) {
-    let side = match side {
-        Side::Subscribers => "subscriber (XPUB side)",
-        Side::Publishers => "publisher (XSUB side)",
+    let (side, endpoint) = match side {
+        Side::Subscribers => ("subscriber (XPUB side)", "listen_xpub_endpoint"),
+        Side::Publishers => ("publisher (XSUB side)", "listen_xsub_endpoint"),
     };
     let Some(reason) = conn.close_reason() else {
         return;
     };
-    if conn.svc.id == 0 {
+    if reason.is_refusal() {
+        refusals::refused(
+            &conn.peer,
+            Some(endpoint),
+            refusals::Refusal::Security,
+            reason,
+        );
+    } else if conn.svc.id == 0 {
         tracing::info!(peer = %conn.peer, "connection closed before its handshake: {reason}");
     } else if reason.is_orderly() {
         tracing::info!(peer = %conn.peer, "{side} disconnected: {reason}");

@@ -41,6 +41,7 @@ pub use self::stats::LoggerStats;
 pub use self::value::{Elements, Field, Header, Proto, TypeTag, Value};
 use self::writer::{Writer, WriterSettings};
 use crate::metrics::Source;
+use crate::security::{AddressLists, LiveSecurity};
 use crate::{Context, Error, Security, SocketKind};
 
 /// Why the logger could not start.
@@ -68,6 +69,8 @@ pub struct Logger {
     backend: &'static str,
     stats: Arc<Mutex<LoggerStats>>,
     stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    security: Arc<LiveSecurity>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -86,12 +89,6 @@ impl Logger {
     ) -> Result<Logger, LoggerError> {
         config.validate().map_err(LoggerError::Config)?;
         let security = security.with_address_lists(&config.addresses);
-        let dir_error = |source| LoggerError::Dir {
-            dir: config.dir.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
-        probe_writable(&config.dir).map_err(dir_error)?;
         let fd_limit = crate::sys::nofile_limit().map_err(|e| {
             LoggerError::Config(format!("cannot read the file descriptor limit: {e}"))
         })?;
@@ -116,6 +113,14 @@ impl Logger {
         let endpoint = pull
             .bind(&config.listen)
             .map_err(|e| LoggerError::Config(format!("listen = {:?}: {e}", config.listen)))?;
+        // Only once the endpoint is ours: a start that fails on a taken
+        // port leaves nothing on disk.
+        let dir_error = |source| LoggerError::Dir {
+            dir: config.dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
+        probe_writable(&config.dir).map_err(dir_error)?;
 
         let format: Box<dyn format::LogFormat> = match config.format {
             LogFormatKind::Ascii => Box::new(ascii::Ascii),
@@ -146,12 +151,15 @@ impl Logger {
             ..LoggerStats::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let security = pull.live_security();
         let mut writer = Writer {
             pull,
             _ctx: ctx,
             files,
             stats: stats.clone(),
             stop: stop.clone(),
+            reopen: reopen.clone(),
             settings: WriterSettings {
                 rotate_interval: config.rotate_interval,
                 on_write_error: config.on_write_error,
@@ -184,8 +192,24 @@ impl Logger {
             backend,
             stats,
             stop,
+            reopen,
+            security,
             writer: Some(writer),
         })
+    }
+
+    /// Closes, within 100 ms, every open file whose name was moved or
+    /// removed (by a log shipper, say), so the next records start new files
+    /// under the names; files still in place stay open. The writer checks
+    /// this once a second anyway; a reload asks for it at once.
+    pub fn reopen_files(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Replaces the security and address lists for connections accepted
+    /// from now on (see [`crate::broker::Broker::reload_security`]).
+    pub fn reload_security(&self, security: Security, lists: &AddressLists) -> Result<(), String> {
+        self.security.replace(security.with_address_lists(lists))
     }
 
     /// The endpoint as bound (with the port chosen for `:*`).

@@ -97,6 +97,8 @@ pub(crate) struct Writer {
     /// Shared with [`super::Logger`]: a copy of `counts`, published.
     pub stats: Arc<Mutex<LoggerStats>>,
     pub stop: Arc<AtomicBool>,
+    /// Set by [`super::Logger::reopen_files`]: check the files' names now.
+    pub reopen: Arc<AtomicBool>,
     pub settings: WriterSettings,
     pub postprocessor: Option<Postprocessor>,
     /// The writer's own counters.
@@ -150,6 +152,12 @@ impl Writer {
                     self.rotate_all(wall);
                     next_rotation = Some(files::next_rotation(wall, interval));
                 }
+            }
+            if self.reopen.swap(false, Ordering::Relaxed) {
+                // A reload (SIGHUP): a log shipper that renamed files wants
+                // them closed now, not within the next check's second.
+                tracing::info!("reopening log files whose names were moved or removed");
+                next_tick = now;
             }
             if now >= next_tick {
                 self.tick(wall);

@@ -53,6 +53,15 @@ impl CloseReason {
         matches!(self, CloseReason::PeerClosed | CloseReason::SocketClosed)
     }
 
+    /// A peer refused by its handshake (CURVE or PLAIN), or one that
+    /// refused ours: logged as refusals are, first per address at warn.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Security { .. } | CloseReason::PeerClosedDuringHandshake { .. }
+        )
+    }
+
     /// An end logged at debug level only: orderly, or a shutdown.
     pub(crate) fn is_quiet(&self) -> bool {
         self.is_orderly() || matches!(self, CloseReason::Shutdown)

@@ -190,7 +190,7 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             peer = %conn.peer,
-            version = ?conn.session.peer().map(|p| p.version),
+            version = conn.session.peer().map(|p| p.version_text()),
             "handshake done"
         );
         if let Origin::Connected(ck) = conn.origin {
@@ -227,6 +227,13 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             // The service logs each disconnect once, when it is complete.
         } else if reason.is_quiet() {
             tracing::debug!(peer = %conn.peer, "closing: {reason}");
+        } else if reason.is_refusal() {
+            super::refusals::refused(
+                &conn.peer,
+                None,
+                super::refusals::Refusal::Security,
+                &reason,
+            );
         } else {
             tracing::warn!(peer = %conn.peer, "connection closed: {reason}");
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::driver::{Driver, Op};
 use super::event_loop::Reactor;
+use super::refusals;
 use super::service::{ConnSpec, Origin, Service};
 use super::slab::Key;
 use super::{Command, Target, TimerKey};
@@ -23,6 +24,24 @@ pub(super) struct Listener<S: Service> {
     name: String,
     armed: bool,
     closing: bool,
+}
+
+impl<S: Service> Drop for Listener<S> {
+    /// An ipc endpoint's socket file goes with its listener, as libzmq
+    /// removes its own: a clean stop leaves no file behind.
+    fn drop(&mut self) {
+        use std::os::unix::fs::FileTypeExt;
+
+        let Some(path) = self.name.strip_prefix("ipc://") else {
+            return;
+        };
+        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::debug!(endpoint = %self.name, "cannot remove the socket file: {e}");
+            }
+        }
+    }
 }
 
 /// An endpoint connected to, kept connected.
@@ -45,6 +64,9 @@ pub(super) struct Connecter<S: Service> {
     /// connecting until they are sent or `linger_deadline` passes.
     lingering: bool,
     linger_deadline: Option<Instant>,
+    /// Connects that failed since the last that worked: the first of a
+    /// run is a warning, the rest are quiet until one succeeds.
+    failures: u64,
 }
 
 impl<S: Service> Connecter<S> {
@@ -108,12 +130,13 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             let peer = sys::peer_name(&fd);
             let refusal = spec
                 .security
+                .current()
                 .access()
                 .and_then(|access| access.admits_address(sys::peer_ip(&fd)).err());
             if let Some(why) = refusal {
                 // Before any byte is read: the peer sees the close only.
                 counters.access_denied.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %peer, endpoint = %l.name, "connection refused: {why}");
+                refusals::refused(&peer, Some(&l.name), refusals::Refusal::Address, &why);
                 drop(fd);
             } else {
                 let target = self.next_adopter % self.mailboxes.len();
@@ -192,6 +215,7 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             closing: false,
             lingering: false,
             linger_deadline: None,
+            failures: 0,
         });
         self.start_connect(key);
     }
@@ -247,6 +271,14 @@ impl<S: Service, D: Driver> Reactor<S, D> {
                 sys::set_nodelay(fd.as_raw_fd());
                 let spec = c.spec.clone();
                 let peer = c.name.clone();
+                if c.failures > 0 {
+                    tracing::info!(
+                        endpoint = %c.name,
+                        failed_attempts = c.failures,
+                        "connected after failed attempts"
+                    );
+                    c.failures = 0;
+                }
                 spec.counters
                     .connections_established
                     .fetch_add(1, Ordering::Relaxed);
@@ -272,7 +304,18 @@ impl<S: Service, D: Driver> Reactor<S, D> {
                     .counters
                     .connect_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(endpoint = %c.name, "connect failed: {err}");
+                c.failures += 1;
+                if c.failures == 1 {
+                    // An operator's first question: is the peer up? Once
+                    // per outage, not once per retry.
+                    tracing::warn!(
+                        endpoint = %c.name,
+                        errno = -res,
+                        "cannot connect: {err}; retrying until it works"
+                    );
+                } else {
+                    tracing::debug!(endpoint = %c.name, "connect failed: {err}");
+                }
                 self.schedule_reconnect(key);
             }
         }

@@ -36,6 +36,7 @@ mod driver;
 mod event_loop;
 mod lifecycle;
 mod listen;
+pub(crate) mod refusals;
 mod send;
 pub(crate) mod service;
 pub(crate) mod slab;

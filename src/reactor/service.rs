@@ -34,7 +34,7 @@ use super::conn::Conn;
 use super::slab::{Key, Slab};
 use super::TimerKey;
 use crate::counters::Counters;
-use crate::security::Security;
+use crate::security::LiveSecurity;
 
 /// What the reactor needs of a connection's options: timers, buffers,
 /// reconnecting, sending.
@@ -70,8 +70,10 @@ pub(crate) struct ConnSpec<S: Service> {
     pub(crate) owner: u64,
     pub(crate) opts: ConnOptions,
     pub(crate) session: SessionConfig,
-    /// The mechanism each connection runs, and for servers who may connect.
-    pub(crate) security: Security,
+    /// The mechanism each connection runs, and for servers who may
+    /// connect: read when a connection starts, so a reload applies to new
+    /// ones.
+    pub(crate) security: Arc<LiveSecurity>,
     /// Where the reactor counts the connections' traffic and events.
     pub(crate) counters: Arc<Counters>,
     /// The service's own part.

@@ -34,7 +34,7 @@ use self::trie::Trie;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::reactor::{Command, ConnSpec, ReactorConfig, Reactors, Target};
-use crate::security::Security;
+use crate::security::{LiveSecurity, Security};
 use crate::sys;
 
 /// How long a send or receive may wait.
@@ -110,7 +110,7 @@ impl Context {
             endpoints: Vec::new(),
             arena: BytesMut::new(),
             fanout: Vec::new(),
-            security: Security::default(),
+            security: Arc::new(LiveSecurity::new(Security::default())),
         }
     }
 }
@@ -185,7 +185,7 @@ pub struct Socket {
     /// Scratch list of fan-out targets, kept to avoid an allocation per message.
     fanout: Vec<usize>,
     /// The mechanism of every connection (see [`Socket::set_security`]).
-    security: Security,
+    security: Arc<LiveSecurity>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -270,8 +270,14 @@ impl Socket {
         if self.shared.is_some() {
             return Err(Error::OptionTooLate { option: "security" });
         }
-        self.security = security;
+        self.security = Arc::new(LiveSecurity::new(security));
         Ok(())
+    }
+
+    /// The security its connections start with, which a reload may replace
+    /// ([`LiveSecurity::replace`]) for connections made from then on.
+    pub fn live_security(&self) -> Arc<LiveSecurity> {
+        self.security.clone()
     }
 
     fn shared(&mut self) -> Result<Arc<SocketShared>> {

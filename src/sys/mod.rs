@@ -22,7 +22,7 @@ pub(crate) use self::net::{
     accepted_fd, interface_address, ipc_listen, peer_ip, peer_name, set_backlog, set_buffer_size,
     set_nodelay, shutdown, stream_socket, tcp_listen, RawAddr,
 };
-pub use self::signals::StopSignals;
+pub use self::signals::{DaemonSignals, Signal};
 #[cfg(test)]
 pub(crate) use self::time::c_printf_f6;
 pub(crate) use self::time::{local_time, mktime, BrokenDown};

@@ -82,6 +82,11 @@ impl PeerInfo {
     pub fn identity(&self) -> Option<&Bytes> {
         self.metadata.identity()
     }
+
+    /// Its ZMTP version as people write it: `3.1`.
+    pub fn version_text(&self) -> String {
+        format!("{}.{}", self.version.0, self.version.1)
+    }
 }
 
 /// Something the peer did.

@@ -3,8 +3,9 @@
 use clap::ValueEnum;
 
 use crate::common::{
-    address_summary, curve_summary, resolve_curve, serve_metrics, AddressArgs, CurveArgs,
-    DaemonArgs,
+    address_summary, bind_metrics, cores_summary, curve_summary, error_text, notify_ready,
+    notify_reloading, notify_stopping, resolve_curve, serve_metrics, server_security,
+    warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
 };
 
 #[derive(Debug, clap::Args)]
@@ -73,14 +74,74 @@ pub(crate) enum Policy {
     Disconnect,
 }
 
-pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<()> {
-    use zring::broker::config::Overrides;
-    use zring::broker::{Broker, BrokerConfig, SlowSubscriber};
+pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<std::process::ExitCode> {
+    use zring::broker::Broker;
 
-    let mut config = BrokerConfig::default();
-    if let Some(path) = &args.config {
-        config.apply(BrokerConfig::read_file(path)?)?;
-    }
+    // First, before any thread: until SIGHUP is blocked it would end the
+    // process, and every thread started from here inherits the mask.
+    let signals = zring::DaemonSignals::block();
+    let path = args.config.clone();
+    let flags = flag_overrides(args);
+    let config = effective_config(path.as_deref(), &flags)?;
+    let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
+    warn_about_threads(config.reactors, &config.cores);
+    let metrics = bind_metrics(config.metrics_listen.as_deref())?;
+    let security = server_security(&curve);
+    let broker = Broker::start_with_security(config, security)?;
+    let metrics = serve_metrics(metrics, || broker.metrics_source())?;
+    let mut running = broker.config().clone();
+    let mut running_curve = curve.clone();
+    tracing::info!(
+        xpub = broker.xpub_endpoint(),
+        xsub = broker.xsub_endpoint(),
+        reactors = running.reactors,
+        backend = broker.backend(),
+        cores = cores_summary(&running.cores),
+        slow_subscriber = running.slow_subscriber.name(),
+        xpub_sndhwm = running.xpub_sndhwm,
+        curve = curve_summary(&curve),
+        addresses = address_summary(&running.addresses),
+        "zring broker running"
+    );
+    notify_ready(&format!(
+        "routing: xpub {}, xsub {}",
+        broker.xpub_endpoint(),
+        broker.xsub_endpoint()
+    ));
+    let signal = loop {
+        match signals.wait() {
+            zring::Signal::Stop(name) => break name,
+            zring::Signal::Reload => {
+                notify_reloading();
+                match reload(&broker, path.as_deref(), &flags, &running, &running_curve) {
+                    Ok((config, curve)) => {
+                        running = config;
+                        running_curve = curve;
+                    }
+                    Err(e) => {
+                        tracing::error!("reload refused, running on as before: {}", error_text(&e))
+                    }
+                }
+                notify_ready("routing");
+            }
+        }
+    };
+    notify_stopping();
+    tracing::info!(
+        signal,
+        linger_ms = running.linger.as_millis() as u64,
+        "shutting down"
+    );
+    drop(metrics);
+    broker.shutdown();
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What the command line sets, applied over the config file at start and
+/// again at every reload (flags win over the file).
+fn flag_overrides(args: BrokerArgs) -> zring::broker::config::Overrides {
+    use zring::broker::SlowSubscriber;
+
     let reactors = args
         .daemon
         .reactors
@@ -88,7 +149,7 @@ pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<()> {
             (Some(cores), None) => Some(cores.len()),
             _ => None,
         });
-    config.apply(Overrides {
+    zring::broker::config::Overrides {
         listen_xpub_endpoint: args.listen_xpub_endpoint,
         listen_xsub_endpoint: args.listen_xsub_endpoint,
         xpub_sndhwm: args.xpub_sndhwm,
@@ -117,42 +178,130 @@ pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<()> {
         curve_keyfile: args.curve.curve_keyfile,
         allow_addresses: args.addresses.allow_addresses,
         deny_addresses: args.addresses.deny_addresses,
-    })?;
-    let curve = resolve_curve(|| config.curve(zring::keys::process_env))?;
-    // Block the stop signals before any thread starts, so every thread
-    // inherits the mask and only `wait_for_stop_signal` receives them.
-    let signals = zring::StopSignals::block();
-    let security = curve
-        .as_ref()
-        .map(|c| c.server_security())
-        .unwrap_or_default();
-    let broker = Broker::start_with_security(config, security)?;
-    let config = broker.config();
-    let cores = if config.cores.is_empty() {
-        "not pinned".to_owned()
+    }
+}
+
+/// Defaults, then the file, then the flags.
+fn effective_config(
+    path: Option<&std::path::Path>,
+    flags: &zring::broker::config::Overrides,
+) -> anyhow::Result<zring::broker::BrokerConfig> {
+    use zring::broker::BrokerConfig;
+
+    let mut config = BrokerConfig::default();
+    if let Some(path) = path {
+        config.apply(BrokerConfig::read_file(path)?)?;
+    }
+    config.apply(flags.clone())?;
+    Ok(config)
+}
+
+/// SIGHUP: reads the config file, key file and lists again and applies
+/// what can change under running connections (address lists, client keys,
+/// the server's keys for new connections). Settings that need a restart
+/// are named and kept as they are.
+fn reload(
+    broker: &zring::broker::Broker,
+    path: Option<&std::path::Path>,
+    flags: &zring::broker::config::Overrides,
+    running: &zring::broker::BrokerConfig,
+    running_curve: &Option<zring::keys::CurveSettings>,
+) -> anyhow::Result<(
+    zring::broker::BrokerConfig,
+    Option<zring::keys::CurveSettings>,
+)> {
+    let mut new = effective_config(path, flags)?;
+    let curve = resolve_curve(|| new.curve(zring::keys::process_env))?;
+    let security = server_security(&curve);
+    broker
+        .reload_security(security, &new.addresses)
+        .map_err(anyhow::Error::msg)?;
+    let restart_only = restart_only_changes(running, &new);
+    if !restart_only.is_empty() {
+        tracing::warn!(
+            settings = restart_only.join(","),
+            "reload: these settings changed but apply only at a restart; running with the old values"
+        );
+    }
+    let changes = live_changes(running, running_curve, &new, &curve);
+    if changes.is_empty() {
+        tracing::info!("reload: nothing that applies live changed");
     } else {
-        format!("{:?}", config.cores)
-    };
-    tracing::info!(
-        xpub = broker.xpub_endpoint(),
-        xsub = broker.xsub_endpoint(),
-        reactors = config.reactors,
-        backend = broker.backend(),
-        cores,
-        slow_subscriber = config.slow_subscriber.name(),
-        xpub_sndhwm = config.xpub_sndhwm,
-        curve = curve_summary(&curve),
-        addresses = address_summary(&config.addresses),
-        "zring broker running"
+        for change in &changes {
+            tracing::info!("reload: {change} (for new connections)");
+        }
+    }
+    // What runs now: the live parts new, the rest as started.
+    let mut kept = running.clone();
+    kept.addresses = std::mem::take(&mut new.addresses);
+    kept.curve = new.curve;
+    Ok((kept, curve))
+}
+
+/// The settings whose change needs a restart, by their config names.
+fn restart_only_changes(
+    old: &zring::broker::BrokerConfig,
+    new: &zring::broker::BrokerConfig,
+) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! compare {
+        ($($field:ident => $name:literal),* $(,)?) => {
+            $(if old.$field != new.$field { changed.push($name); })*
+        };
+    }
+    compare!(
+        listen_xpub_endpoint => "listen_xpub_endpoint",
+        listen_xsub_endpoint => "listen_xsub_endpoint",
+        xpub_sndhwm => "xpub_sndhwm",
+        xsub_rcvhwm => "xsub_rcvhwm",
+        xpub_sndbuf => "xpub_sndbuf",
+        xsub_rcvbuf => "xsub_rcvbuf",
+        listen_xpub_nodrop => "listen_xpub_nodrop",
+        ipv6 => "ipv6",
+        linger => "linger_ms",
+        slow_subscriber => "slow_subscriber",
+        stall_timeout => "stall_timeout_ms",
+        max_message_size => "max_message_size",
+        receive_buffers => "receive_buffers",
+        reactors => "reactors",
+        backend => "backend",
+        cores => "cores",
+        metrics_listen => "metrics_listen",
     );
-    let metrics = serve_metrics(config.metrics_listen.as_deref(), || broker.metrics_source())?;
-    let signal = signals.wait();
-    tracing::info!(
-        signal,
-        linger_ms = config.linger.as_millis() as u64,
-        "shutting down"
-    );
-    drop(metrics);
-    broker.shutdown();
-    Ok(())
+    changed
+}
+
+/// What a reload changed of what applies live, as log lines.
+fn live_changes(
+    old: &zring::broker::BrokerConfig,
+    old_curve: &Option<zring::keys::CurveSettings>,
+    new: &zring::broker::BrokerConfig,
+    new_curve: &Option<zring::keys::CurveSettings>,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    if old.addresses != new.addresses {
+        changes.push(format!(
+            "addresses {} -> {}",
+            address_summary(&old.addresses),
+            address_summary(&new.addresses)
+        ));
+    }
+    if let (Some(old), Some(new)) = (old_curve, new_curve) {
+        if old.server.public != new.server.public {
+            changes.push(format!(
+                "server key {} -> {}",
+                old.server.public.to_z85(),
+                new.server.public.to_z85()
+            ));
+        }
+        let before: Vec<_> = old.clients().collect();
+        let after: Vec<_> = new.clients().collect();
+        for key in after.iter().filter(|k| !before.contains(k)) {
+            changes.push(format!("client key {} accepted", key.to_z85()));
+        }
+        for key in before.iter().filter(|k| !after.contains(k)) {
+            changes.push(format!("client key {} no longer accepted", key.to_z85()));
+        }
+    }
+    changes
 }

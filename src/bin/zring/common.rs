@@ -1,7 +1,7 @@
 //! What the subcommands share: CURVE and address options, threads,
 //! pinning, metrics and the backend, and the start-up line's summaries.
 
-use zring::keys::{CurveOptions, CurveSettings, SecretText};
+use zring::keys::{CurveSettings, SecretText};
 
 /// CURVE encryption, with Zeek's option names (docs/security.md). Instead
 /// of these, Zeek's ZEEK_CLUSTER_BACKEND_ZEROMQ_CURVE_* environment
@@ -32,18 +32,6 @@ pub(crate) struct CurveArgs {
     /// it; group and others must have no access to it.
     #[arg(long, value_name = "FILE")]
     pub(crate) curve_keyfile: Option<std::path::PathBuf>,
-}
-
-impl CurveArgs {
-    pub(crate) fn into_options(self) -> CurveOptions {
-        CurveOptions {
-            server_publickey: self.curve_server_publickey,
-            server_secretkey: self.curve_server_secretkey,
-            client_publickey: self.curve_client_publickey,
-            allowed_clients: self.curve_allowed_clients.unwrap_or_default(),
-            keyfile: self.curve_keyfile,
-        }
-    }
 }
 
 /// Who may connect, by address, whatever the mechanism (CURVE or
@@ -115,6 +103,15 @@ pub(crate) fn resolve_curve(
     Ok(resolve()?)
 }
 
+/// The security a daemon's listeners run with: CURVE as a server when keys
+/// are set, else plaintext.
+pub(crate) fn server_security(curve: &Option<CurveSettings>) -> zring::Security {
+    curve
+        .as_ref()
+        .map(|c| c.server_security())
+        .unwrap_or_default()
+}
+
 /// What the start-up line says about encryption: public facts only.
 pub(crate) fn curve_summary(curve: &Option<CurveSettings>) -> String {
     match curve {
@@ -133,16 +130,129 @@ pub(crate) fn curve_summary(curve: &Option<CurveSettings>) -> String {
     }
 }
 
-/// Starts the metrics endpoint when an address is given.
-pub(crate) fn serve_metrics(
+/// Binds the metrics address, when one is given, before anything else
+/// binds: a bad or busy address is a configuration error at start.
+pub(crate) fn bind_metrics(
     listen: Option<&str>,
-    source: impl FnOnce() -> zring::metrics::Source,
-) -> anyhow::Result<Option<zring::metrics::MetricsServer>> {
+) -> anyhow::Result<Option<zring::metrics::MetricsListener>> {
     let Some(addr) = listen else {
         return Ok(None);
     };
-    let server = zring::metrics::MetricsServer::start(addr, source())
+    let listener = zring::metrics::MetricsListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?;
+    Ok(Some(listener))
+}
+
+/// Serves the metrics endpoint bound by [`bind_metrics`].
+pub(crate) fn serve_metrics(
+    listener: Option<zring::metrics::MetricsListener>,
+    source: impl FnOnce() -> zring::metrics::Source,
+) -> anyhow::Result<Option<zring::metrics::MetricsServer>> {
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let server = listener
+        .serve(source())
+        .map_err(|e| anyhow::anyhow!("metrics endpoint: {e}"))?;
     tracing::info!("metrics at http://{}/metrics", server.local_addr());
     Ok(Some(server))
+}
+
+/// What the start-up line says about pinning: `0,1`, or `not pinned`.
+pub(crate) fn cores_summary(cores: &[usize]) -> String {
+    if cores.is_empty() {
+        return "not pinned".to_owned();
+    }
+    cores
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Warnings for thread and pinning choices that work but are almost
+/// certainly not what was meant: they cost throughput silently.
+pub(crate) fn warn_about_threads(reactors: usize, cores: &[usize]) {
+    // The cores this process may run on (its affinity mask, which a
+    // container or `taskset` narrows), not every core the host has.
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if !allowed.is_empty() && reactors > allowed.len() {
+        tracing::warn!(
+            reactors,
+            allowed_cores = cores_summary(&allowed),
+            "more reactor threads than cores this process may run on: they will take turns \
+             on the same cores; use at most one reactor per core"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let duplicates: Vec<usize> = cores.iter().copied().filter(|c| !seen.insert(*c)).collect();
+    if !duplicates.is_empty() {
+        tracing::warn!(
+            cores = cores_summary(cores),
+            duplicates = cores_summary(&duplicates),
+            "--cores names a core more than once: those reactors share it"
+        );
+    }
+    let outside: Vec<usize> = seen
+        .into_iter()
+        .filter(|c| !allowed.is_empty() && !allowed.contains(c))
+        .collect();
+    if !outside.is_empty() {
+        tracing::warn!(
+            outside = cores_summary(&outside),
+            allowed_cores = cores_summary(&allowed),
+            "--cores names cores outside this process's CPU affinity: those reactors are not pinned"
+        );
+    }
+}
+
+/// An error with each cause its message does not already contain, on one
+/// line: `cannot read x: Permission denied`, not the cause twice.
+pub(crate) fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Tells systemd (Type=notify; nothing when NOTIFY_SOCKET is unset) that
+/// every listener is bound and what the service is doing.
+pub(crate) fn notify_ready(status: &str) {
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
+/// Tells systemd a reload (SIGHUP) has begun; `notify_ready` ends it.
+pub(crate) fn notify_reloading() {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    // Type=notify-reload (systemd 253+) wants the time with it.
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    notify(&states);
+}
+
+/// Tells systemd the stop has begun (a logger's drain may take seconds).
+pub(crate) fn notify_stopping() {
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!("cannot notify systemd (NOTIFY_SOCKET): {e}");
+    }
 }

@@ -7,7 +7,7 @@ pub(crate) struct KeygenArgs {
     pub(crate) keyfile: Option<std::path::PathBuf>,
 }
 
-pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<std::process::ExitCode> {
     use zring::codec::{KeyPair, OsRandom};
 
     let server = KeyPair::generate(&mut OsRandom)?;
@@ -19,7 +19,7 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<()> {
         println!();
         println!("== CURVE SECRET KEY ==");
         println!("{}", secret.as_str());
-        return Ok(());
+        return Ok(std::process::ExitCode::SUCCESS);
     };
     let client = KeyPair::generate(&mut OsRandom)?;
     zring::keys::write_keyfile(&path, &server, &client).map_err(|e| {
@@ -38,5 +38,5 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<()> {
     );
     println!("curve_server_publickey = \"{}\"", server.public.to_z85());
     println!("curve_client_publickey = \"{}\"", client.public.to_z85());
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

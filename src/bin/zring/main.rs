@@ -3,8 +3,12 @@
 mod broker;
 mod cat;
 mod common;
+mod generate;
 mod keygen;
 mod logger;
+mod logging;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +19,30 @@ use self::logger::LoggerArgs;
 
 /// zring: a native, libzmq-free ZeroMQ (ZMTP 3.x) dataplane on io_uring.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Cli {
+#[command(
+    version = VERSION,
+    about,
+    long_about = None,
+    after_help = EXIT_STATUS
+)]
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
+
+/// The version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ZRING_COMMIT"),
+    ")"
+);
+
+const EXIT_STATUS: &str = "Exit status: 0 when stopped by SIGINT or SIGTERM (or, for cat and \
+keygen, when done); 1 for a configuration or runtime error, with one line on stderr that \
+says what was wrong; 2 for a usage error (an unknown option, a value of the wrong kind).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -65,32 +88,23 @@ enum Command {
     /// to copy into the nodes' settings. The file is created with mode 0600
     /// and an existing file is never replaced. See docs/security.md.
     Keygen(KeygenArgs),
+    /// Write man pages or shell completions (for packages).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    // Usage errors exit with 2 here (clap's own exit), before anything runs.
     let cli = Cli::parse();
     // A broker reports its endpoints and every peer by default; `cat`
-    // keeps stderr for problems. RUST_LOG overrides both.
+    // keeps stderr for problems.
     let default_level = match cli.command {
         Command::Broker(_) | Command::Logger(_) => "info",
-        Command::Cat(_) | Command::Keygen(_) => "warn",
+        Command::Cat(_) | Command::Keygen(_) | Command::Generate(_) => "warn",
     };
-    // Colour only for a person at a terminal: a pipe, a file or journald
-    // would keep the escape codes as text.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        // A log line that cannot be written (stderr closed: a pipe's reader
-        // gone, journald restarting) is lost, not a panic of the thread
-        // that logged it, which would take a reactor down.
-        .log_internal_errors(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+    if let Err(e) = logging::init(&cli.log, default_level) {
+        return fail(&e);
+    }
     if matches!(cli.command, Command::Broker(_) | Command::Logger(_)) {
         // Each connection and log file is a descriptor; the usual soft
         // limit of 1024 is far below what the hard limit allows.
@@ -99,10 +113,22 @@ fn main() -> anyhow::Result<()> {
             Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
         }
     }
-    match cli.command {
+    let outcome = match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Logger(args) => logger::run(args),
         Command::Cat(args) => cat::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Generate(args) => generate::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => fail(&e),
     }
+}
+
+/// Prints an error once, with each cause its message does not already
+/// contain, and no backtrace (RUST_BACKTRACE is for panics); exit status 1.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("zring: error: {}", common::error_text(error));
+    ExitCode::from(1)
 }
