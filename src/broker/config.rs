@@ -209,7 +209,9 @@ impl BrokerConfig {
     /// the secret key).
     pub fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
         Ok(config_file::read(path, |o: &Overrides| {
-            o.curve_server_secretkey.is_some()
+            o.curve_server_secretkey
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
         })?)
     }
 

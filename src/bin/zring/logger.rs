@@ -220,9 +220,11 @@ fn effective_config(args: &LoggerArgs) -> anyhow::Result<zring::logger::LoggerCo
     use zring::logger::{LogFormatKind, LoggerConfig};
 
     let file: LoggerFile = match &args.config {
-        Some(path) => {
-            zring::config_file::read(path, |f: &LoggerFile| f.curve_server_secretkey.is_some())?
-        }
+        Some(path) => zring::config_file::read(path, |f: &LoggerFile| {
+            f.curve_server_secretkey
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
+        })?,
         None => LoggerFile::default(),
     };
     let from = |flag: &str| match &args.config {
@@ -337,25 +339,28 @@ fn effective_config(args: &LoggerArgs) -> anyhow::Result<zring::logger::LoggerCo
     };
     config.metrics_listen = args.daemon.metrics_listen.clone().or(file.metrics_listen);
     let curve = &args.curve;
+    // "" is not set, as in Zeek's options and the broker's file.
+    let set = |text: Option<String>| text.filter(|t| !t.is_empty());
     config.curve = zring::keys::CurveOptions {
-        server_publickey: curve
-            .curve_server_publickey
-            .clone()
-            .or(file.curve_server_publickey),
+        server_publickey: set(curve.curve_server_publickey.clone())
+            .or(set(file.curve_server_publickey)),
         server_secretkey: curve
             .curve_server_secretkey
             .clone()
-            .or(file.curve_server_secretkey),
-        client_publickey: curve
-            .curve_client_publickey
-            .clone()
-            .or(file.curve_client_publickey),
+            .or(file.curve_server_secretkey)
+            .filter(|s| !s.is_empty()),
+        client_publickey: set(curve.curve_client_publickey.clone())
+            .or(set(file.curve_client_publickey)),
         allowed_clients: curve
             .curve_allowed_clients
             .clone()
             .or(file.curve_allowed_clients)
             .unwrap_or_default(),
-        keyfile: curve.curve_keyfile.clone().or(file.curve_keyfile),
+        keyfile: curve
+            .curve_keyfile
+            .clone()
+            .or(file.curve_keyfile)
+            .filter(|p| !p.as_os_str().is_empty()),
     };
     config.addresses = zring::AddressLists::parse(
         &args
