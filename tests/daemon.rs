@@ -638,3 +638,27 @@ fn cat_speaks_curve_through_an_encrypted_broker() {
     broker.wait_line("refused 127.0.0.1");
     broker.stop();
 }
+
+#[test]
+fn an_error_is_one_line_with_its_cause_once_and_no_backtrace() {
+    let dir = scratch("error");
+    let (code, stderr) = run(Command::new(EXE)
+        .args(["broker", "--config"])
+        .arg(&dir)
+        .env("RUST_BACKTRACE", "1"));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("zring: error: cannot read "), "{stderr}");
+    assert_eq!(stderr.matches("os error 21").count(), 1, "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    // A logger whose directory is a file: the cause once, too.
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let (code, stderr) = run(Command::new(EXE)
+        .args(["logger", "--listen", "tcp://127.0.0.1:*", "--dir"])
+        .arg(&file)
+        .env("RUST_BACKTRACE", "1"));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+}
