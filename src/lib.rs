@@ -19,6 +19,7 @@
 
 pub use zmtp_codec as codec;
 
+pub mod bench;
 pub mod broker;
 pub mod cat;
 pub mod config_file;

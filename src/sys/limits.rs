@@ -35,3 +35,10 @@ pub(crate) fn raise_nofile_limit() -> io::Result<u64> {
     cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
     Ok(hard)
 }
+
+/// Clock ticks per second, the unit of `/proc/PID/stat`'s CPU times.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&hz| hz > 0).unwrap_or(100)
+}

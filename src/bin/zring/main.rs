@@ -1,5 +1,6 @@
 //! The `zring` command line.
 
+mod bench;
 mod broker;
 mod cat;
 mod common;
@@ -88,6 +89,12 @@ enum Command {
     /// to copy into the nodes' settings. The file is created with mode 0600
     /// and an existing file is never replaced. See docs/security.md.
     Keygen(KeygenArgs),
+    /// Load generator and latency probe for any ZeroMQ broker or PULL peer.
+    ///
+    /// Speaks ZMTP itself, with pre-encoded messages written in large blocks
+    /// and received bytes walked frame by frame, so it costs less per message
+    /// than the broker it measures. See docs/benchmarking.md.
+    Bench(bench::BenchArgs),
     /// Write man pages or shell completions (for packages).
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
@@ -100,7 +107,7 @@ fn main() -> ExitCode {
     // keeps stderr for problems.
     let default_level = match cli.command {
         Command::Broker(_) | Command::Logger(_) => "info",
-        Command::Cat(_) | Command::Keygen(_) | Command::Generate(_) => "warn",
+        Command::Cat(_) | Command::Keygen(_) | Command::Bench(_) | Command::Generate(_) => "warn",
     };
     if let Err(e) = logging::init(&cli.log, default_level) {
         return fail(&e);
@@ -118,6 +125,7 @@ fn main() -> ExitCode {
         Command::Logger(args) => logger::run(args),
         Command::Cat(args) => cat::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
     };
     match outcome {
