@@ -12,12 +12,18 @@
 //!   delivered = P × N × S, timed from the start to the last delivery;
 //! - latency: one publisher at a fixed rate (default 10k msg/s), one
 //!   subscriber, one-way latency from a timestamp in the payload;
-//! - soak: the broker's RSS, sampled each second during a long run.
+//! - soak: the broker's RSS, sampled each second during a long run;
+//! - capacity, scale and generator latency: the same brokers driven by
+//!   `zring bench` (target/release/zring, built first), a generator that
+//!   costs less per message than the broker, so the broker is what is
+//!   measured (docs/benchmarking.md).
 //!
 //! ```text
 //! cargo run --release --example broker                      # the full table
 //! cargo run --release --example broker -- --runs 1 --count 100000 --sizes 64
 //! cargo run --release --example broker -- --soak 60
+//! cargo build --release && cargo run --release --example broker -- \
+//!     --throughput off --latency off --capacity on --scale on --bench-latency on
 //! ```
 
 #[path = "support/measure.rs"]
@@ -614,6 +620,19 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
             "| {s} | {size} B | {name} | {rate:.2}× | {cpu:.2}× | {rss:.2}× | {ceiling:.2}× |"
         );
     }
+    let on = |name: &str| arg(name).as_deref() == Some("on");
+    if on("capacity") {
+        capacity(&impls, runs, count, arg("svg-capacity").as_deref());
+    }
+    if on("scale") {
+        scale(&impls, count, arg("svg-scale").as_deref());
+    }
+    if on("bench-latency") {
+        let runs: usize = arg("latency-runs")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        bench_latency(&impls, runs);
+    }
     if arg("latency").as_deref() != Some("off") {
         let rate: u64 = arg("rate").and_then(|v| v.parse().ok()).unwrap_or(10_000);
         let latency_runs: usize = arg("latency-runs")
@@ -649,6 +668,236 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
         println!();
         for (z, imp) in impls.iter().enumerate().skip(1) {
             println!("{}/zmq_proxy p99: {:.2}x", imp.name(), p99s[z] / p99s[0]);
+        }
+    }
+}
+
+/// `zring bench`, built beside this example (target/release/zring).
+fn zring_exe() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let zring = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .expect("target/release/examples/broker")
+        .join("zring");
+    assert!(
+        zring.exists(),
+        "{} is missing: run `cargo build --release` first",
+        zring.display()
+    );
+    zring
+}
+
+/// Runs `zring bench WHAT ARGS --json` against `server` (or no broker).
+fn generator(server: Option<&Server>, what: &str, args: &[String]) -> serde_json::Value {
+    let mut command = Command::new(zring_exe());
+    command.args(["bench", what, "--json", "--timeout", "30"]);
+    if let Some(server) = server {
+        command
+            .args(["--connect-xpub-endpoint", &server.xsub])
+            .args(["--connect-xsub-endpoint", &server.xpub])
+            .args(["--broker-pid", &server.child.id().to_string()]);
+    }
+    let out = command.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "zring bench {what} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+/// Capacity: P = 2, S = 4, as fast as each broker takes them, with a
+/// generator cheaper than the broker.
+fn capacity(impls: &[Impl], runs: usize, count: u64, svg_path: Option<&str>) {
+    println!();
+    println!(
+        "Capacity, `zring bench pubsub` (P=2, S=4, 4 frames, blocking sends), {count} \
+         messages per publisher; medians of {runs} alternating runs:"
+    );
+    println!();
+    println!(
+        "| payload | broker | delivered msg/s | broker CPU s per M | generator CPU s per M | \
+         broker peak RSS | lost |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut ratios = Vec::new();
+    for size in [64usize, 512, 4096] {
+        let n = if size >= 4096 { count / 4 } else { count };
+        let mut samples: Vec<Vec<serde_json::Value>> = impls.iter().map(|_| Vec::new()).collect();
+        for _ in 0..runs {
+            for (i, &imp) in impls.iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(200));
+                let server = Server::start(imp, 1);
+                let args: Vec<String> = ["--messages", &n.to_string(), "--size", &size.to_string()]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                samples[i].push(generator(Some(&server), "pubsub", &args));
+            }
+        }
+        let mut cell = Vec::new();
+        for (imp, runs) in impls.iter().zip(&samples) {
+            let m = |k: &str| median(runs.iter().map(|v| num(v, k)).collect());
+            let lost: f64 = runs.iter().map(|v| num(v, "lost")).sum();
+            let (rate, cpu, gen) = (
+                m("delivered_per_s"),
+                m("broker_cpu_s_per_million"),
+                m("generator_cpu_s_per_million"),
+            );
+            let rss = m("broker_peak_rss_bytes");
+            println!(
+                "| {size} B | {} | {rate:.0} | {cpu:.3} | {gen:.3} | {:.1} MiB | {lost} |",
+                imp.name(),
+                rss / (1 << 20) as f64
+            );
+            cell.push((rate, cpu, rss));
+        }
+        for (z, imp) in impls.iter().enumerate().skip(1) {
+            ratios.push((imp.name(), size, cell[z].0 / cell[0].0, cell[z].1 / cell[0].1));
+        }
+        cells.push((format!("{size} B, S=4"), cell));
+    }
+    println!();
+    println!("| payload | broker | /zmq_proxy msg/s | /zmq_proxy broker CPU per delivered msg |");
+    println!("|---|---|---|---|");
+    for (name, size, rate, cpu) in ratios {
+        println!("| {size} B | {name} | {rate:.2}× | {cpu:.2}× |");
+    }
+    if let Some(path) = svg_path {
+        std::fs::write(path, svg(&cells)).unwrap();
+        eprintln!("wrote {path}");
+    }
+}
+
+/// Scale: broker CPU per delivered message as connections and
+/// subscriptions grow, 64 B, P = 2, S = 4.
+fn scale(impls: &[Impl], count: u64, svg_path: Option<&str>) {
+    println!();
+    println!(
+        "Scale, `zring bench pubsub` (P=2, S=4, 64 B), {count} messages per publisher: \
+         idle nodes (an XPUB and an XSUB each) add connections, and subscriptions per node \
+         add prefixes nothing is published on:"
+    );
+    println!();
+    println!(
+        "| connections | subscriptions | broker | delivered msg/s | broker CPU s per M | \
+         growth from the first row |"
+    );
+    println!("|---|---|---|---|---|---|");
+    // (idle nodes, subscriptions per node): 6 + 2 × idle connections, and
+    // (4 + idle) × per-node subscriptions in all.
+    let steps: [(usize, usize); 6] = [(1, 2), (29, 2), (253, 2), (0, 3), (0, 250), (0, 2500)];
+    let mut series: Vec<Vec<(String, f64)>> = impls.iter().map(|_| Vec::new()).collect();
+    let mut first: Vec<Option<f64>> = vec![None; impls.len()];
+    for (step, &(idle, per_node)) in steps.iter().enumerate() {
+        if step == 3 {
+            first = vec![None; impls.len()];
+        }
+        let connections = 6 + 2 * idle;
+        let subscriptions = (4 + idle) * per_node;
+        for (i, &imp) in impls.iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(200));
+            let server = Server::start(imp, 1);
+            let args: Vec<String> = [
+                "--messages",
+                &count.to_string(),
+                "--connections",
+                &idle.to_string(),
+                "--subscriptions-per-subscriber",
+                &per_node.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let v = generator(Some(&server), "pubsub", &args);
+            let cpu = num(&v, "broker_cpu_s_per_million");
+            let base = *first[i].get_or_insert(cpu);
+            println!(
+                "| {connections} | {subscriptions} | {} | {:.0} | {cpu:.3} | {:.2}× |",
+                imp.name(),
+                num(&v, "delivered_per_s"),
+                cpu / base
+            );
+            series[i].push((format!("{connections} conns, {subscriptions} subs"), cpu));
+        }
+    }
+    if let Some(path) = svg_path {
+        let cells: Vec<Cell> = (0..steps.len())
+            .map(|k| {
+                (
+                    series[0][k].0.clone(),
+                    series.iter().map(|s| (0.0, s[k].1, 0.0)).collect(),
+                )
+            })
+            .collect();
+        std::fs::write(path, svg(&cells)).unwrap();
+        eprintln!("wrote {path}");
+    }
+}
+
+/// Latency with `zring bench latency`: p99 through each broker and with no
+/// broker at all, at 10k and 100k msg/s; what a broker adds is the
+/// difference.
+fn bench_latency(impls: &[Impl], runs: usize) {
+    println!();
+    println!(
+        "Latency, `zring bench latency` (one publisher at a fixed rate, 5 s, 64 B, intended \
+         send times), medians of {runs} alternating runs, µs:"
+    );
+    println!();
+    println!("| rate | broker | p50 | p99 | p99.9 | broker-added p99 |");
+    println!("|---|---|---|---|---|---|");
+    for rate in [10_000u64, 100_000] {
+        let args: Vec<String> = ["--rate", &rate.to_string(), "--duration", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); impls.len() + 1];
+        for _ in 0..runs {
+            for (i, &imp) in impls.iter().enumerate() {
+                let server = Server::start(imp, 1);
+                samples[i].push(generator(Some(&server), "latency", &args));
+            }
+            let mut direct = args.clone();
+            direct.push("--direct".into());
+            samples[impls.len()].push(generator(None, "latency", &direct));
+        }
+        let m = |runs: &Vec<serde_json::Value>, k: &str| {
+            median(runs.iter().map(|v| num(v, k)).collect())
+        };
+        let floor = m(&samples[impls.len()], "p99_us");
+        let mut added = Vec::new();
+        for (i, runs) in samples.iter().enumerate() {
+            let name = impls
+                .get(i)
+                .map_or("none (--direct)".to_owned(), |imp| imp.name());
+            let p99 = m(runs, "p99_us");
+            let extra = if i < impls.len() {
+                added.push(p99 - floor);
+                format!("{:.0}", p99 - floor)
+            } else {
+                "-".into()
+            };
+            println!(
+                "| {rate} | {name} | {:.0} | {p99:.0} | {:.0} | {extra} |",
+                m(runs, "p50_us"),
+                m(runs, "p999_us")
+            );
+        }
+        for (z, imp) in impls.iter().enumerate().skip(1) {
+            println!(
+                "{} broker-added p99 /zmq_proxy at {rate} msg/s: {:.2}x",
+                imp.name(),
+                added[z] / added[0]
+            );
         }
     }
 }
