@@ -202,6 +202,7 @@ pub fn sink(config: &SinkConfig, on_bound: impl FnOnce(&str)) -> Result<Report, 
     on_bound(&format!("tcp://{}", listener.local_addr()?));
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
     let first = Arc::new(std::sync::OnceLock::<Instant>::new());
     let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let mut threads = Vec::new();
@@ -210,8 +211,13 @@ pub fn sink(config: &SinkConfig, on_bound: impl FnOnce(&str)) -> Result<Report, 
     let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
     while threads.len() < config.senders.max(1) {
         let conn = wire::accept(&listener, SocketType::Pull, far)?;
-        let (stop, delivered, first, last) =
-            (stop.clone(), delivered.clone(), first.clone(), last.clone());
+        let (stop, delivered, first, last, bytes) = (
+            stop.clone(),
+            delivered.clone(),
+            first.clone(),
+            last.clone(),
+            bytes.clone(),
+        );
         cpu0.get_or_insert(me.cpu_seconds()?);
         threads.push(std::thread::spawn(move || {
             let mut stream = conn.stream;
@@ -223,6 +229,7 @@ pub fn sink(config: &SinkConfig, on_bound: impl FnOnce(&str)) -> Result<Report, 
                 match stream.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
                         let before = check.counts.delivered + check.counts.foreign;
                         walker.walk(&buf[..n], |p| {
                             check.record(p);
@@ -276,7 +283,8 @@ pub fn sink(config: &SinkConfig, on_bound: impl FnOnce(&str)) -> Result<Report, 
         generator_threads: config.senders.max(1),
         broker_cpu_s: None,
         broker_peak_rss_bytes: None,
-        bytes_per_message: 0,
+        bytes_per_message: (bytes.load(Ordering::Relaxed)
+            / (counts.delivered + counts.foreign).max(1)) as usize,
         histogram: hdrhistogram::Histogram::new(3).expect("valid"),
         rate: 0,
     })
