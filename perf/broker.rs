@@ -761,7 +761,12 @@ fn capacity(impls: &[Impl], runs: usize, count: u64, svg_path: Option<&str>) {
             cell.push((rate, cpu, rss));
         }
         for (z, imp) in impls.iter().enumerate().skip(1) {
-            ratios.push((imp.name(), size, cell[z].0 / cell[0].0, cell[z].1 / cell[0].1));
+            ratios.push((
+                imp.name(),
+                size,
+                cell[z].0 / cell[0].0,
+                cell[z].1 / cell[0].1,
+            ));
         }
         cells.push((format!("{size} B, S=4"), cell));
     }

@@ -235,9 +235,20 @@ pub fn run(config: &PubSubConfig) -> Result<Report, BenchError> {
             )?);
         }
     }
-    // Each publisher starts once it has seen every measured subscription:
-    // until then the broker would not route to that subscriber.
-    let needed: Vec<Vec<u8>> = (0..config.topics).map(topic).collect();
+    // Each publisher starts once it has seen every subscription forwarded:
+    // until then the broker would not route to every subscriber, and it
+    // would still be busy with subscriptions while the clock runs.
+    let mut needed: Vec<Vec<u8>> = (0..config.subscribers)
+        .flat_map(|s| config.prefixes_of(s))
+        .collect();
+    if direct.is_none() {
+        for n in 0..config.connections {
+            let name = format!("idle-{n}");
+            needed.extend(
+                (0..config.subscriptions_per_subscriber.max(1)).map(|j| idle_prefix(&name, j)),
+            );
+        }
+    }
     for publisher in &mut publishers {
         await_subscriptions(publisher, &needed, deadline)?;
     }
