@@ -91,6 +91,40 @@ pub fn read_recording(bytes: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
     Ok(messages)
 }
 
+/// The recorded messages whose batch goes to log `path` (`conn`, ...),
+/// decoded with the logger's own decoder; `None` keeps them all.
+pub fn only_path(
+    messages: Vec<Vec<Vec<u8>>>,
+    path: Option<&str>,
+) -> Result<Vec<Vec<Vec<u8>>>, String> {
+    let Some(path) = path else {
+        return Ok(messages);
+    };
+    let mut paths = std::collections::BTreeSet::new();
+    let kept: Vec<_> = messages
+        .into_iter()
+        .filter(|frames| {
+            let Some(batch) = frames.last() else {
+                return false;
+            };
+            match crate::logger::batch::Batch::parse(bytes::Bytes::copy_from_slice(batch)) {
+                Ok(b) => {
+                    paths.insert(b.header().path.clone());
+                    b.header().path == path
+                }
+                Err(_) => false,
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        return Err(format!(
+            "no batch for log path {path:?}; the recording has {}",
+            paths.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(kept)
+}
+
 /// Runs PUSH senders; the report counts what was sent (the peer knows
 /// what it received).
 pub fn push(config: &PushConfig) -> Result<Report, BenchError> {

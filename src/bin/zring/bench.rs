@@ -161,6 +161,15 @@ pub(crate) struct PushPullArgs {
     /// measure anything that takes Zeek's logs.
     #[arg(long, value_name = "FILE", conflicts_with = "sink")]
     pub(crate) zeek_log_batches: Option<PathBuf>,
+    /// With --zeek-log-batches: replay only the batches of this log (a
+    /// Zeek log path such as conn, dns, http); `all` keeps every one.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "conn",
+        requires = "zeek_log_batches"
+    )]
+    pub(crate) zeek_log_path: String,
     #[command(flatten)]
     pub(crate) common: Common,
 }
@@ -240,7 +249,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                             let bytes = std::fs::read(path).map_err(|e| {
                                 anyhow::anyhow!("--zeek-log-batches {}: {e}", path.display())
                             })?;
-                            Some(bench::pushpull::read_recording(&bytes).map_err(|e| {
+                            let all = bench::pushpull::read_recording(&bytes).map_err(|e| {
+                                anyhow::anyhow!("--zeek-log-batches {}: {e}", path.display())
+                            })?;
+                            let wanted = Some(a.zeek_log_path.as_str()).filter(|p| *p != "all");
+                            Some(bench::pushpull::only_path(all, wanted).map_err(|e| {
                                 anyhow::anyhow!("--zeek-log-batches {}: {e}", path.display())
                             })?)
                         }
