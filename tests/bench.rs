@@ -3,6 +3,8 @@
 //! reorder or stall on purpose, so that the generator's checks are seen to
 //! catch what they claim to.
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -412,4 +414,52 @@ fn bad_input_is_a_clear_error_or_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--topics 2"), "{stderr}");
+}
+
+#[test]
+fn through_pyzmqs_libzmq_435_proxy_every_message_arrives() {
+    // libzmq 4.3.5's proxy, as Zeek configures it, in a pyzmq process.
+    let script = r#"
+import sys, zmq
+ctx = zmq.Context()
+xpub = ctx.socket(zmq.XPUB)
+xsub = ctx.socket(zmq.XSUB)
+xpub.setsockopt(zmq.XPUB_VERBOSER, 1)
+xpub.setsockopt(zmq.XPUB_NODROP, 1)
+xpub.bind("tcp://127.0.0.1:*")
+xsub.bind("tcp://127.0.0.1:*")
+print(xpub.getsockopt_string(zmq.LAST_ENDPOINT), xsub.getsockopt_string(zmq.LAST_ENDPOINT), zmq.zmq_version(), flush=True)
+zmq.proxy(xsub, xpub)
+"#;
+    let mut proxy = Command::new(support::venv::venv_python())
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        std::io::BufReader::new(proxy.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+    }
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let (xpub_at, xsub_at, version) = (parts[0], parts[1], parts[2]);
+    assert_eq!(version, "4.3.5");
+    let mut args = pubsub_args(xpub_at, xsub_at);
+    args.extend([
+        "--messages",
+        "20000",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "2",
+    ]);
+    let (code, v, stderr) = bench(&args);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["delivered"], 2 * 20000 * 2, "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["reordered"], 0, "{v}");
 }
