@@ -843,9 +843,51 @@ fn scale(impls: &[Impl], count: u64, svg_path: Option<&str>) {
                 )
             })
             .collect();
-        std::fs::write(path, svg(&cells)).unwrap();
+        std::fs::write(path, svg_cpu(&cells)).unwrap();
         eprintln!("wrote {path}");
     }
+}
+
+/// Broker CPU per delivered message only, one pair of bars per row (the
+/// scale table), each broker on its own scale so both growths show.
+fn svg_cpu(cells: &[Cell]) -> String {
+    use std::fmt::Write as _;
+    let (row, width, bar) = (34.0, 260.0, 13.0);
+    let height = 60.0 + row * cells.len() as f64;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"200\" y=\"18\">broker CPU seconds per million delivered (bars scaled per broker)</text>\n\
+         <rect x=\"200\" y=\"26\" width=\"10\" height=\"10\" fill=\"#999\"/>\
+         <text x=\"215\" y=\"35\">zmq_proxy (libzmq 4.3.4)</text>\
+         <rect x=\"420\" y=\"26\" width=\"10\" height=\"10\" fill=\"#2a7\"/>\
+         <text x=\"435\" y=\"35\">zring broker</text>\n"
+    );
+    let brokers = cells.first().map_or(0, |c| c.1.len());
+    let max: Vec<f64> = (0..brokers)
+        .map(|j| cells.iter().map(|c| c.1[j].1).fold(1e-9, f64::max))
+        .collect();
+    for (i, (label, values)) in cells.iter().enumerate() {
+        let y = 48.0 + row * i as f64;
+        let _ = writeln!(out, "<text x=\"4\" y=\"{}\">{label}</text>", y + bar + 4.0);
+        for (j, (_, cpu, _)) in values.iter().enumerate() {
+            let fill = if j == 0 { "#999" } else { "#2a7" };
+            let yy = y + j as f64 * bar;
+            let w = width * cpu / max[j];
+            let _ = writeln!(
+                out,
+                "<rect x=\"200\" y=\"{yy}\" width=\"{w:.1}\" height=\"{}\" fill=\"{fill}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{cpu:.3}</text>",
+                bar - 1.0,
+                204.0 + w,
+                yy + bar - 3.0,
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
 }
 
 /// Latency with `zring bench latency`: p99 through each broker and with no
