@@ -794,9 +794,9 @@ fn scale(impls: &[Impl], count: u64, svg_path: Option<&str>) {
     println!();
     println!(
         "| connections | subscriptions | broker | delivered msg/s | broker CPU s per M | \
-         growth from the first row |"
+         growth from the first row | subscriptions not forwarded |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     // (idle nodes, subscriptions per node): 6 + 2 × idle connections, and
     // (4 + idle) × per-node subscriptions in all.
     let steps: [(usize, usize); 6] = [(1, 2), (29, 2), (253, 2), (0, 3), (0, 250), (0, 2500)];
@@ -826,10 +826,11 @@ fn scale(impls: &[Impl], count: u64, svg_path: Option<&str>) {
             let cpu = num(&v, "broker_cpu_s_per_million");
             let base = *first[i].get_or_insert(cpu);
             println!(
-                "| {connections} | {subscriptions} | {} | {:.0} | {cpu:.3} | {:.2}× |",
+                "| {connections} | {subscriptions} | {} | {:.0} | {cpu:.3} | {:.2}× | {} |",
                 imp.name(),
                 num(&v, "delivered_per_s"),
-                cpu / base
+                cpu / base,
+                num(&v, "subscriptions_missing")
             );
             series[i].push((format!("{connections} conns, {subscriptions} subs"), cpu));
         }

@@ -226,6 +226,7 @@ pub fn push(config: &PushConfig) -> Result<Report, BenchError> {
         bytes_per_message,
         histogram: hdrhistogram::Histogram::new(3).expect("valid"),
         rate: 0,
+        subscriptions_missing: 0,
     })
 }
 
@@ -321,5 +322,6 @@ pub fn sink(config: &SinkConfig, on_bound: impl FnOnce(&str)) -> Result<Report, 
             / (counts.delivered + counts.foreign).max(1)) as usize,
         histogram: hdrhistogram::Histogram::new(3).expect("valid"),
         rate: 0,
+        subscriptions_missing: 0,
     })
 }

@@ -39,6 +39,9 @@ pub struct Report {
     pub histogram: Histogram<u64>,
     /// The fixed rate asked for (0: as fast as possible).
     pub rate: u64,
+    /// Subscriptions the broker never forwarded to a publisher (the most
+    /// any publisher missed): a broker that drops them under a burst.
+    pub subscriptions_missing: usize,
 }
 
 impl Report {
@@ -167,6 +170,16 @@ impl Report {
                 ),
             );
         }
+        if self.subscriptions_missing > 0 {
+            line(
+                &mut out,
+                "subscriptions not forwarded",
+                format!(
+                    "{} (the broker dropped them; the published topics' were forwarded)",
+                    self.subscriptions_missing
+                ),
+            );
+        }
         if let Some(rss) = self.broker_peak_rss_bytes {
             line(
                 &mut out,
@@ -206,6 +219,7 @@ impl Report {
             "p9999_us": us(0.9999),
             "max_us": latency.then(|| self.histogram.max() as f64 / 1000.0),
             "generator_limited": self.generator_limited(),
+            "subscriptions_missing": self.subscriptions_missing,
         })
     }
 

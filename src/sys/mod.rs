@@ -17,7 +17,9 @@ pub(crate) use self::event::is_readable;
 pub(crate) use self::event::{
     eventfd, eventfd_drain, eventfd_signal, wait_readable, wait_readable_for,
 };
-pub(crate) use self::limits::{clock_ticks_per_second, nofile_limit, raise_nofile_limit};
+pub(crate) use self::limits::{
+    clock_ticks_per_second, nofile_limit, raise_nofile_limit, set_timer_slack_ns,
+};
 pub(crate) use self::net::{
     accepted_fd, interface_address, ipc_listen, peer_ip, peer_name, set_backlog, set_buffer_size,
     set_nodelay, shutdown, stream_socket, tcp_listen, RawAddr,
