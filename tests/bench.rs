@@ -224,6 +224,7 @@ fn a_stalled_broker_shows_in_the_tail_as_every_delayed_message() {
         at: 5000,
         pause: Duration::from_millis(100),
     });
+    let hlog = std::env::temp_dir().join(format!("zring-bench-{}.hlog", std::process::id()));
     let (code, v, stderr) = bench(&[
         "latency",
         "--connect-xpub-endpoint",
@@ -234,9 +235,27 @@ fn a_stalled_broker_shows_in_the_tail_as_every_delayed_message() {
         "10000",
         "--duration",
         "2",
+        "--hdr-out",
+        hlog.to_str().unwrap(),
     ]);
     stop.store(true, Ordering::Relaxed);
     assert_eq!(code, 0, "{stderr}");
+    // HdrHistogram's interval log: a header, then one interval whose
+    // histogram decodes back to every message.
+    let log = std::fs::read(&hlog).unwrap();
+    let _ = std::fs::remove_file(&hlog);
+    let mut reader = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log);
+    let interval = reader
+        .find_map(|entry| match entry {
+            Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(i)) => Some(i),
+            _ => None,
+        })
+        .expect("an interval in the log");
+    let encoded = base64_decode(interval.encoded_histogram());
+    let histogram: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut encoded.as_slice())
+        .unwrap();
+    assert_eq!(histogram.len(), v["delivered"].as_u64().unwrap());
     let p999 = v["p999_us"].as_f64().unwrap();
     let p99 = v["p99_us"].as_f64().unwrap();
     assert!(p999 > 50_000.0, "p99.9 {p999} µs: {v}");
@@ -462,4 +481,26 @@ zmq.proxy(xsub, xpub)
     assert_eq!(v["delivered"], 2 * 20000 * 2, "{v}");
     assert_eq!(v["lost"], 0, "{v}");
     assert_eq!(v["reordered"], 0, "{v}");
+}
+
+/// Standard base64, as the interval log writes histograms.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            n |= u32::from(b) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }
