@@ -32,6 +32,27 @@ pub enum ConfigFileError {
     NotPrivate(String),
 }
 
+/// The most a configuration or key file may hold: far above any real one,
+/// and a wrong path (a log, a device) is refused instead of read whole.
+pub(crate) const MAX_BYTES: u64 = 1 << 20;
+
+/// A configuration or key file's text, wiped from memory when dropped (it
+/// may hold a secret key); more than [`MAX_BYTES`] is an error.
+pub(crate) fn read_text(file: &mut std::fs::File) -> std::io::Result<zeroize::Zeroizing<String>> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.take(MAX_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB: not a configuration file",
+                MAX_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// Parses TOML text (`path` only names the source in errors).
 pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, ConfigFileError> {
     toml::from_str(text).map_err(|e| ConfigFileError::Parse {
@@ -54,13 +75,39 @@ pub fn read<T: DeserializeOwned>(
     let mut file = std::fs::File::open(path).map_err(cannot)?;
     // The descriptor's own metadata, so the file checked is the file read.
     let meta = file.metadata().map_err(cannot)?;
-    // The text may hold a secret key: wiped when dropped.
-    let mut text = zeroize::Zeroizing::new(String::new());
-    file.read_to_string(&mut text).map_err(cannot)?;
+    let text = read_text(&mut file).map_err(cannot)?;
     let parsed = parse(&shown, &text)?;
     if holds_secret(&parsed) {
         crate::keys::check_private(path, &meta)
             .map_err(|e| ConfigFileError::NotPrivate(e.to_string()))?;
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[allow(dead_code)]
+        name: Option<String>,
+    }
+
+    #[test]
+    fn a_file_too_large_to_be_a_configuration_is_refused_unread() {
+        let path = std::env::temp_dir().join(format!("zring-config-size-{}", std::process::id()));
+        let comment = format!("# {}\n", "x".repeat(1000));
+        let mut text = String::new();
+        while (text.len() as u64) <= MAX_BYTES {
+            text.push_str(&comment);
+        }
+        std::fs::write(&path, &text).unwrap();
+        let e = read(&path, |_: &Sample| false).unwrap_err().to_string();
+        assert!(e.contains("larger than 1024 KiB"), "{e}");
+        std::fs::write(&path, "name = \"x\"\n").unwrap();
+        assert!(read(&path, |_: &Sample| false).is_ok());
+        std::fs::remove_file(&path).unwrap();
+    }
 }

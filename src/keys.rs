@@ -24,7 +24,7 @@
 //! mechanism) cluster.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -454,8 +454,7 @@ fn read_keyfile(path: &Path) -> Result<KeyFile, CurveConfigError> {
         )));
     }
     check_private(path, &meta).map_err(|e| CurveConfigError::new(format!("curve_keyfile {e}")))?;
-    let mut text = Zeroizing::new(String::new());
-    file.read_to_string(&mut text).map_err(cannot)?;
+    let text = crate::config_file::read_text(&mut file).map_err(cannot)?;
     toml::from_str(&text).map_err(|e| {
         CurveConfigError::new(format!(
             "curve_keyfile {shown}: {}",
@@ -527,7 +526,9 @@ pub(crate) fn toml_error_text(e: &toml::de::Error, source: &str) -> String {
     let message = redact_long_quotes(e.message().trim());
     match e.span() {
         Some(span) => {
-            let before = &source[..span.start.min(source.len())];
+            // A span off a character boundary (it should not be) costs the
+            // position, never a panic.
+            let before = source.get(..span.start).unwrap_or(source);
             let line = before.matches('\n').count() + 1;
             let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
             // The key whose value was wrong, when the error is in a value:

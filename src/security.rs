@@ -281,22 +281,34 @@ impl LiveSecurity {
         }
     }
 
-    /// The security a connection starting now gets.
-    pub fn current(&self) -> Security {
-        self.current
+    /// `f` applied to the security a connection starting now gets,
+    /// under a read lock: no copy of its keys is made.
+    pub fn with<R>(&self, f: impl FnOnce(&Security) -> R) -> R {
+        f(&self
+            .current
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// A new mechanism for one connection starting now.
+    pub(crate) fn mechanism(&self) -> Box<dyn Mechanism> {
+        self.with(Security::mechanism)
+    }
+
+    /// Whether a peer at `addr` may connect now (see
+    /// [`Access::admits_address`]; clients admit everyone).
+    pub(crate) fn admits_address(&self, addr: Option<IpAddr>) -> Result<(), String> {
+        self.with(|s| s.access().map_or(Ok(()), |a| a.admits_address(addr)))
     }
 
     /// Its mechanism's name; a reload never changes it.
     pub fn name(&self) -> &'static str {
-        self.current().name()
+        self.with(Security::name)
     }
 
     /// Whether its mechanism is NULL; a reload never changes it.
     pub fn is_null(&self) -> bool {
-        self.current().is_null()
+        self.with(Security::is_null)
     }
 
     /// Replaces it for connections from now on. Refused when the mechanism

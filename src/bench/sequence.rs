@@ -118,17 +118,18 @@ impl SequenceCheck {
             let skipped = h.seq - stream.next;
             for missing in stream.next..h.seq {
                 if stream.missing.len() >= MAX_MISSING {
-                    stream.forgotten += h.seq - missing;
+                    stream.forgotten = stream.forgotten.saturating_add(h.seq - missing);
                     break;
                 }
                 stream.missing.insert(missing);
             }
-            c.gaps += skipped;
+            // A hostile number (u64::MAX) must not overflow the count.
+            c.gaps = c.gaps.saturating_add(skipped);
             stream.next = h.seq + 1;
             c.delivered += 1;
         } else if stream.missing.remove(&h.seq) {
             c.reordered += 1;
-            c.gaps -= 1;
+            c.gaps = c.gaps.saturating_sub(1);
             c.delivered += 1;
         } else {
             c.duplicates += 1;

@@ -108,7 +108,7 @@ impl<S: Service> Conn<S> {
     ) -> Conn<S> {
         let mut config = spec.session.clone();
         config.buffers = buffers.clone();
-        let session = Session::with_mechanism(config, spec.security.current().mechanism());
+        let session = Session::with_mechanism(config, spec.security.mechanism());
         // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
         let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
         Conn {

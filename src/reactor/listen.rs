@@ -128,11 +128,7 @@ impl<S: Service, D: Driver> Reactor<S, D> {
                 .connections_accepted
                 .fetch_add(1, Ordering::Relaxed);
             let peer = sys::peer_name(&fd);
-            let refusal = spec
-                .security
-                .current()
-                .access()
-                .and_then(|access| access.admits_address(sys::peer_ip(&fd)).err());
+            let refusal = spec.security.admits_address(sys::peer_ip(&fd)).err();
             if let Some(why) = refusal {
                 // Before any byte is read: the peer sees the close only.
                 counters.access_denied.fetch_add(1, Ordering::Relaxed);

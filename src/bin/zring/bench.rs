@@ -174,6 +174,20 @@ pub(crate) struct PushPullArgs {
     pub(crate) common: Common,
 }
 
+/// Messages per sender: `--messages`, none with `--duration` (clap keeps
+/// the two apart), else a million.
+fn messages(messages: Option<u64>, duration: Option<f64>) -> Option<u64> {
+    match duration {
+        Some(_) => None,
+        None => Some(messages.unwrap_or(1_000_000)),
+    }
+}
+
+/// How long to send when there is no message count.
+fn duration(seconds: Option<f64>) -> Duration {
+    Duration::from_secs_f64(seconds.unwrap_or(10.0))
+}
+
 fn seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e7 => Ok(s),
@@ -195,12 +209,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 frames: a.frames as usize,
                 topics: a.topics as usize,
                 subscriptions_per_subscriber: a.subscriptions_per_subscriber as usize,
-                messages: match (a.messages, a.duration) {
-                    (_, Some(_)) => None,
-                    (Some(m), None) => Some(m),
-                    (None, None) => Some(1_000_000),
-                },
-                duration: Duration::from_secs_f64(a.duration.unwrap_or(10.0)),
+                messages: messages(a.messages, a.duration),
+                duration: duration(a.duration),
                 rate: a.rate,
                 connections: a.connections as usize,
                 timeout: Duration::from_secs_f64(a.common.timeout),
@@ -264,12 +274,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                         senders: a.senders as usize,
                         size: a.size as usize,
                         frames: a.frames as usize,
-                        messages: match (a.messages, a.duration) {
-                            (_, Some(_)) => None,
-                            (Some(m), None) => Some(m),
-                            (None, None) => Some(1_000_000),
-                        },
-                        duration: Duration::from_secs_f64(a.duration.unwrap_or(10.0)),
+                        messages: messages(a.messages, a.duration),
+                        duration: duration(a.duration),
                         zeek_log_batches: recorded,
                         timeout: Duration::from_secs_f64(a.common.timeout),
                         peer_pid: a.common.broker_pid,

@@ -3,9 +3,8 @@
 use clap::ValueEnum;
 
 use crate::common::{
-    address_summary, bind_metrics, cores_summary, curve_summary, error_text, notify_ready,
-    notify_reloading, notify_stopping, resolve_curve, serve_metrics, server_security,
-    warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
+    address_summary, bind_metrics, cores_summary, curve_summary, resolve_curve, serve_metrics,
+    serve_signals, server_security, warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
 };
 
 #[derive(Debug, clap::Args)]
@@ -103,30 +102,16 @@ pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<std::process::ExitCode> {
         addresses = address_summary(&running.addresses),
         "zring broker running"
     );
-    notify_ready(&format!(
+    let status = format!(
         "routing: xpub {}, xsub {}",
         broker.xpub_endpoint(),
         broker.xsub_endpoint()
-    ));
-    let signal = loop {
-        match signals.wait() {
-            zring::Signal::Stop(name) => break name,
-            zring::Signal::Reload => {
-                notify_reloading();
-                match reload(&broker, path.as_deref(), &flags, &running, &running_curve) {
-                    Ok((config, curve)) => {
-                        running = config;
-                        running_curve = curve;
-                    }
-                    Err(e) => {
-                        tracing::error!("reload refused, running on as before: {}", error_text(&e))
-                    }
-                }
-                notify_ready("routing");
-            }
-        }
-    };
-    notify_stopping();
+    );
+    let signal = serve_signals(&signals, &status, || {
+        (running, running_curve) =
+            reload(&broker, path.as_deref(), &flags, &running, &running_curve)?;
+        Ok(())
+    });
     tracing::info!(
         signal,
         linger_ms = running.linger.as_millis() as u64,

@@ -225,30 +225,45 @@ pub(crate) fn error_text(error: &anyhow::Error) -> String {
 }
 
 /// Tells systemd (Type=notify; nothing when NOTIFY_SOCKET is unset) that
-/// every listener is bound and what the service is doing.
-pub(crate) fn notify_ready(status: &str) {
+/// every listener is bound and what the service is doing, then serves
+/// signals until a stop: each SIGHUP runs `reload` between RELOADING=1 and
+/// READY=1, and a reload that fails is logged and changes nothing. Returns
+/// the stop signal's name, STOPPING=1 already sent.
+pub(crate) fn serve_signals(
+    signals: &zring::DaemonSignals,
+    status: &str,
+    mut reload: impl FnMut() -> anyhow::Result<()>,
+) -> &'static str {
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(status),
     ]);
-}
-
-/// Tells systemd a reload (SIGHUP) has begun; `notify_ready` ends it.
-pub(crate) fn notify_reloading() {
-    let mut states = vec![sd_notify::NotifyState::Reloading];
-    // Type=notify-reload (systemd 253+) wants the time with it.
-    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-        states.push(now);
-    }
-    notify(&states);
-}
-
-/// Tells systemd the stop has begun (a logger's drain may take seconds).
-pub(crate) fn notify_stopping() {
+    let name = loop {
+        match signals.wait() {
+            zring::Signal::Stop(name) => break name,
+            zring::Signal::Reload => {
+                let mut states = vec![sd_notify::NotifyState::Reloading];
+                // Type=notify-reload (systemd 253+) wants the time with it.
+                if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+                    states.push(now);
+                }
+                notify(&states);
+                if let Err(e) = reload() {
+                    tracing::error!("reload refused, running on as before: {}", error_text(&e));
+                }
+                notify(&[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status(status),
+                ]);
+            }
+        }
+    };
+    // A logger's drain may take seconds: say the stop has begun.
     notify(&[
         sd_notify::NotifyState::Stopping,
         sd_notify::NotifyState::Status("stopping"),
     ]);
+    name
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {

@@ -7,9 +7,8 @@ use clap::ValueEnum;
 use zring::keys::SecretText;
 
 use crate::common::{
-    address_summary, bind_metrics, cores_summary, curve_summary, error_text, notify_ready,
-    notify_reloading, notify_stopping, resolve_curve, serve_metrics, server_security,
-    warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
+    address_summary, bind_metrics, cores_summary, curve_summary, resolve_curve, serve_metrics,
+    serve_signals, server_security, warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
 };
 
 #[derive(Debug, clap::Args)]
@@ -409,29 +408,17 @@ pub(crate) fn run(args: LoggerArgs) -> anyhow::Result<std::process::ExitCode> {
         addresses = address_summary(&config.addresses),
         "zring logger running"
     );
-    notify_ready(&format!(
+    let status = format!(
         "logging: {} into {}",
         logger.endpoint(),
         config.dir.display()
-    ));
+    );
     let mut running = config;
-    let signal = loop {
-        match signals.wait() {
-            zring::Signal::Stop(name) => break name,
-            zring::Signal::Reload => {
-                notify_reloading();
-                logger.reopen_files();
-                match reload(&logger, &args, &running) {
-                    Ok(config) => running = config,
-                    Err(e) => {
-                        tracing::error!("reload refused, running on as before: {}", error_text(&e))
-                    }
-                }
-                notify_ready("logging");
-            }
-        }
-    };
-    notify_stopping();
+    let signal = serve_signals(&signals, &status, || {
+        logger.reopen_files();
+        running = reload(&logger, &args, &running)?;
+        Ok(())
+    });
     tracing::info!(signal, "shutting down: writing what was received");
     drop(metrics);
     let stats = logger.shutdown();
