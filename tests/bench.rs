@@ -327,6 +327,24 @@ fn broker_figures_match_proc() {
     assert!((per_m - measured * 1e6 / delivered).abs() < 1e-6);
 }
 
+/// A `zring bench pushpull --sink` child expecting `messages`, and the
+/// address it bound (the first line of its stderr).
+fn spawn_sink(messages: u64) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut sink = Command::new(EXE)
+        .args(["bench", "pushpull", "--sink", "tcp://127.0.0.1:0", "--json"])
+        .args(["--messages", &messages.to_string(), "--timeout", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(sink.stderr.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let bound = line.trim().rsplit(' ').next().unwrap().to_owned();
+    (sink, bound)
+}
+
 #[test]
 fn pushpull_counts_exactly_into_libzmq_and_into_its_own_sink() {
     let ctx = ctx();
@@ -359,21 +377,7 @@ fn pushpull_counts_exactly_into_libzmq_and_into_its_own_sink() {
         env!("CARGO_MANIFEST_DIR"),
         "/perf/data/zeek-8.2-cluster-log-batches.bin"
     );
-    let sink = Command::new(EXE)
-        .args(["bench", "pushpull", "--sink", "tcp://127.0.0.1:0", "--json"])
-        .args(["--messages", "2000", "--timeout", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut sink = sink;
-    let bound = {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(sink.stderr.take().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        line.trim().rsplit(' ').next().unwrap().to_owned()
-    };
+    let (sink, bound) = spawn_sink(2000);
     let (code, v, stderr) = bench(&[
         "pushpull",
         "--connect",
@@ -391,13 +395,48 @@ fn pushpull_counts_exactly_into_libzmq_and_into_its_own_sink() {
     assert_eq!(got["foreign"], 2000, "{got}");
 }
 
+/// A sender that writes its READY and its first messages in one write
+/// before reading anything: the sink's handshake reads them together, and
+/// must count the messages it took in with the READY.
+#[test]
+fn messages_right_behind_the_senders_ready_are_counted() {
+    use bytes::Buf;
+    use std::io::{Read, Write};
+    use zmtp_codec::{Session, SessionConfig, SocketType};
+
+    let (sink, bound) = spawn_sink(3);
+    // The PUSH side's bytes, made ready against a stand-in PULL.
+    fn outgoing(s: &mut Session) -> bytes::Bytes {
+        let n = s.outbox().remaining();
+        s.outbox().copy_to_bytes(n)
+    }
+    let mut push = Session::new(SessionConfig::new(SocketType::Push));
+    let mut stand_in = Session::new(SessionConfig::new(SocketType::Pull));
+    let mut wire = outgoing(&mut push).to_vec();
+    stand_in.feed(bytes::Bytes::from(wire.clone()));
+    while stand_in.poll().unwrap().is_some() {}
+    push.feed(outgoing(&mut stand_in));
+    while push.poll().unwrap().is_some() {}
+    assert!(push.is_ready());
+    for body in [&b"one"[..], b"two", b"three"] {
+        let frames = [bytes::Bytes::from_static(b"topic"), body.to_vec().into()];
+        push.send_frames(&frames).unwrap();
+    }
+    // Greeting, READY and three messages, in one write.
+    wire.extend_from_slice(&outgoing(&mut push));
+    let mut stream = std::net::TcpStream::connect(bound.trim_start_matches("tcp://")).unwrap();
+    stream.write_all(&wire).unwrap();
+    let out = sink.wait_with_output().unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["foreign"], 3, "{got}");
+    assert_eq!(got["delivered"], 0, "{got}");
+}
+
 #[test]
 fn bad_input_is_a_clear_error_or_a_usage_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::ports::unused_port();
     let nowhere = format!("tcp://127.0.0.1:{port}");
     let started = Instant::now();
     let out = Command::new(EXE)

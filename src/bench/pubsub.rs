@@ -289,7 +289,10 @@ pub fn run(config: &PubSubConfig) -> Result<Report, BenchError> {
             let topics = config.topics;
             std::thread::Builder::new()
                 .name(format!("bench-sub-{i}"))
-                .spawn(move || subscribe(conn.stream, i, publishers, topics, &shared))
+                .spawn(move || {
+                    let (stream, unread) = conn.into_reader()?;
+                    subscribe(stream, &unread, i, publishers, topics, &shared)
+                })
                 .expect("a thread")
         })
         .collect();
@@ -624,8 +627,11 @@ fn publish(
     })
 }
 
+/// Counts and checks what one subscriber receives: `unread` (bytes read
+/// with the handshake) first, then the stream.
 fn subscribe(
     mut stream: TcpStream,
+    unread: &[u8],
     index: usize,
     publishers: usize,
     topics: usize,
@@ -634,8 +640,23 @@ fn subscribe(
     let mut walker = FrameWalker::new(1);
     let mut check = SequenceCheck::new(publishers, topics);
     let mut histogram = histogram();
-    let mut buf = vec![0u8; 256 * 1024];
     let mut last_at = None;
+    let mut take = |data: &[u8]| {
+        // One clock read per read: these messages arrived together.
+        let now_ns = shared.now_ns();
+        let before = check.counts.delivered;
+        walker.walk(data, |probe| {
+            if let Some(h) = check.record(probe) {
+                let _ = histogram.record(now_ns.saturating_sub(h.sent_ns).max(1));
+            }
+        });
+        if check.counts.delivered != before {
+            last_at = Some(Instant::now());
+            shared.delivered[index].store(check.counts.delivered, Ordering::Relaxed);
+        }
+    };
+    take(unread);
+    let mut buf = vec![0u8; 256 * 1024];
     stream.set_read_timeout(Some(Duration::from_millis(20)))?;
     while !shared.stop.load(Ordering::Relaxed) {
         match stream.read(&mut buf) {
@@ -644,20 +665,7 @@ fn subscribe(
                     "the broker closed a subscriber's connection".into(),
                 ))
             }
-            Ok(n) => {
-                // One clock read per read: these messages arrived together.
-                let now_ns = shared.now_ns();
-                let before = check.counts.delivered;
-                walker.walk(&buf[..n], |probe| {
-                    if let Some(h) = check.record(probe) {
-                        let _ = histogram.record(now_ns.saturating_sub(h.sent_ns).max(1));
-                    }
-                });
-                if check.counts.delivered != before {
-                    last_at = Some(Instant::now());
-                    shared.delivered[index].store(check.counts.delivered, Ordering::Relaxed);
-                }
-            }
+            Ok(n) => take(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) => return Err(e.into()),
         }

@@ -254,29 +254,31 @@ pub fn sink(config: &SinkConfig, on_bound: impl FnOnce(&str)) -> Result<Report, 
             bytes.clone(),
         );
         cpu0.get_or_insert(me.cpu_seconds()?);
+        let (mut stream, unread) = conn.into_reader()?;
         threads.push(std::thread::spawn(move || {
-            let mut stream = conn.stream;
             let mut walker = FrameWalker::new(1);
             let mut check = SequenceCheck::new(4096, 1);
+            let mut take = |data: &[u8]| {
+                bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                let before = check.counts.delivered + check.counts.foreign;
+                walker.walk(data, |p| {
+                    check.record(p);
+                });
+                let got = check.counts.delivered + check.counts.foreign - before;
+                if got > 0 {
+                    let now = Instant::now();
+                    first.get_or_init(|| now);
+                    *last.lock().expect("not poisoned") = Some(now);
+                    delivered.fetch_add(got, Ordering::Relaxed);
+                }
+            };
+            take(&unread);
             let mut buf = vec![0u8; 256 * 1024];
             let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
             while !stop.load(Ordering::Relaxed) {
                 match stream.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => {
-                        bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        let before = check.counts.delivered + check.counts.foreign;
-                        walker.walk(&buf[..n], |p| {
-                            check.record(p);
-                        });
-                        let got = check.counts.delivered + check.counts.foreign - before;
-                        if got > 0 {
-                            let now = Instant::now();
-                            first.get_or_init(|| now);
-                            *last.lock().expect("not poisoned") = Some(now);
-                            delivered.fetch_add(got, Ordering::Relaxed);
-                        }
-                    }
+                    Ok(n) => take(&buf[..n]),
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                     Err(_) => break,
                 }

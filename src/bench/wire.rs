@@ -144,6 +144,19 @@ fn handshake(
 }
 
 impl Handshaken {
+    /// The connection for a reader that walks frames itself, and the bytes
+    /// already read behind the handshake, which it must walk first: a
+    /// sender may write its first messages right behind its READY, and
+    /// the handshake's reads take them in with it.
+    pub(crate) fn into_reader(mut self) -> Result<(TcpStream, Vec<u8>), WireError> {
+        let unread = self.session.take_unread().ok_or_else(|| {
+            WireError::Io(std::io::Error::other(
+                "the peer sent part of a message before the benchmark took over its connection",
+            ))
+        })?;
+        Ok((self.stream, unread.concat()))
+    }
+
     /// Writes what the session queued.
     pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         let outbox = self.session.outbox();

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub mod ports;
 pub mod pyzmq;
 pub mod raw;
 pub mod venv;

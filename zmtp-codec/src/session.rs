@@ -870,4 +870,26 @@ impl Session {
     pub fn copied_bytes(&self) -> u64 {
         self.decoder.copied_bytes() + self.builder_copied_bytes
     }
+
+    /// Hands back the bytes fed but not yet decoded, in order, for a caller
+    /// that reads the rest of the stream itself once the handshake is done
+    /// (a load generator that only counts frames). A peer may send its
+    /// first messages right behind its READY, in the same read, so they
+    /// are often here already.
+    ///
+    /// `None`, with nothing taken, unless the session is ready, unencrypted
+    /// and between messages with nothing decoded but not yet returned:
+    /// otherwise part of a message would be lost or split. After `Some`
+    /// the session holds no input; feeding it more goes on from there.
+    pub fn take_unread(&mut self) -> Option<Vec<Bytes>> {
+        let between_messages = self.phase == Phase::Ready
+            && !self.transforms_frames
+            && !self.decoder.has_partial()
+            && self.reassembly.is_none()
+            && self.builder.is_empty()
+            && self.inbound.frames == 0
+            && self.pending.is_empty()
+            && self.opened.is_none();
+        between_messages.then(|| self.input.drain(..).collect())
+    }
 }

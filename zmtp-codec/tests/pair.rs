@@ -690,3 +690,43 @@ fn a_handshake_frame_is_not_counted_in_the_first_message() {
         assert_eq!(run(step), whole, "chunks of {step} bytes");
     }
 }
+
+#[test]
+fn bytes_behind_ready_are_handed_back_whole() {
+    // The PUSH side is ready first (it has the PULL's READY) and sends at
+    // once; the PULL side then reads the PUSH's READY and two messages in
+    // one chunk.
+    let mut push = Session::new(SessionConfig::new(SocketType::Push));
+    let mut pull = Session::new(SessionConfig::new(SocketType::Pull));
+    shuttle(&mut push, &mut pull).unwrap();
+    let events = shuttle(&mut pull, &mut push).unwrap();
+    assert!(matches!(&events[..], [Event::Ready(_)]), "{events:?}");
+    assert!(pull.take_unread().is_none(), "not ready yet");
+    push.send_frames(&[Bytes::from_static(b"one")]).unwrap();
+    push.send_frames(&[Bytes::from_static(b"tw"), Bytes::from_static(b"o")])
+        .unwrap();
+    let n = push.outbox().remaining();
+    pull.feed(push.outbox().copy_to_bytes(n));
+    assert!(matches!(pull.poll().unwrap(), Some(Event::Ready(_))));
+    let unread: Vec<u8> = pull.take_unread().unwrap().concat();
+    assert_eq!(unread, b"\x00\x03one\x01\x02tw\x00\x01o");
+    assert!(pull.poll().unwrap().is_none(), "nothing left behind");
+    assert_eq!(pull.take_unread().unwrap(), Vec::<Bytes>::new());
+}
+
+#[test]
+fn nothing_is_handed_back_from_the_middle_of_a_message() {
+    let (_push, mut pull) = pair(SocketType::Push, SocketType::Pull);
+    // The first frame of a two-frame message, then half of the second's
+    // header: the session holds part of a message and must keep it.
+    let mut wire = BytesMut::new();
+    encode_frame(FrameFlags::data(true), b"first", &mut wire);
+    pull.feed(wire.freeze());
+    assert!(pull.poll().unwrap().is_none());
+    pull.feed(Bytes::from_static(&[0x00]));
+    assert!(pull.poll().unwrap().is_none());
+    assert!(pull.take_unread().is_none());
+    pull.feed(Bytes::from_static(b"\x04last"));
+    assert!(matches!(pull.poll().unwrap(), Some(Event::Message(m)) if m.frames().count() == 2));
+    assert_eq!(pull.take_unread().unwrap(), Vec::<Bytes>::new());
+}
