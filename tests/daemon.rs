@@ -3,6 +3,8 @@
 //! notifications, refusal logging, `cat` as a probe. Each test runs the
 //! release or debug binary as a child process.
 
+#[path = "support/ports.rs"]
+mod ports;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -343,11 +345,7 @@ fn refusals_are_logged_once_per_address_then_summarised() {
 fn the_metrics_address_is_checked_before_anything_binds() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::unused_port();
     let (code, stderr) = run(Command::new(EXE).args([
         "broker",
         "--listen-xpub-endpoint",
@@ -387,11 +385,7 @@ fn version_and_build_info_name_the_commit() {
         .to_owned();
     assert!(!commit.is_empty());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::unused_port();
     let broker =
         Daemon::spawn(broker_command().args(["--metrics-listen", &format!("127.0.0.1:{port}")]));
     broker.wait_line("metrics at");
@@ -522,11 +516,7 @@ fn the_logger_reads_a_config_file_needs_a_dir_and_creates_nothing_when_the_bind_
 #[test]
 fn cat_is_a_probe_with_exit_statuses() {
     // Nothing listens: a sender warns with the endpoint and gives up.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::unused_port();
     let started = Instant::now();
     let mut push = Command::new(EXE)
         .args([

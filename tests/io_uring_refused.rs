@@ -7,6 +7,8 @@
 //! EPERM, on a fresh thread for the library (the reactor threads the
 //! context starts from there inherit it) and in the child for the binary.
 
+#[path = "support/ports.rs"]
+mod ports;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -134,11 +136,7 @@ fn metrics(addr: &str) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ports::unused_port()
 }
 
 #[test]

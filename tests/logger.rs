@@ -8,6 +8,8 @@
 
 #[path = "support/logger_env.rs"]
 mod logger_env;
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "support/zeek_batch.rs"]
 mod zeek_batch;
 
@@ -437,11 +439,7 @@ fn the_binary_writes_logs_and_closes_them_on_sigterm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("log directory /proc/nope"), "{stderr}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::unused_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let mut child = std::process::Command::new(exe)
         .args(["logger", "--listen", &endpoint, "--format", "json"])

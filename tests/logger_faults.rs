@@ -12,6 +12,8 @@
 
 #[path = "support/logger_env.rs"]
 mod logger_env;
+#[path = "support/ports.rs"]
+mod ports;
 #[allow(dead_code)] // the PUSH side of it only
 #[path = "support/raw.rs"]
 mod raw;

@@ -11,6 +11,8 @@
 
 #[path = "support/logger_env.rs"]
 mod logger_env;
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "support/zeek_batch.rs"]
 mod zeek_batch;
 

@@ -1,5 +1,7 @@
 //! zring sockets talking to each other over the reactor.
 
+#[path = "support/ports.rs"]
+mod ports;
 use std::time::Duration;
 
 use zring::{Context, SocketKind, SocketOption, Wait};
@@ -422,11 +424,7 @@ fn the_backend_is_the_one_the_environment_names() {
 #[test]
 fn a_connect_refused_at_first_is_retried_until_the_peer_binds() {
     let ctx = Context::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::unused_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let mut push = ctx.socket(SocketKind::Push);
     push.set(SocketOption::ReconnectIvl(Some(Duration::from_millis(20))))

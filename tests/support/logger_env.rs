@@ -271,11 +271,7 @@ pub fn strip_ansi(line: &str) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::ports::unused_port()
 }
 
 pub fn logger_command(endpoint: &str, dir: &Path) -> Command {
