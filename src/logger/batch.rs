@@ -504,11 +504,15 @@ impl BatchError {
 // Header
 
 /// Parsed headers by the bytes they were parsed from, for
-/// [`Batch::parse_cached`]. Kept per path, a few schemas each; bounded.
+/// [`Batch::parse_cached`]. Kept per path, a few schemas each, and
+/// bounded in count and bytes: a sender inventing schemas, or sending
+/// huge ones, costs parsing, never memory.
 #[derive(Debug, Default)]
 pub struct HeaderCache {
     by_path: HashMap<Box<[u8]>, Vec<CachedHeader>>,
     schemas: usize,
+    /// Header bytes held, summed over `by_path`.
+    bytes: usize,
 }
 
 /// A header and the bytes it was parsed from.
@@ -519,9 +523,17 @@ struct CachedHeader {
 }
 
 impl HeaderCache {
-    /// Most headers kept; one more empties the cache (a sender inventing
-    /// schemas costs parsing, not memory).
+    /// Most headers kept; one more empties the cache.
     pub const MAX: usize = 1024;
+    /// Most header bytes kept (the parsed names take about as much again);
+    /// one more empties the cache. Real headers are 1 to 2 KiB.
+    pub const MAX_BYTES: usize = 8 << 20;
+    /// Headers larger than this are parsed each time, not kept.
+    pub const MAX_HEADER_BYTES: usize = 64 << 10;
+    /// Schemas kept per path (a node sends one per path; a rolling
+    /// upgrade two); a new one replaces the oldest, so that finding a
+    /// header stays a short scan.
+    pub const MAX_PER_PATH: usize = 4;
 
     /// The header `batch` starts with, if cached, and where it ends.
     fn find(&self, batch: &[u8]) -> Option<(Arc<Header>, usize)> {
@@ -534,21 +546,29 @@ impl HeaderCache {
     }
 
     fn insert(&mut self, raw: &[u8], header: Arc<Header>) {
-        if self.schemas >= Self::MAX {
+        if raw.len() > Self::MAX_HEADER_BYTES {
+            return;
+        }
+        if self.schemas >= Self::MAX || self.bytes + raw.len() > Self::MAX_BYTES {
             self.by_path.clear();
             self.schemas = 0;
+            self.bytes = 0;
         }
         let Some(path) = peek_path(raw) else {
             return;
         };
-        self.by_path
-            .entry(path.into())
-            .or_default()
-            .push(CachedHeader {
-                raw: raw.into(),
-                header,
-            });
+        let kept = self.by_path.entry(path.into()).or_default();
+        if kept.len() >= Self::MAX_PER_PATH {
+            let oldest = kept.remove(0);
+            self.schemas -= 1;
+            self.bytes -= oldest.raw.len();
+        }
+        kept.push(CachedHeader {
+            raw: raw.into(),
+            header,
+        });
         self.schemas += 1;
+        self.bytes += raw.len();
     }
 }
 

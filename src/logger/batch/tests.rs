@@ -430,6 +430,57 @@ fn cached_headers_are_the_parsed_ones_and_shared() {
     assert!(cache.schemas <= HeaderCache::MAX);
 }
 
+/// A header of `fields` count fields with names of about 4,000 bytes,
+/// and no records.
+fn wide_header(path: &[u8], fields: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    put_str(&mut b, b"Test::LOG");
+    put_str(&mut b, b"Log::WRITER_ASCII");
+    put_str(&mut b, b"default");
+    put_str(&mut b, path);
+    b.extend_from_slice(&fields.to_be_bytes());
+    for f in 0..fields {
+        b.push(0);
+        let mut name = vec![b'a'; 4000];
+        name.extend_from_slice(f.to_string().as_bytes());
+        put_str(&mut b, &name);
+        b.extend_from_slice(&3i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(1);
+    }
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b
+}
+
+#[test]
+fn the_header_cache_is_bounded_per_path_and_in_bytes() {
+    let mut cache = HeaderCache::default();
+    // Schemas of one path: the newest few are kept.
+    for i in 0..HeaderCache::MAX_PER_PATH as i32 + 3 {
+        let b = header(b"one", 3 + i % 2, i, 0);
+        Batch::parse_cached(Bytes::from(b), &mut cache).unwrap();
+    }
+    assert_eq!(cache.by_path[&b"one"[..]].len(), HeaderCache::MAX_PER_PATH);
+    assert_eq!(cache.schemas, HeaderCache::MAX_PER_PATH);
+    let held: usize = cache.by_path.values().flatten().map(|c| c.raw.len()).sum();
+    assert_eq!(cache.bytes, held);
+    // A header over the per-header bound is parsed, not kept.
+    let big = Bytes::from(wide_header(b"big", 20));
+    assert!(big.len() > HeaderCache::MAX_HEADER_BYTES);
+    let a = Batch::parse_cached(big.clone(), &mut cache).unwrap();
+    let b = Batch::parse_cached(big, &mut cache).unwrap();
+    assert!(!Arc::ptr_eq(a.shared_header(), b.shared_header()));
+    assert!(!cache.by_path.contains_key(&b"big"[..]));
+    // Many paths of headers just under it: the bytes stay within bounds.
+    let mut cache = HeaderCache::default();
+    for i in 0..200 {
+        let b = wide_header(format!("q{i}").as_bytes(), 15);
+        assert!(b.len() <= HeaderCache::MAX_HEADER_BYTES);
+        Batch::parse_cached(Bytes::from(b), &mut cache).unwrap();
+        assert!(cache.bytes <= HeaderCache::MAX_BYTES, "{}", cache.bytes);
+    }
+}
+
 #[test]
 fn a_value_must_have_its_columns_type() {
     // Field `x` says count; the value says string: refused, saying so.
