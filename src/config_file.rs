@@ -53,6 +53,32 @@ pub(crate) fn read_text(file: &mut std::fs::File) -> std::io::Result<zeroize::Ze
     Ok(text)
 }
 
+/// Opens a configuration or key file and takes its metadata from the
+/// descriptor, so the file checked is the file read. Anything but a
+/// regular file is refused; the open does not wait, so a FIFO given by
+/// mistake cannot stall a start or a reload.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        // A directory is the common mistake: say so as read(2) would.
+        let what = if meta.is_dir() {
+            format!("{}, ", std::io::Error::from_raw_os_error(libc::EISDIR))
+        } else {
+            String::new()
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}not a regular file"),
+        ));
+    }
+    Ok((file, meta))
+}
+
 /// Parses TOML text (`path` only names the source in errors).
 pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, ConfigFileError> {
     toml::from_str(text).map_err(|e| ConfigFileError::Parse {
@@ -72,9 +98,7 @@ pub fn read<T: DeserializeOwned>(
         path: shown.clone(),
         detail: e.to_string(),
     };
-    let mut file = std::fs::File::open(path).map_err(cannot)?;
-    // The descriptor's own metadata, so the file checked is the file read.
-    let meta = file.metadata().map_err(cannot)?;
+    let (mut file, meta) = open_regular(path).map_err(cannot)?;
     let text = read_text(&mut file).map_err(cannot)?;
     let parsed = parse(&shown, &text)?;
     if holds_secret(&parsed) {
@@ -109,5 +133,19 @@ mod tests {
         std::fs::write(&path, "name = \"x\"\n").unwrap();
         assert!(read(&path, |_: &Sample| false).is_ok());
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_waiting() {
+        let path = std::env::temp_dir().join(format!("zring-config-fifo-{}", std::process::id()));
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success(), "mkfifo {}", path.display());
+        let e = read(&path, |_: &Sample| false).unwrap_err().to_string();
+        assert!(e.ends_with("not a regular file"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let e = read(&std::env::temp_dir(), |_: &Sample| false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("not a regular file"), "{e}");
     }
 }

@@ -191,7 +191,46 @@ struct Slots {
     client_public: Option<Given<String>>,
 }
 
+/// The CURVE options one source gives (a config file, the flags), each
+/// `None` where the source is silent; [`CurveOptions::apply`] lays them
+/// over what came before.
+#[derive(Debug, Clone, Default)]
+pub struct CurveOverrides {
+    /// `curve_server_publickey`.
+    pub server_publickey: Option<String>,
+    /// `curve_server_secretkey`.
+    pub server_secretkey: Option<SecretText>,
+    /// `curve_client_publickey`.
+    pub client_publickey: Option<String>,
+    /// `curve_allowed_clients`.
+    pub allowed_clients: Option<Vec<String>>,
+    /// `curve_keyfile`.
+    pub keyfile: Option<PathBuf>,
+}
+
 impl CurveOptions {
+    /// Lays one source's options over these: what it gives replaces what
+    /// was there, and "" unsets, as Zeek's options default to "" (so a
+    /// flag can unset what a config file set).
+    pub fn apply(&mut self, o: CurveOverrides) {
+        let text = |v: String| Some(v).filter(|s| !s.trim().is_empty());
+        if let Some(v) = o.server_publickey {
+            self.server_publickey = text(v);
+        }
+        if let Some(v) = o.server_secretkey {
+            self.server_secretkey = Some(v).filter(|s| !s.is_empty());
+        }
+        if let Some(v) = o.client_publickey {
+            self.client_publickey = text(v);
+        }
+        if let Some(v) = o.allowed_clients {
+            self.allowed_clients = v;
+        }
+        if let Some(v) = o.keyfile {
+            self.keyfile = Some(v).filter(|p| !p.as_os_str().is_empty());
+        }
+    }
+
     /// Whether no CURVE option is set.
     pub fn is_empty(&self) -> bool {
         self.server_publickey.is_none()
@@ -330,20 +369,12 @@ impl CurveOptions {
         }
 
         let secret = slots.server_secret.expect("checked above");
-        let secret_key = SecretKey::from_z85(secret.value.expose().trim())
-            .map_err(|e| CurveConfigError::new(format!("{}: {}", secret.name, secret_error(&e))))?;
-        let server = KeyPair::from_secret(secret_key);
-        if let Some(public) = &slots.server_public {
-            let key = decode_public(&public.value, &public.name)?;
-            if key != server.public {
-                return Err(CurveConfigError::new(format!(
-                    "{} does not belong to {}: that secret key's public key is {}",
-                    public.name,
-                    secret.name,
-                    server.public.to_z85()
-                )));
-            }
-        }
+        let public = slots.server_public.as_ref();
+        let server = key_pair(
+            secret.value.expose(),
+            &secret.name,
+            public.map(|p| (p.value.as_str(), p.name.as_str())),
+        )?;
         let client = slots.client_public.expect("checked above");
         let client_public = decode_public(&client.value, &client.name)?;
         let mut allowed_clients = Vec::new();
@@ -371,6 +402,28 @@ fn join(names: &[String]) -> String {
 
 fn decode_public(text: &str, name: &str) -> Result<PublicKey, CurveConfigError> {
     PublicKey::from_z85(text.trim()).map_err(|e| CurveConfigError::new(format!("{name}: {e}")))
+}
+
+/// The key pair of the secret key `secret` (Z85) named `secret_name`,
+/// checked against its public key (text, name) if that is given too. An
+/// error names the keys and never quotes the secret.
+fn key_pair(
+    secret: &str,
+    secret_name: &str,
+    public: Option<(&str, &str)>,
+) -> Result<KeyPair, CurveConfigError> {
+    let key = SecretKey::from_z85(secret.trim())
+        .map_err(|e| CurveConfigError::new(format!("{secret_name}: {}", secret_error(&e))))?;
+    let pair = KeyPair::from_secret(key);
+    if let Some((text, name)) = public {
+        if decode_public(text, name)? != pair.public {
+            return Err(CurveConfigError::new(format!(
+                "{name} does not belong to {secret_name}: that secret key's public key is {}",
+                pair.public.to_z85()
+            )));
+        }
+    }
+    Ok(pair)
 }
 
 /// The codec's Z85 error text, except that a group of a secret key that
@@ -445,14 +498,7 @@ fn read_keyfile(path: &Path) -> Result<KeyFile, CurveConfigError> {
     let cannot = |e: std::io::Error| {
         CurveConfigError::new(format!("curve_keyfile {shown}: cannot read it: {e}"))
     };
-    let mut file = std::fs::File::open(path).map_err(cannot)?;
-    // The descriptor's own metadata, so the file checked is the file read.
-    let meta = file.metadata().map_err(cannot)?;
-    if !meta.is_file() {
-        return Err(CurveConfigError::new(format!(
-            "curve_keyfile {shown}: not a regular file"
-        )));
-    }
+    let (mut file, meta) = crate::config_file::open_regular(path).map_err(cannot)?;
     check_private(path, &meta).map_err(|e| CurveConfigError::new(format!("curve_keyfile {e}")))?;
     let text = crate::config_file::read_text(&mut file).map_err(cannot)?;
     toml::from_str(&text).map_err(|e| {
@@ -479,12 +525,11 @@ pub struct ClientKeys {
 pub fn read_client_keys(path: &Path) -> Result<ClientKeys, CurveConfigError> {
     let file = read_keyfile(path)?;
     let shown = path.display();
-    let key = |name: &str, text: &str| {
-        PublicKey::from_z85(text)
-            .map_err(|e| CurveConfigError::new(format!("curve_keyfile {shown}: {name}: {e}")))
-    };
+    let name = |key: &str| format!("curve_keyfile {shown}: {key}");
     let server = match file.curve_server_publickey.as_deref() {
-        Some(text) if !text.is_empty() => Some(key("curve_server_publickey", text)?),
+        Some(text) if !text.is_empty() => {
+            Some(decode_public(text, &name("curve_server_publickey"))?)
+        }
         _ => None,
     };
     let client = match (
@@ -495,11 +540,11 @@ pub fn read_client_keys(path: &Path) -> Result<ClientKeys, CurveConfigError> {
             .as_ref()
             .filter(|t| !t.is_empty()),
     ) {
-        (Some(public), Some(secret)) => {
-            Some(KeyPair::from_z85(public, secret.expose()).map_err(|e| {
-                CurveConfigError::new(format!("curve_keyfile {shown}: client key pair: {e}"))
-            })?)
-        }
+        (Some(public), Some(secret)) => Some(key_pair(
+            secret.expose(),
+            &name("curve_client_secretkey"),
+            Some((public, &name("curve_client_publickey"))),
+        )?),
         (None, None) => None,
         (Some(_), None) => {
             return Err(CurveConfigError::new(format!(
@@ -1040,6 +1085,90 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let e = err(&o, no_env);
         assert!(e.ends_with("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn each_source_replaces_what_it_gives_and_empty_unsets() {
+        let mut o = CurveOptions::default();
+        o.apply(CurveOverrides {
+            server_publickey: Some(SERVER_PUBLIC.into()),
+            server_secretkey: Some(SecretText::from(SERVER_SECRET.to_owned())),
+            client_publickey: Some(CLIENT_PUBLIC.into()),
+            allowed_clients: Some(vec![SERVER_PUBLIC.into()]),
+            keyfile: Some("/etc/zring/keys.toml".into()),
+        });
+        // A later source: silent on two, "" for the rest.
+        o.apply(CurveOverrides {
+            server_publickey: Some(" ".into()),
+            server_secretkey: None,
+            client_publickey: None,
+            allowed_clients: Some(Vec::new()),
+            keyfile: Some("".into()),
+        });
+        assert_eq!(o.server_publickey, None);
+        assert!(o.server_secretkey.is_some());
+        assert_eq!(o.client_publickey.as_deref(), Some(CLIENT_PUBLIC));
+        assert!(o.allowed_clients.is_empty());
+        assert_eq!(o.keyfile, None);
+        o.apply(CurveOverrides {
+            server_secretkey: Some(SecretText::from(String::new())),
+            ..CurveOverrides::default()
+        });
+        assert!(o.server_secretkey.is_none());
+    }
+
+    #[test]
+    fn a_clients_key_file_is_checked_as_the_servers_is() {
+        let dir = TempDir::new("client");
+        let path = dir.0.join("keys.toml");
+        // Padded keys are accepted, as everywhere else.
+        write_mode(
+            &path,
+            &format!(
+                "curve_server_publickey = \" {SERVER_PUBLIC} \"\n\
+                 curve_client_publickey = \"{SERVER_PUBLIC} \"\n\
+                 curve_client_secretkey = \" {SERVER_SECRET}\"\n"
+            ),
+            0o600,
+        );
+        let keys = read_client_keys(&path).unwrap();
+        assert_eq!(keys.server.unwrap().to_z85(), SERVER_PUBLIC);
+        assert_eq!(keys.client.unwrap().public.to_z85(), SERVER_PUBLIC);
+        // A secret's undecodable group is not quoted.
+        let overflowing = format!("#####{}", &SERVER_SECRET[5..]);
+        write_mode(
+            &path,
+            &format!(
+                "curve_client_publickey = \"{SERVER_PUBLIC}\"\n\
+                 curve_client_secretkey = \"{overflowing}\"\n"
+            ),
+            0o600,
+        );
+        let e = read_client_keys(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "curve_keyfile {}: curve_client_secretkey: Z85 group at position 0 encodes a \
+                 value above 2^32-1",
+                path.display()
+            )
+        );
+        assert!(!shows_part_of(&e, &overflowing), "{e}");
+        // A public key of another pair is named.
+        write_mode(
+            &path,
+            &format!(
+                "curve_client_publickey = \"{CLIENT_PUBLIC}\"\n\
+                 curve_client_secretkey = \"{SERVER_SECRET}\"\n"
+            ),
+            0o600,
+        );
+        let e = read_client_keys(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("curve_client_publickey does not belong to"),
+            "{e}"
+        );
+        assert!(!shows_part_of(&e, SERVER_SECRET), "{e}");
     }
 
     /// Whether `text` holds any 6 consecutive characters of `secret`.

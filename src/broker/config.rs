@@ -280,22 +280,13 @@ impl BrokerConfig {
         if let Some(v) = o.metrics_listen {
             self.metrics_listen = Some(v).filter(|s| !s.is_empty());
         }
-        // Zeek's defaults for these are "", so "" unsets them here too.
-        if let Some(v) = o.curve_server_publickey {
-            self.curve.server_publickey = Some(v).filter(|s| !s.trim().is_empty());
-        }
-        if let Some(v) = o.curve_server_secretkey {
-            self.curve.server_secretkey = Some(v).filter(|s| !s.is_empty());
-        }
-        if let Some(v) = o.curve_client_publickey {
-            self.curve.client_publickey = Some(v).filter(|s| !s.trim().is_empty());
-        }
-        if let Some(v) = o.curve_allowed_clients {
-            self.curve.allowed_clients = v;
-        }
-        if let Some(v) = o.curve_keyfile {
-            self.curve.keyfile = Some(v).filter(|p| !p.as_os_str().is_empty());
-        }
+        self.curve.apply(crate::keys::CurveOverrides {
+            server_publickey: o.curve_server_publickey,
+            server_secretkey: o.curve_server_secretkey,
+            client_publickey: o.curve_client_publickey,
+            allowed_clients: o.curve_allowed_clients,
+            keyfile: o.curve_keyfile,
+        });
         if o.allow_addresses.is_some() || o.deny_addresses.is_some() {
             let parsed = AddressLists::parse(
                 o.allow_addresses.as_deref().unwrap_or_default(),

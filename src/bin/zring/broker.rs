@@ -3,8 +3,9 @@
 use clap::ValueEnum;
 
 use crate::common::{
-    address_summary, bind_metrics, cores_summary, curve_summary, resolve_curve, serve_metrics,
-    serve_signals, server_security, warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
+    address_summary, bind_metrics, cores_summary, curve_summary, log_live_changes, resolve_curve,
+    serve_metrics, serve_signals, server_security, warn_about_threads, AddressArgs, CurveArgs,
+    DaemonArgs,
 };
 
 #[derive(Debug, clap::Args)]
@@ -208,14 +209,10 @@ fn reload(
             "reload: these settings changed but apply only at a restart; running with the old values"
         );
     }
-    let changes = live_changes(running, running_curve, &new, &curve);
-    if changes.is_empty() {
-        tracing::info!("reload: nothing that applies live changed");
-    } else {
-        for change in &changes {
-            tracing::info!("reload: {change} (for new connections)");
-        }
-    }
+    log_live_changes(
+        (&running.addresses, running_curve),
+        (&new.addresses, &curve),
+    );
     // What runs now: the live parts new, the rest as started.
     let mut kept = running.clone();
     kept.addresses = std::mem::take(&mut new.addresses);
@@ -254,39 +251,4 @@ fn restart_only_changes(
         metrics_listen => "metrics_listen",
     );
     changed
-}
-
-/// What a reload changed of what applies live, as log lines.
-fn live_changes(
-    old: &zring::broker::BrokerConfig,
-    old_curve: &Option<zring::keys::CurveSettings>,
-    new: &zring::broker::BrokerConfig,
-    new_curve: &Option<zring::keys::CurveSettings>,
-) -> Vec<String> {
-    let mut changes = Vec::new();
-    if old.addresses != new.addresses {
-        changes.push(format!(
-            "addresses {} -> {}",
-            address_summary(&old.addresses),
-            address_summary(&new.addresses)
-        ));
-    }
-    if let (Some(old), Some(new)) = (old_curve, new_curve) {
-        if old.server.public != new.server.public {
-            changes.push(format!(
-                "server key {} -> {}",
-                old.server.public.to_z85(),
-                new.server.public.to_z85()
-            ));
-        }
-        let before: Vec<_> = old.clients().collect();
-        let after: Vec<_> = new.clients().collect();
-        for key in after.iter().filter(|k| !before.contains(k)) {
-            changes.push(format!("client key {} accepted", key.to_z85()));
-        }
-        for key in before.iter().filter(|k| !after.contains(k)) {
-            changes.push(format!("client key {} no longer accepted", key.to_z85()));
-        }
-    }
-    changes
 }

@@ -34,6 +34,19 @@ pub(crate) struct CurveArgs {
     pub(crate) curve_keyfile: Option<std::path::PathBuf>,
 }
 
+impl CurveArgs {
+    /// The flags as one source of CURVE options.
+    pub(crate) fn overrides(&self) -> zring::keys::CurveOverrides {
+        zring::keys::CurveOverrides {
+            server_publickey: self.curve_server_publickey.clone(),
+            server_secretkey: self.curve_server_secretkey.clone(),
+            client_publickey: self.curve_client_publickey.clone(),
+            allowed_clients: self.curve_allowed_clients.clone(),
+            keyfile: self.curve_keyfile.clone(),
+        }
+    }
+}
+
 /// Who may connect, by address, whatever the mechanism (CURVE or
 /// plaintext). A refused peer is closed on accept, counted in
 /// *_access_denied_total and logged.
@@ -270,4 +283,52 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::warn!("cannot notify systemd (NOTIFY_SOCKET): {e}");
     }
+}
+
+/// Logs what a reload changed of what applies live (address lists, the
+/// server key, accepted client keys), old then new, or that nothing did.
+pub(crate) fn log_live_changes(
+    old: (&zring::AddressLists, &Option<CurveSettings>),
+    new: (&zring::AddressLists, &Option<CurveSettings>),
+) {
+    let changes = live_changes(old, new);
+    if changes.is_empty() {
+        tracing::info!("reload: nothing that applies live changed");
+    }
+    for change in &changes {
+        tracing::info!("reload: {change} (for new connections)");
+    }
+}
+
+/// What a reload changed of what applies live, as log lines.
+fn live_changes(
+    (old_addresses, old_curve): (&zring::AddressLists, &Option<CurveSettings>),
+    (new_addresses, new_curve): (&zring::AddressLists, &Option<CurveSettings>),
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    if old_addresses != new_addresses {
+        changes.push(format!(
+            "addresses {} -> {}",
+            address_summary(old_addresses),
+            address_summary(new_addresses)
+        ));
+    }
+    if let (Some(old), Some(new)) = (old_curve, new_curve) {
+        if old.server.public != new.server.public {
+            changes.push(format!(
+                "server key {} -> {}",
+                old.server.public.to_z85(),
+                new.server.public.to_z85()
+            ));
+        }
+        let before: Vec<_> = old.clients().collect();
+        let after: Vec<_> = new.clients().collect();
+        for key in after.iter().filter(|k| !before.contains(k)) {
+            changes.push(format!("client key {} accepted", key.to_z85()));
+        }
+        for key in before.iter().filter(|k| !after.contains(k)) {
+            changes.push(format!("client key {} no longer accepted", key.to_z85()));
+        }
+    }
+    changes
 }

@@ -7,8 +7,9 @@ use clap::ValueEnum;
 use zring::keys::SecretText;
 
 use crate::common::{
-    address_summary, bind_metrics, cores_summary, curve_summary, resolve_curve, serve_metrics,
-    serve_signals, server_security, warn_about_threads, AddressArgs, CurveArgs, DaemonArgs,
+    address_summary, bind_metrics, cores_summary, curve_summary, log_live_changes, resolve_curve,
+    serve_metrics, serve_signals, server_security, warn_about_threads, AddressArgs, CurveArgs,
+    DaemonArgs,
 };
 
 #[derive(Debug, clap::Args)]
@@ -336,31 +337,21 @@ fn effective_config(args: &LoggerArgs) -> anyhow::Result<zring::logger::LoggerCo
             .map_err(|e: String| anyhow::anyhow!("backend: {e}"))?,
         (None, None) => zring::Backend::default(),
     };
-    config.metrics_listen = args.daemon.metrics_listen.clone().or(file.metrics_listen);
-    let curve = &args.curve;
-    // "" is not set, as in Zeek's options and the broker's file.
-    let set = |text: Option<String>| text.filter(|t| !t.is_empty());
-    config.curve = zring::keys::CurveOptions {
-        server_publickey: set(curve.curve_server_publickey.clone())
-            .or(set(file.curve_server_publickey)),
-        server_secretkey: curve
-            .curve_server_secretkey
-            .clone()
-            .or(file.curve_server_secretkey)
-            .filter(|s| !s.is_empty()),
-        client_publickey: set(curve.curve_client_publickey.clone())
-            .or(set(file.curve_client_publickey)),
-        allowed_clients: curve
-            .curve_allowed_clients
-            .clone()
-            .or(file.curve_allowed_clients)
-            .unwrap_or_default(),
-        keyfile: curve
-            .curve_keyfile
-            .clone()
-            .or(file.curve_keyfile)
-            .filter(|p| !p.as_os_str().is_empty()),
-    };
+    // "" turns the endpoint off, as in the broker's file.
+    config.metrics_listen = args
+        .daemon
+        .metrics_listen
+        .clone()
+        .or(file.metrics_listen)
+        .filter(|a| !a.is_empty());
+    config.curve.apply(zring::keys::CurveOverrides {
+        server_publickey: file.curve_server_publickey,
+        server_secretkey: file.curve_server_secretkey,
+        client_publickey: file.curve_client_publickey,
+        allowed_clients: file.curve_allowed_clients,
+        keyfile: file.curve_keyfile,
+    });
+    config.curve.apply(args.curve.overrides());
     config.addresses = zring::AddressLists::parse(
         &args
             .addresses
@@ -414,9 +405,10 @@ pub(crate) fn run(args: LoggerArgs) -> anyhow::Result<std::process::ExitCode> {
         config.dir.display()
     );
     let mut running = config;
+    let mut running_curve = curve;
     let signal = serve_signals(&signals, &status, || {
         logger.reopen_files();
-        running = reload(&logger, &args, &running)?;
+        (running, running_curve) = reload(&logger, &args, &running, &running_curve)?;
         Ok(())
     });
     tracing::info!(signal, "shutting down: writing what was received");
@@ -446,7 +438,11 @@ fn reload(
     logger: &zring::logger::Logger,
     args: &LoggerArgs,
     running: &zring::logger::LoggerConfig,
-) -> anyhow::Result<zring::logger::LoggerConfig> {
+    running_curve: &Option<zring::keys::CurveSettings>,
+) -> anyhow::Result<(
+    zring::logger::LoggerConfig,
+    Option<zring::keys::CurveSettings>,
+)> {
     let new = effective_config(args)?;
     let curve = resolve_curve(|| new.curve(zring::keys::process_env))?;
     let security = server_security(&curve);
@@ -462,25 +458,12 @@ fn reload(
              apply only at a restart"
         );
     }
-    if new.addresses != running.addresses {
-        tracing::info!(
-            "reload: addresses {} -> {} (for new connections)",
-            address_summary(&running.addresses),
-            address_summary(&new.addresses)
-        );
-    }
-    if let Some(curve) = &curve {
-        tracing::info!(
-            "reload: CURVE keys re-read: server public key {}, {} client key(s) accepted (for \
-             new connections)",
-            curve.server.public.to_z85(),
-            curve.clients().count()
-        );
-    } else if new.addresses == running.addresses {
-        tracing::info!("reload: nothing that applies live changed");
-    }
+    log_live_changes(
+        (&running.addresses, running_curve),
+        (&new.addresses, &curve),
+    );
     let mut kept = running.clone();
     kept.addresses = new.addresses;
     kept.curve = new.curve;
-    Ok(kept)
+    Ok((kept, curve))
 }
