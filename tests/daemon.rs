@@ -3,105 +3,22 @@
 //! notifications, refusal logging, `cat` as a probe. Each test runs the
 //! release or debug binary as a child process.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/ports.rs"]
 mod ports;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use daemon::Daemon;
 
 const EXE: &str = env!("CARGO_BIN_EXE_zring");
 
 /// A Z85 secret key for the wrapped-line tests (not a cluster's).
 const SECRET: &str = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
-
-/// A child `zring`, its stderr lines collected as written (colour codes
-/// and all); killed when the test ends, passed or failed.
-struct Daemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Daemon {
-    fn spawn(command: &mut Command) -> Daemon {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("zring starts");
-        let pipe = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    /// Waits until a line contains `text`, and returns it.
-    fn wait_line(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {text:?} in:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn count_lines(&self, text: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(text))
-            .count()
-    }
-
-    fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: signals a child we started and still own.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    /// SIGTERM; the exit status and all of stderr.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        self.signal(libc::SIGTERM);
-        let status = self.child.wait().unwrap();
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        (status, self.text())
-    }
-}
 
 /// The value of `key="..."` or `key=...` in a text log line.
 fn field(line: &str, key: &str) -> String {

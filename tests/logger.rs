@@ -6,6 +6,8 @@
 //! with expected text written out by hand from Zeek's rules
 //! (docs/zeek-log-formats.md), apart from the `#open`/`#close` times.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/logger_env.rs"]
 mod logger_env;
 #[path = "support/ports.rs"]

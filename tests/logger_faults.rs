@@ -10,6 +10,8 @@
 //! `setrlimit` in a child. Those need root (as CI runs); elsewhere the
 //! test says why it skips.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/logger_env.rs"]
 mod logger_env;
 #[path = "support/ports.rs"]
@@ -25,9 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use daemon::{strip_ansi, Daemon};
 use logger_env::{
-    assert_exactly_once, free_port, logger, logger_command, scratch, strip_ansi, uids_written,
-    wait_for, wait_lines, wait_listening, Binary, Node, RECORDS,
+    assert_exactly_once, free_port, logger, logger_command, scratch, uids_written, wait_for,
+    wait_lines, wait_listening, Node, RECORDS,
 };
 use zeek_batch::conn_batch_at;
 use zring::logger::{LoggerStats, WriteErrorPolicy};
@@ -200,7 +203,7 @@ fn a_rotation_into_a_read_only_directory_keeps_appending_and_loses_nothing() {
         .args(["--rotate-interval", "1"])
         .uid(nobody)
         .gid(nobody);
-    let binary = Binary::spawn(command);
+    let binary = Daemon::spawn(&mut command);
     wait_listening(&endpoint);
     let mut node = Node::connect(&endpoint, 1000, 0);
     let set_mode = |mode| {
@@ -239,7 +242,7 @@ fn a_rotation_into_a_read_only_directory_keeps_appending_and_loses_nothing() {
     let sent = node.next;
     wait_lines(&dir, sent);
     drop(node);
-    let (status, log) = binary.stop();
+    let (status, log) = binary.stop_plain();
     assert!(status.success(), "{status:?}\n{log}");
     assert_exactly_once(&uids_written(&dir), &Node::uids(0, sent));
     let failures = log
@@ -312,7 +315,7 @@ fn sigterm_writes_everything_three_paused_nodes_sent() {
         "--coalesce-us",
         "50000",
     ]);
-    let binary = Binary::spawn(command);
+    let binary = Daemon::spawn(&mut command);
     wait_listening(&endpoint);
     let per_node = 40u64;
     let batch_records = 1000u64;
@@ -336,7 +339,7 @@ fn sigterm_writes_everything_three_paused_nodes_sent() {
         .collect();
     // The nodes pause (their connections stay open) and the signal comes.
     let conns: Vec<_> = senders.into_iter().map(|s| s.join().unwrap()).collect();
-    let (status, log) = binary.stop();
+    let (status, log) = binary.stop_plain();
     assert!(status.success(), "{status:?}\n{log}");
     drop(conns);
     assert_exactly_once(
@@ -388,7 +391,7 @@ fn a_low_file_descriptor_limit_refuses_impossible_settings_and_counts_what_it_tu
     // By default it fits max-paths to the limit (64 here), and node
     // connections beyond the reserve use up descriptors too: paths that
     // cannot be opened are refused and counted, none lost silently.
-    let binary = Binary::spawn(limited(logger_command(&endpoint, &dir), 128));
+    let binary = Daemon::spawn(&mut limited(logger_command(&endpoint, &dir), 128));
     wait_listening(&endpoint);
     let mut node = Node::connect(&endpoint, 1000, 0);
     node.send("path0");
@@ -405,7 +408,7 @@ fn a_low_file_descriptor_limit_refuses_impossible_settings_and_counts_what_it_tu
     drop(idle);
     let sent = node.sent;
     drop(node);
-    let (status, log) = binary.stop();
+    let (status, log) = binary.stop_plain();
     assert!(status.success(), "{status:?}\n{log}");
     let written = uids_written(&dir);
     assert!(written.values().all(|&n| n == 1));
@@ -464,7 +467,7 @@ fn a_cleanly_closed_file_is_not_taken_for_a_crash() {
         let endpoint = format!("tcp://127.0.0.1:{}", free_port());
         let mut command = logger_command(&endpoint, &dir);
         command.args(["--format", format]);
-        let mut binary = Binary::spawn(command);
+        let mut binary = Daemon::spawn(&mut command);
         wait_listening(&endpoint);
         let mut node = Node::connect(&endpoint, 1000, 2 * RECORDS);
         node.send("conn");

@@ -9,6 +9,8 @@
 //! `run_rotation_postprocessor_cmd` (the unit tests in
 //! `src/logger/postprocess.rs` hold zeekctl's own example invocation).
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/logger_env.rs"]
 mod logger_env;
 #[path = "support/ports.rs"]
@@ -20,9 +22,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use daemon::Daemon;
 use logger_env::{
     assert_exactly_once, free_port, logger, logger_command, scratch, uids_written, wait_for,
-    wait_lines, wait_listening, Binary, Node, RECORDS,
+    wait_lines, wait_listening, Node, RECORDS,
 };
 use zring::logger::files::RotationNames;
 
@@ -106,7 +109,7 @@ fn a_stop_rotates_every_path_and_postprocesses_it_as_zeek_does() {
         "--postprocessor-env",
         "site=lab 1",
     ]);
-    let binary = Binary::spawn(cmd);
+    let binary = Daemon::spawn(&mut cmd);
     wait_listening(&endpoint);
     let mut node = Node::connect(&endpoint, 1000, 0);
     for path in ["conn", "dns", "http"] {
@@ -114,7 +117,7 @@ fn a_stop_rotates_every_path_and_postprocesses_it_as_zeek_does() {
         node.send(path);
     }
     wait_lines(&dir, node.sent);
-    let (status, log) = binary.stop();
+    let (status, log) = binary.stop_plain();
     assert!(status.success(), "{status:?}\n{log}");
 
     // Every path rotated once, nothing left open, every record kept.
@@ -259,7 +262,7 @@ fn files_an_earlier_run_left_are_rotated_under_their_open_times() {
 
     // A run that crashes: dns.log, left open with its shadow.
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-    let mut crashing = Binary::spawn(logger_command(&endpoint, &dir));
+    let mut crashing = Daemon::spawn(&mut logger_command(&endpoint, &dir));
     wait_listening(&endpoint);
     let mut node2 = Node::connect(&endpoint, 1000, RECORDS);
     node2.send("dns");

@@ -4,9 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::zeek_batch::{conn_batch_at, conn_uid, CONN_FIELDS};
@@ -202,72 +201,6 @@ pub fn assert_exactly_once(written: &BTreeMap<String, u32>, expected: &HashSet<S
         written.len(),
         expected.len()
     );
-}
-
-/// The `zring` binary as a child, its stderr collected on a thread.
-pub struct Binary {
-    pub child: Child,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Drop for Binary {
-    /// A test that fails half-way must not leave a logger running (it
-    /// would hold the test's output open).
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Binary {
-    pub fn spawn(mut command: Command) -> Binary {
-        let mut child = command
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("zring starts");
-        let pipe = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(pipe).lines() {
-                let line = line.unwrap_or_default();
-                text.push_str(&strip_ansi(&line));
-                text.push('\n');
-            }
-            text
-        });
-        Binary {
-            child,
-            stderr: Some(stderr),
-        }
-    }
-
-    /// SIGTERM, then the exit status and everything logged.
-    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        // SAFETY: signals a child we started and still own.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        let stderr = self.stderr.take().expect("stopped once");
-        (status, stderr.join().unwrap())
-    }
-}
-
-pub fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 pub fn free_port() -> u16 {
