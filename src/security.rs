@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -149,6 +150,11 @@ impl Security {
         }
     }
 
+    /// Whether it refuses any peer address (a server with address lists).
+    fn checks_addresses(&self) -> bool {
+        self.access().is_some_and(Access::checks_addresses)
+    }
+
     /// Who may connect, for the server mechanisms.
     pub(crate) fn access(&self) -> Option<&Access> {
         match self {
@@ -265,6 +271,16 @@ pub fn parse_address_range(text: &str) -> Result<IpNet, String> {
 /// what they were admitted with (as sshd keeps its sessions on a reload).
 pub struct LiveSecurity {
     current: std::sync::RwLock<Security>,
+    /// Its mechanism's name, which a reload may not change ([`replace`]
+    /// refuses), so it is read without the lock.
+    ///
+    /// [`replace`]: LiveSecurity::replace
+    name: &'static str,
+    /// Whether the current security checks peers' addresses: kept beside
+    /// the lock, updated under it, so that accepting where no list is
+    /// configured takes no lock, and a reload that adds lists applies to
+    /// the connections accepted after it.
+    checks_addresses: AtomicBool,
 }
 
 impl fmt::Debug for LiveSecurity {
@@ -277,6 +293,8 @@ impl LiveSecurity {
     /// Starts with `security`.
     pub fn new(security: Security) -> LiveSecurity {
         LiveSecurity {
+            name: security.name(),
+            checks_addresses: AtomicBool::new(security.checks_addresses()),
             current: std::sync::RwLock::new(security),
         }
     }
@@ -298,17 +316,23 @@ impl LiveSecurity {
     /// Whether a peer at `addr` may connect now (see
     /// [`Access::admits_address`]; clients admit everyone).
     pub(crate) fn admits_address(&self, addr: Option<IpAddr>) -> Result<(), String> {
+        // Acquire: pairs with the store in `replace`, so a connection
+        // accepted after a reload that added lists sees them.
+        if !self.checks_addresses.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.with(|s| s.access().map_or(Ok(()), |a| a.admits_address(addr)))
     }
 
     /// Its mechanism's name; a reload never changes it.
     pub fn name(&self) -> &'static str {
-        self.with(Security::name)
+        self.name
     }
 
-    /// Whether its mechanism is NULL; a reload never changes it.
+    /// Whether its mechanism is NULL; a reload never changes it (NULL is
+    /// the only mechanism of that name).
     pub fn is_null(&self) -> bool {
-        self.with(Security::is_null)
+        self.name == Security::Null.name()
     }
 
     /// Replaces it for connections from now on. Refused when the mechanism
@@ -320,14 +344,16 @@ impl LiveSecurity {
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if current.name() != security.name() {
+        if self.name != security.name() {
             return Err(format!(
                 "the mechanism would change from {} to {}: that needs a restart",
-                current.name(),
+                self.name,
                 security.name()
             ));
         }
+        let checks = security.checks_addresses();
         *current = security;
+        self.checks_addresses.store(checks, Ordering::Release);
         Ok(())
     }
 }
@@ -383,6 +409,12 @@ impl Access {
         self.allow.extend(lists.allow.iter().copied());
         self.deny.extend(lists.deny.iter().copied());
         self
+    }
+
+    /// Whether any address list is set: without one, every address is
+    /// admitted.
+    fn checks_addresses(&self) -> bool {
+        !self.allow.is_empty() || !self.deny.is_empty()
     }
 
     /// Whether a peer at `addr` may connect (`None`: not an IP peer, such
@@ -555,6 +587,28 @@ mod tests {
             .with_address_lists(&AddressLists::default())
             .access()
             .is_none());
+    }
+
+    /// Without lists no lock is taken to admit a peer, yet a reload that
+    /// adds lists applies to the next peer, and one that drops them frees
+    /// it; the mechanism stays.
+    #[test]
+    fn a_reload_that_adds_address_lists_applies_to_new_peers() {
+        let live = LiveSecurity::new(Security::Null);
+        let peer = Some("192.0.2.7".parse().unwrap());
+        assert!(live.admits_address(peer).is_ok());
+        let lists = AddressLists::parse(&["10.0.0.0/8"], &[]).unwrap();
+        live.replace(Security::Null.with_address_lists(&lists))
+            .unwrap();
+        assert!(live.admits_address(peer).is_err());
+        assert!(live.is_null() && live.name() == "NULL");
+        live.replace(Security::Null).unwrap();
+        assert!(live.admits_address(peer).is_ok());
+        let e = live
+            .replace(Security::plain_server(Access::default()))
+            .unwrap_err();
+        assert!(e.contains("from NULL to PLAIN"), "{e}");
+        assert!(live.is_null());
     }
 
     #[test]

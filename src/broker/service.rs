@@ -17,7 +17,6 @@ use super::coordinator::{Coordinator, Order, Request, Update};
 use super::egress::{self, Lanes};
 use super::shard::{Fanout, Shard};
 use super::{BrokerShared, Counter, Side, COORDINATOR};
-use crate::counters::Counters;
 use crate::reactor::conn::{room, Conn};
 use crate::reactor::refusals;
 use crate::reactor::{CloseReason, ConnSpec, Io, Key, Service};
@@ -108,9 +107,6 @@ impl Service for BrokerService {
     }
 
     fn fill(conn: &mut Conn<Self>) -> zmtp_codec::Result<()> {
-        if !conn.session.is_ready() {
-            return Ok(());
-        }
         if let Some(lanes) = &mut conn.svc.lanes {
             loop {
                 lanes.take_into(&mut conn.session, room, &mut conn.batch_messages)?;
@@ -256,14 +252,6 @@ impl Service for BrokerService {
         }
         unstall(io, key);
     }
-
-    fn link_detached(_: &()) {}
-
-    fn link_queued(_: &()) -> bool {
-        false
-    }
-
-    fn link_discard(_: &(), _: &Counters) {}
 }
 
 impl BrokerService {

@@ -82,27 +82,12 @@ pub enum ReactorError {
 /// configuration leaves it to `auto`: `io_uring` or `epoll`.
 pub const BACKEND_ENV: &str = "ZRING_BACKEND";
 
-/// The driver reactors run on, once chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chosen {
-    IoUring,
-    Epoll,
-}
-
-impl Chosen {
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Chosen::IoUring => "io_uring",
-            Chosen::Epoll => "epoll",
-        }
-    }
-}
-
 /// Checks the settings and picks the driver before any reactor starts:
 /// io_uring when asked for (or its error), epoll when asked for, and for
 /// `auto` io_uring if a probe of everything zring needs of it works here,
-/// else epoll with one warning that says why.
-pub(super) fn check(config: &ReactorConfig) -> Result<Chosen, ReactorError> {
+/// else epoll with one warning that says why. The backend returned is
+/// never [`Backend::Auto`].
+pub(super) fn check(config: &ReactorConfig) -> Result<Backend, ReactorError> {
     if let Some(window) = config.coalesce.filter(|&w| w > MAX_COALESCE) {
         return Err(ReactorError::Setup(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -124,17 +109,17 @@ pub(super) fn check(config: &ReactorConfig) -> Result<Chosen, ReactorError> {
         }
     }
     match backend {
-        Backend::IoUring => super::driver::probe_io_uring().map(|()| Chosen::IoUring),
-        Backend::Epoll => Ok(Chosen::Epoll),
+        Backend::IoUring => super::driver::probe_io_uring().map(|()| Backend::IoUring),
+        Backend::Epoll => Ok(Backend::Epoll),
         Backend::Auto => match super::driver::probe_io_uring() {
-            Ok(()) => Ok(Chosen::IoUring),
+            Ok(()) => Ok(Backend::IoUring),
             Err(e) => {
                 tracing::warn!(
                     "{e}; running on epoll instead, which costs more CPU per message. \
                      To run on io_uring, see \"Containers and hardened hosts\" in \
                      docs/operations.md; --backend epoll silences this warning"
                 );
-                Ok(Chosen::Epoll)
+                Ok(Backend::Epoll)
             }
         },
     }

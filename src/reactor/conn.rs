@@ -25,14 +25,12 @@ pub(crate) fn room(session: &mut Session) -> bool {
 }
 
 /// Where a connection is in its life. Transitions happen in one place each
-/// ([`Conn::handshake_done`], [`Conn::linger`], [`Conn::start_closing`]);
-/// closing is for good.
+/// ([`Conn::linger`], [`Conn::start_closing`]); closing is for good.
 #[derive(Debug)]
 pub(crate) enum Lifecycle {
-    /// Greeting and handshake.
-    Handshaking,
-    /// Messages flow.
-    Active,
+    /// Greeting, handshake, then messages: whether the handshake is done
+    /// is the session's to say (`is_ready`), so it is not kept here too.
+    Open,
     /// Its owner closed: it sends what is queued, then closes, or closes
     /// when `linger_deadline` passes.
     Lingering,
@@ -119,7 +117,7 @@ impl<S: Service> Conn<S> {
             session,
             peer,
             origin,
-            lifecycle: Lifecycle::Handshaking,
+            lifecycle: Lifecycle::Open,
             lingered: false,
             svc,
             recv_armed: false,
@@ -164,11 +162,8 @@ impl<S: Service> Conn<S> {
         matches!(self.lifecycle, Lifecycle::Lingering)
     }
 
-    /// The handshake is done: messages flow (unless it lingers already).
+    /// The handshake is done: its deadline goes, heartbeats start.
     pub(super) fn handshake_done(&mut self, now: Instant) {
-        if matches!(self.lifecycle, Lifecycle::Handshaking) {
-            self.lifecycle = Lifecycle::Active;
-        }
         self.handshake_deadline = None;
         self.next_ping = self.spec.opts.heartbeat_ivl.map(|d| now + d);
     }
@@ -182,13 +177,11 @@ impl<S: Service> Conn<S> {
         }
     }
 
-    /// Starts closing; false if it already was.
-    pub(super) fn start_closing(&mut self, reason: CloseReason) -> bool {
-        if self.is_closing() {
-            return false;
+    /// Starts closing, unless it already is (the first reason stays).
+    pub(super) fn start_closing(&mut self, reason: CloseReason) {
+        if !self.is_closing() {
+            self.lifecycle = Lifecycle::Closing(reason);
         }
-        self.lifecycle = Lifecycle::Closing(reason);
-        true
     }
 
     /// Stops reading for the service (after a bounded read-ahead).
@@ -226,15 +219,9 @@ impl<S: Service> Conn<S> {
         msg.msg_iov = slices.as_mut_ptr().cast::<libc::iovec>();
         msg.msg_iovlen = n as _;
         // SAFETY: IoSlice is ABI-compatible with iovec, and the slices
-        // borrow the outbox, which outlives the call. MSG_DONTWAIT: the
-        // reactor must never block on a peer that does not read.
-        let written = unsafe {
-            libc::sendmsg(
-                self.fd.as_raw_fd(),
-                &msg,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+        // borrow the outbox, which outlives the call. The send does not
+        // wait: the reactor must never block on a peer that does not read.
+        let written = unsafe { crate::sys::epoll::sendmsg(self.fd.as_raw_fd(), &msg) };
         if written > 0 {
             outbox.advance(written as usize);
         }

@@ -12,7 +12,7 @@ use super::bufring::SessionBuffers;
 use super::config::{ReactorConfig, ReactorError};
 use super::conn::Conn;
 use super::copy_pool::CopyPool;
-use super::driver::{Completion, Driver, Op};
+use super::driver::{Completion, Driver};
 use super::listen::{Connecter, Listener};
 use super::service::{Action, Io, Service};
 use super::slab::{Key, Slab};
@@ -42,8 +42,9 @@ pub(super) struct Reactor<S: Service, D: Driver> {
     local: VecDeque<S::Command>,
     /// Send buffers of closed connections that the kernel may still read
     /// (a zero-copy send's notification had not come), by the slot and
-    /// generation the connection had. Dropped when the notification comes,
-    /// so a closed connection never waits on a dead peer's TCP timeout.
+    /// [`Key::tag`] the connection had, as the notification carries them.
+    /// Dropped when the notification comes, so a closed connection never
+    /// waits on a dead peer's TCP timeout.
     pub(super) zc_orphans: HashMap<(u32, u32), zmtp_codec::Outbox>,
     /// Buffers for received bytes that are copied: messages straddling
     /// receive buffers, fills copied out of a crowded ring.
@@ -92,10 +93,6 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             ring_entries: config.ring_entries,
             busy: false,
         })
-    }
-
-    pub(super) fn cancel(&mut self, op: Op, key: Key) {
-        self.driver.cancel(op, key);
     }
 
     /// Buffers came back: connections that starved read again.
@@ -251,7 +248,7 @@ impl<S: Service, D: Driver> Reactor<S, D> {
 
     fn drain_mailbox(&mut self) {
         let mailbox = self.mailboxes[self.id].clone();
-        for ring in &mailbox.mesh {
+        for ring in mailbox.mesh.iter().flatten() {
             while let Some(cmd) = ring.pop() {
                 self.handle(cmd);
             }
@@ -266,13 +263,16 @@ impl<S: Service, D: Driver> Reactor<S, D> {
 
     /// Sends work to another reactor over the mesh; wake-ups are batched.
     pub(super) fn send_to(&mut self, reactor: usize, command: Command<S>) {
+        debug_assert_ne!(reactor, self.id, "no mesh ring leads to oneself");
         self.mesh_backlog[reactor].push_back(command);
         self.mesh_wake[reactor] = true;
     }
 
     fn flush_mesh(&mut self) {
         for target in 0..self.mailboxes.len() {
-            let ring = &self.mailboxes[target].mesh[self.id];
+            let Some(ring) = &self.mailboxes[target].mesh[self.id] else {
+                continue; // This reactor: nothing is sent to it.
+            };
             while let Some(cmd) = self.mesh_backlog[target].pop_front() {
                 if let Err(cmd) = ring.push(cmd) {
                     self.mesh_backlog[target].push_front(cmd);
@@ -354,7 +354,6 @@ mod tests {
 
     use super::super::{Reactors, MESH_RING};
     use super::*;
-    use crate::counters::Counters;
 
     /// A service that serves nothing, for tests of the reactor alone.
     struct Idle;
@@ -373,15 +372,8 @@ mod tests {
             true
         }
         fn on_sent(&mut self, _: &mut Io<'_, Self>, _: Key, _: usize) {}
-        fn on_closing(&mut self, _: &mut Io<'_, Self>, _: Key) {}
         fn on_gone(&mut self, _: &mut Io<'_, Self>, _: &mut Conn<Self>, _: bool) {}
         fn on_command(&mut self, _: &mut Io<'_, Self>, _: ()) {}
-        fn on_timer(&mut self, _: &mut Io<'_, Self>, _: Key, _: Instant) {}
-        fn link_detached(_: &()) {}
-        fn link_queued(_: &()) -> bool {
-            false
-        }
-        fn link_discard(_: &(), _: &Counters) {}
     }
 
     /// More commands than a mesh ring holds, sent while their target is
@@ -438,7 +430,6 @@ mod tests {
             true
         }
         fn on_sent(&mut self, _: &mut Io<'_, Self>, _: Key, _: usize) {}
-        fn on_closing(&mut self, _: &mut Io<'_, Self>, _: Key) {}
         fn on_gone(&mut self, _: &mut Io<'_, Self>, _: &mut Conn<Self>, _: bool) {}
         fn on_command(&mut self, io: &mut Io<'_, Self>, timers: Vec<(u32, Instant)>) {
             for (id, at) in timers {
@@ -454,11 +445,6 @@ mod tests {
             let due = self.due.remove(&key.index).expect("a timer that was set");
             self.fired.lock().unwrap().push((key.index, due, now));
         }
-        fn link_detached(_: &()) {}
-        fn link_queued(_: &()) -> bool {
-            false
-        }
-        fn link_discard(_: &(), _: &Counters) {}
     }
 
     /// Thousands of timers over 300 ms, on each driver: every one fires

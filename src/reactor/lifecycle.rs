@@ -105,7 +105,8 @@ impl<S: Service, D: Driver> Reactor<S, D> {
                     // then stops, so TCP pushes back on the peer.
                     conn.read_ahead += len;
                     if conn.read_ahead > READ_AHEAD && conn.recv_armed {
-                        self.cancel(Op::Recv, key);
+                        let fd = conn.raw_fd();
+                        self.driver.cancel(Op::Recv, key, fd);
                     }
                 }
             }
@@ -243,13 +244,13 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             return;
         };
         // Pending operations complete promptly.
-        sys::shutdown(conn.raw_fd());
-        let (recv, send) = (conn.recv_armed, conn.send_in_flight);
-        if recv {
-            self.cancel(Op::Recv, key);
+        let fd = conn.raw_fd();
+        sys::shutdown(fd);
+        if conn.recv_armed {
+            self.driver.cancel(Op::Recv, key, fd);
         }
-        if send {
-            self.cancel(Op::Send, key);
+        if conn.send_in_flight {
+            self.driver.cancel(Op::Send, key, fd);
         }
         self.try_finish(key);
     }
@@ -276,7 +277,8 @@ impl<S: Service, D: Driver> Reactor<S, D> {
                 .messages_out
                 .fetch_add(done as u64, Ordering::Relaxed);
             let buffers = std::mem::take(&mut conn.inflight);
-            self.zc_orphans.insert((key.index, key.generation), buffers);
+            // Under the tag: the notification carries no more of the key.
+            self.zc_orphans.insert((key.index, key.tag()), buffers);
             if done > 0 {
                 self.with_service(|service, io| service.on_sent(io, key, done));
             }

@@ -127,8 +127,9 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             counters
                 .connections_accepted
                 .fetch_add(1, Ordering::Relaxed);
-            let peer = sys::peer_name(&fd);
-            let refusal = spec.security.admits_address(sys::peer_ip(&fd)).err();
+            let addr = sys::peer_addr(&fd);
+            let peer = sys::peer_name(addr);
+            let refusal = spec.security.admits_address(addr.map(|a| a.ip())).err();
             if let Some(why) = refusal {
                 // Before any byte is read: the peer sees the close only.
                 counters.access_denied.fetch_add(1, Ordering::Relaxed);
@@ -170,7 +171,8 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             }
             l.closing = true;
             if l.armed {
-                self.cancel(Op::Accept, key);
+                let fd = l.fd.as_raw_fd();
+                self.driver.cancel(Op::Accept, key, fd);
             } else {
                 self.remove_listener(key);
             }
@@ -363,11 +365,21 @@ impl<S: Service, D: Driver> Reactor<S, D> {
             return;
         }
         if c.connecting {
-            self.cancel(Op::Connect, key);
+            self.cancel_connect(key);
             return;
         }
         let c = self.remove_connecter(key).expect("present");
         tracing::info!(endpoint = %c.name, "linger expired before a connection was made");
+    }
+
+    /// Cancels a connecter's connect in flight; its completion removes it.
+    fn cancel_connect(&mut self, key: Key) {
+        let Some(c) = self.connecters.get_mut(key) else {
+            return;
+        };
+        let fd = c.fd.as_ref().expect("a connect in flight has its socket");
+        let fd = fd.as_raw_fd();
+        self.driver.cancel(Op::Connect, key, fd);
     }
 
     /// Removes a connecter for good. What its owner queued, no connection
@@ -398,7 +410,7 @@ impl<S: Service, D: Driver> Reactor<S, D> {
                     self.timers.push(Reverse((at, TimerKey::Connecter(key))));
                 }
             } else if c.connecting {
-                self.cancel(Op::Connect, key);
+                self.cancel_connect(key);
             } else if c.conn.is_none() {
                 self.remove_connecter(key);
             }

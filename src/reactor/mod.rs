@@ -53,7 +53,6 @@ use std::time::Duration;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 pub(crate) use self::close::CloseReason;
-use self::config::Chosen;
 pub use self::config::{Backend, ReactorConfig, ReactorError, BACKEND_ENV, MAX_COALESCE};
 use self::driver::{Driver, Epoll, Uring};
 use self::event_loop::Reactor;
@@ -123,8 +122,26 @@ pub(crate) enum Command<S: Service> {
     Count(Arc<std::sync::atomic::AtomicU64>),
 }
 
-/// Capacity of each single-producer ring between two reactors.
+/// Capacity of each single-producer ring between two reactors, at most.
 const MESH_RING: usize = 1024;
+
+/// Ring slots of one reactor's mailbox over all its senders. Rings are
+/// allocated whole, and n reactors have n(n-1) of them: a fixed size
+/// would cost memory growing with the square of the reactor count. Mesh
+/// commands are control traffic (adopted connections, subscription
+/// updates, room notices), and a command that finds its ring full waits
+/// in the sender's backlog, so smaller rings cost latency only in bursts.
+const MESH_SLOTS: usize = 16 * 1024;
+
+/// The least capacity of a ring between two reactors.
+const MESH_RING_MIN: usize = 64;
+
+/// Capacity of each ring between two of `reactors` reactors: the whole
+/// [`MESH_RING`] up to 16 reactors, then less, so a reactor's mailbox
+/// keeps about [`MESH_SLOTS`] slots.
+fn mesh_ring(reactors: usize) -> usize {
+    (MESH_SLOTS / reactors.max(1)).clamp(MESH_RING_MIN, MESH_RING)
+}
 
 /// How soon a reactor retries commands that found a mesh ring full.
 const MESH_RETRY: Duration = Duration::from_micros(100);
@@ -132,7 +149,9 @@ const MESH_RETRY: Duration = Duration::from_micros(100);
 /// A reactor's inbound work: one ring per other reactor, one queue for
 /// everyone else.
 pub(crate) struct Mailbox<S: Service> {
-    mesh: Vec<ArrayQueue<Command<S>>>,
+    /// By sender; none from the reactor itself, whose own work goes to
+    /// its local queue.
+    mesh: Vec<Option<ArrayQueue<Command<S>>>>,
     external: SegQueue<Command<S>>,
     waker: Arc<Waker>,
 }
@@ -145,7 +164,7 @@ impl<S: Service> Mailbox<S> {
     }
 
     fn has_work(&self) -> bool {
-        !self.external.is_empty() || self.mesh.iter().any(|q| !q.is_empty())
+        !self.external.is_empty() || self.mesh.iter().flatten().any(|q| !q.is_empty())
     }
 }
 
@@ -154,7 +173,8 @@ impl<S: Service> Mailbox<S> {
 pub(crate) struct Reactors<S: Service> {
     mailboxes: Arc<[Arc<Mailbox<S>>]>,
     threads: Vec<JoinHandle<()>>,
-    backend: Chosen,
+    /// The driver chosen: io_uring or epoll, never `Auto`.
+    backend: Backend,
 }
 
 /// One reactor thread's life on driver `D`: set up, say so, run.
@@ -190,10 +210,13 @@ impl<S: Service> Reactors<S> {
     {
         let backend = config::check(config)?;
         let n = config.cores.len().max(1);
+        let ring = mesh_ring(n);
         let mailboxes: Vec<Arc<Mailbox<S>>> = (0..n)
-            .map(|_| {
+            .map(|id| {
                 Ok(Arc::new(Mailbox {
-                    mesh: (0..n).map(|_| ArrayQueue::new(MESH_RING)).collect(),
+                    mesh: (0..n)
+                        .map(|from| (from != id).then(|| ArrayQueue::new(ring)))
+                        .collect(),
                     external: SegQueue::new(),
                     waker: Arc::new(Waker::new()?),
                 }))
@@ -218,13 +241,10 @@ impl<S: Service> Reactors<S> {
                         }
                     }
                     let service = service(id, n);
-                    match backend {
-                        Chosen::IoUring => {
-                            run::<S, Uring>(id, &config, mailboxes, service, ready_tx);
-                        }
-                        Chosen::Epoll => {
-                            run::<S, Epoll>(id, &config, mailboxes, service, ready_tx);
-                        }
+                    if backend == Backend::IoUring {
+                        run::<S, Uring>(id, &config, mailboxes, service, ready_tx);
+                    } else {
+                        run::<S, Epoll>(id, &config, mailboxes, service, ready_tx);
                     }
                 })?;
             threads.push(thread);
@@ -286,4 +306,24 @@ pub(crate) enum TimerKey {
     Listener(Key),
     /// The service's ([`Io::timer`]).
     Service(Key),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rings of all reactors together grow with the reactor count,
+    /// not its square, and keep the full size where reactors are few.
+    #[test]
+    fn mesh_rings_shrink_as_reactors_multiply() {
+        for n in [1, 2, 8, 16] {
+            assert_eq!(mesh_ring(n), MESH_RING, "{n} reactors");
+        }
+        assert_eq!(mesh_ring(64), 256);
+        assert_eq!(mesh_ring(256), MESH_RING_MIN);
+        for n in 1..=256 {
+            let per_mailbox = (n - 1) * mesh_ring(n);
+            assert!(per_mailbox <= MESH_SLOTS, "{n} reactors: {per_mailbox}");
+        }
+    }
 }

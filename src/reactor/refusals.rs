@@ -20,9 +20,9 @@ const MAX_PEERS: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Refusal {
     /// Its address is denied or in no allowed range.
-    Address,
+    Address = 0,
     /// Its CURVE or PLAIN handshake failed or was refused.
-    Security,
+    Security = 1,
 }
 
 impl Refusal {
@@ -57,48 +57,88 @@ struct Window {
 /// The memory of recent refusals.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalLog {
-    peers: HashMap<(String, Refusal), Window>,
+    peers: Peers,
     /// Refusals of addresses not remembered (the table was full).
     overflow: Option<Window>,
+    /// When a full table was last swept of quiet addresses: at most once a
+    /// window, since a sweep walks the whole table under the process-wide
+    /// lock, and a scan from new addresses would otherwise pay it on each
+    /// refusal while finding nothing to forget.
+    last_sweep: Option<Instant>,
+}
+
+/// Remembered addresses, one table per reason, so a known address is
+/// found by the `&str` it arrives as, without copying it.
+#[derive(Debug, Default)]
+struct Peers([HashMap<String, Window>; 2]);
+
+impl Peers {
+    fn table(&mut self, why: Refusal) -> &mut HashMap<String, Window> {
+        &mut self.0[why as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(HashMap::len).sum()
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.0.iter().map(HashMap::capacity).sum()
+    }
+
+    /// Forgets addresses quiet for a whole window as of `now`.
+    fn forget_quiet(&mut self, now: Instant) {
+        for table in &mut self.0 {
+            table.retain(|_, w| w.count > 0 || now.duration_since(w.since) < SUMMARY_EVERY);
+        }
+    }
 }
 
 impl RefusalLog {
     /// Records a refusal of `host` at `now` and says what to log.
     pub(crate) fn record(&mut self, host: &str, why: Refusal, now: Instant) -> Logged {
-        let key = (host.to_owned(), why);
-        if let Some(w) = self.peers.get_mut(&key) {
+        if let Some(w) = self.peers.table(why).get_mut(host) {
             return w.count_one(now);
         }
-        if self.peers.len() >= MAX_PEERS {
-            // Forget addresses quiet for a whole window, then, if still
-            // full, count this one with the other strangers.
-            self.peers
-                .retain(|_, w| w.count > 0 || now.duration_since(w.since) < SUMMARY_EVERY);
-            if self.peers.len() >= MAX_PEERS {
-                return match &mut self.overflow {
-                    Some(w) => w.count_one(now),
-                    None => {
-                        self.overflow = Some(Window {
-                            count: 0,
-                            since: now,
-                        });
-                        Logged::First
-                    }
-                };
-            }
+        if self.peers.len() >= MAX_PEERS && !self.make_room(now) {
+            // Still full: count this one with the other strangers.
+            return match &mut self.overflow {
+                Some(w) => w.count_one(now),
+                None => {
+                    self.overflow = Some(Window::new(now));
+                    Logged::First
+                }
+            };
         }
-        self.peers.insert(
-            key,
-            Window {
-                count: 0,
-                since: now,
-            },
-        );
+        self.peers
+            .table(why)
+            .insert(host.to_owned(), Window::new(now));
         Logged::First
+    }
+
+    /// Forgets addresses quiet for a whole window, if the table was not
+    /// swept within the last one; whether there is room now.
+    fn make_room(&mut self, now: Instant) -> bool {
+        let due = self
+            .last_sweep
+            .is_none_or(|at| now.duration_since(at) >= SUMMARY_EVERY);
+        if due {
+            self.last_sweep = Some(now);
+            self.peers.forget_quiet(now);
+        }
+        self.peers.len() < MAX_PEERS
     }
 }
 
 impl Window {
+    /// A window opened by a refusal that was logged at `now`.
+    fn new(now: Instant) -> Window {
+        Window {
+            count: 0,
+            since: now,
+        }
+    }
+
     fn count_one(&mut self, now: Instant) -> Logged {
         self.count += 1;
         let over = now.duration_since(self.since);
@@ -233,6 +273,55 @@ mod tests {
             Logged::First
         );
         assert_eq!(log.peers.len(), 1);
+    }
+
+    /// A scan from ever new addresses, beyond the table: the table does not
+    /// grow, is swept at most once a window, and the strangers are still
+    /// summarised once a minute.
+    #[test]
+    fn refusals_beyond_the_table_stay_bounded_and_are_summarised() {
+        let mut log = RefusalLog::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let host = |i: u32| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+        for i in 0..MAX_PEERS as u32 {
+            assert_eq!(log.record(&host(i), Refusal::Address, at(0)), Logged::First);
+        }
+        // Each remembered address is refused again: none is quiet, so no
+        // sweep can make room.
+        for i in 0..MAX_PEERS as u32 {
+            assert_eq!(
+                log.record(&host(i), Refusal::Address, at(1)),
+                Logged::Counted
+            );
+        }
+        let capacity = log.peers.capacity();
+        let strangers = 50_000u32;
+        let mut firsts = 0;
+        for i in 0..strangers {
+            let when = at(2000 + u64::from(i));
+            let logged = log.record(&host(MAX_PEERS as u32 + i), Refusal::Address, when);
+            match logged {
+                Logged::First => firsts += 1,
+                Logged::Counted => {}
+                summary => panic!("no summary within the minute: {summary:?}"),
+            }
+        }
+        assert_eq!(firsts, 1, "one line for all the strangers");
+        assert_eq!(log.peers.len(), MAX_PEERS);
+        assert_eq!(log.peers.capacity(), capacity, "the table did not grow");
+        assert_eq!(log.last_sweep, Some(at(2000)), "swept once, for the first");
+        // A minute after the bucket opened, the next stranger is summarised
+        // with the rest (the sweep then due finds no quiet address).
+        let later = at(2000 + SUMMARY_EVERY.as_millis() as u64);
+        assert_eq!(
+            log.record("192.0.2.1", Refusal::Address, later),
+            Logged::Summary {
+                count: u64::from(strangers),
+                over: SUMMARY_EVERY
+            }
+        );
+        assert_eq!(log.peers.len(), MAX_PEERS);
     }
 
     #[test]

@@ -22,9 +22,13 @@ impl<S: Service, D: Driver> Reactor<S, D> {
         if conn.send_in_flight || conn.zc_notif_pending || conn.is_closing() {
             return;
         }
-        if let Err(e) = S::fill(conn) {
-            self.close_conn(key, CloseReason::Encode(e));
-            return;
+        // Until the handshake is done, only the session's own greeting
+        // and handshake go out.
+        if conn.session.is_ready() {
+            if let Err(e) = S::fill(conn) {
+                self.close_conn(key, CloseReason::Encode(e));
+                return;
+            }
         }
         let Some(zero_copy) = conn.prepare_send() else {
             if conn.is_lingering() && conn.send_drained() {

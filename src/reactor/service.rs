@@ -123,7 +123,8 @@ pub(crate) trait Service: Sized + 'static {
     fn on_input(&mut self, io: &mut Io<'_, Self>, key: Key);
 
     /// Moves what is queued for the peer into the session, up to one send
-    /// batch (see [`super::conn::room`]). Called when no send is in flight.
+    /// batch (see [`super::conn::room`]). Called when no send is in flight
+    /// and the handshake is done: before, the session sends only its own.
     fn fill(conn: &mut Conn<Self>) -> zmtp_codec::Result<()>;
 
     /// Whether nothing waits in the service's queues for this connection
@@ -133,8 +134,10 @@ pub(crate) trait Service: Sized + 'static {
     /// `done` messages of this connection reached the kernel.
     fn on_sent(&mut self, io: &mut Io<'_, Self>, key: Key, done: usize);
 
-    /// The connection started closing; it gets no more input.
-    fn on_closing(&mut self, io: &mut Io<'_, Self>, key: Key);
+    /// The connection started closing; it gets no more input. Nothing by
+    /// default: a service that lets others wait on a connection (for its
+    /// room) tells them here; one that does not has `on_gone` to clean up.
+    fn on_closing(&mut self, _io: &mut Io<'_, Self>, _key: Key) {}
 
     /// The connection is gone: the kernel holds nothing of it. It is still
     /// in `conn` (no longer in `io`), with what it counted; `reconnects`
@@ -144,8 +147,9 @@ pub(crate) trait Service: Sized + 'static {
     /// A command for the service.
     fn on_command(&mut self, io: &mut Io<'_, Self>, command: Self::Command);
 
-    /// A timer the service set for `key` ([`Io::timer`]) is due.
-    fn on_timer(&mut self, io: &mut Io<'_, Self>, key: Key, now: Instant);
+    /// A timer the service set for `key` ([`Io::timer`]) is due. Nothing
+    /// by default: only a service that sets timers gets here.
+    fn on_timer(&mut self, _io: &mut Io<'_, Self>, _key: Key, _now: Instant) {}
 
     /// Once per turn of the reactor's loop, before it waits: for work the
     /// service defers (a socket's delayed wake-ups of its application).
@@ -156,15 +160,21 @@ pub(crate) trait Service: Sized + 'static {
         None
     }
 
-    /// A connecter starts, with no connection yet.
-    fn link_detached(link: &Self::Link);
+    /// A connecter starts, with no connection yet. Nothing by default, nor
+    /// in the two hooks below: they are for a service whose connecters
+    /// queue messages in a link, and one that never connects (the broker)
+    /// or keeps nothing in its links has nothing to track or lose.
+    fn link_detached(_link: &Self::Link) {}
 
-    /// Whether messages wait in a connecter's link for a connection.
-    fn link_queued(link: &Self::Link) -> bool;
+    /// Whether messages wait in a connecter's link for a connection (a
+    /// closed owner's connecter then lingers to deliver them).
+    fn link_queued(_link: &Self::Link) -> bool {
+        false
+    }
 
     /// A connecter goes for good: what waited in its link is lost; it is
     /// counted in `counters`.
-    fn link_discard(link: &Self::Link, counters: &Counters);
+    fn link_discard(_link: &Self::Link, _counters: &Counters) {}
 }
 
 /// What the reactor carries out for a service, in order, after a hook.

@@ -8,7 +8,18 @@ pub(crate) struct Key {
     pub(crate) generation: u32,
 }
 
+/// The bits of a generation that a driver's token carries (the top byte
+/// of a token names the operation; see `driver::token`).
+pub(crate) const TAG_BITS: u32 = 0xff_ffff;
+
 impl Key {
+    /// The generation as a completion carries it: its low 24 bits. Whatever
+    /// is looked up by a completion's generation must be stored under this,
+    /// not the full generation, or a slot reused 2^24 times never matches.
+    pub(crate) fn tag(self) -> u32 {
+        self.generation & TAG_BITS
+    }
+
     /// Packs the key into a u64 (for atomics).
     pub(crate) fn to_u64(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
@@ -66,16 +77,16 @@ impl<T> Slab<T> {
         }
     }
 
-    /// Like `get_mut` for a key whose generation was truncated to 24 bits.
-    pub(crate) fn find_mut(&mut self, index: u32, generation24: u32) -> Option<(Key, &mut T)> {
-        match self.slots.get_mut(index as usize) {
-            Some((generation, Some(value))) if *generation & 0xff_ffff == generation24 => Some((
-                Key {
-                    index,
-                    generation: *generation,
-                },
-                value,
-            )),
+    /// Like `get_mut` for a key known by its [`Key::tag`], as completions
+    /// carry it; the full key is returned with the value.
+    pub(crate) fn find_mut(&mut self, index: u32, tag: u32) -> Option<(Key, &mut T)> {
+        let (generation, value) = self.slots.get_mut(index as usize)?;
+        let key = Key {
+            index,
+            generation: *generation,
+        };
+        match value {
+            Some(value) if key.tag() == tag => Some((key, value)),
             _ => None,
         }
     }
@@ -104,5 +115,26 @@ impl<T> Slab<T> {
                 generation: *g,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot reused more than 2^24 times: its key's generation no longer
+    /// fits a token, and a completion's tag still finds it (and only it).
+    #[test]
+    fn a_generation_above_the_tag_bits_is_found_by_its_tag() {
+        let mut slab = Slab::default();
+        slab.slots.push(((1 << 24) + 4, None));
+        slab.free.push(0);
+        let key = slab.insert_with(|_| "conn");
+        assert_eq!(key.generation, (1 << 24) + 5);
+        assert_eq!(key.tag(), 5);
+        let (found, value) = slab.find_mut(key.index, key.tag()).expect("found by tag");
+        assert_eq!((found, *value), (key, "conn"));
+        assert!(slab.find_mut(key.index, key.generation).is_none());
+        assert!(slab.find_mut(key.index, 4).is_none(), "an older generation");
     }
 }

@@ -130,9 +130,6 @@ impl Service for SocketService {
     }
 
     fn fill(conn: &mut Conn<Self>) -> zmtp_codec::Result<()> {
-        if !conn.session.is_ready() {
-            return Ok(());
-        }
         match &conn.svc.pipe {
             Some(pipe) => pipe.fill(&mut conn.session, room, &mut conn.batch_messages),
             None => Ok(()),
@@ -154,8 +151,6 @@ impl Service for SocketService {
             conn.spec.service.socket.notify_writable();
         }
     }
-
-    fn on_closing(&mut self, _io: &mut Io<'_, Self>, _key: Key) {}
 
     fn on_gone(&mut self, _io: &mut Io<'_, Self>, conn: &mut Conn<Self>, reconnects: bool) {
         let spec = &conn.spec.service;
@@ -194,8 +189,6 @@ impl Service for SocketService {
             SocketCommand::Resume(socket) => self.resume(io, socket),
         }
     }
-
-    fn on_timer(&mut self, _io: &mut Io<'_, Self>, _key: Key, _now: Instant) {}
 
     fn on_tick(&mut self, _io: &mut Io<'_, Self>) {
         self.fire_deferred_wakes();

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use super::cvt;
 
@@ -33,40 +34,38 @@ pub(crate) fn eventfd_drain(fd: RawFd) {
 
 /// Waits until `fd` is readable or `timeout_ms` passes (-1: forever).
 pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; EINTR simply returns early.
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+    poll_readable(fd, timeout);
 }
 
 /// Whether `fd` is readable now.
 #[cfg(test)]
 pub(crate) fn is_readable(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    poll_readable(fd, Some(Duration::ZERO))
 }
 
 /// Waits until `fd` is readable or `timeout` passes, to the microsecond
 /// (`wait_readable` counts in milliseconds).
-pub(crate) fn wait_readable_for(fd: RawFd, timeout: std::time::Duration) {
+pub(crate) fn wait_readable_for(fd: RawFd, timeout: Duration) {
+    poll_readable(fd, Some(timeout));
+}
+
+/// The one body of the waits above: `ppoll`, which takes a timeout to
+/// the nanosecond (None: forever); whether `fd` turned readable.
+fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> bool {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: one valid pollfd and a live timespec; no signal mask is
-    // changed; EINTR simply returns early.
-    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
+    // SAFETY: one valid pollfd and a live timespec or none; no signal mask
+    // is changed; EINTR simply returns early.
+    unsafe { libc::ppoll(&mut pfd, 1, ts, std::ptr::null()) == 1 }
 }

@@ -21,7 +21,7 @@ pub(crate) use self::limits::{
     clock_ticks_per_second, nofile_limit, raise_nofile_limit, set_timer_slack_ns,
 };
 pub(crate) use self::net::{
-    accepted_fd, interface_address, ipc_listen, peer_ip, peer_name, set_backlog, set_buffer_size,
+    accepted_fd, interface_address, ipc_listen, peer_addr, peer_name, set_backlog, set_buffer_size,
     set_nodelay, shutdown, stream_socket, tcp_listen, RawAddr,
 };
 pub use self::signals::{DaemonSignals, Signal};

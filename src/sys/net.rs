@@ -153,22 +153,18 @@ pub(crate) fn set_nodelay(fd: RawFd) {
     };
 }
 
-/// The peer of a connected socket, for log lines.
-pub(crate) fn peer_name(fd: &OwnedFd) -> String {
+/// The address of a connected socket's peer, from one `getpeername`
+/// (`None` for an ipc peer, or a socket already reset).
+pub(crate) fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     // SAFETY: the TcpStream borrows the fd only for this call and is never
     // dropped, so the fd is not closed here.
     let stream = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd.as_raw_fd()) });
-    match stream.peer_addr() {
-        Ok(addr) => addr.to_string(),
-        Err(_) => "ipc peer".to_owned(),
-    }
+    stream.peer_addr().ok()
 }
 
-/// The IP address of a connection's peer (`None` for ipc).
-pub(crate) fn peer_ip(fd: &OwnedFd) -> Option<std::net::IpAddr> {
-    // SAFETY: as in `peer_name`.
-    let stream = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd.as_raw_fd()) });
-    stream.peer_addr().ok().map(|a| a.ip())
+/// A peer's name for log lines, from [`peer_addr`].
+pub(crate) fn peer_name(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "ipc peer".to_owned(), |a| a.to_string())
 }
 
 /// A listening TCP socket and the address it got.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use zmtp_codec::BufferPool;
 
-use super::{token, Completion, Driver, Op, Received};
+use super::{Completion, Driver, Op, Received};
 use crate::reactor::bufring::BufRing;
 use crate::reactor::config::{ReactorConfig, ReactorError};
 use crate::reactor::slab::Key;
@@ -157,7 +157,7 @@ impl Epoll {
                 let (bytes, copied) = self.bufs.received(bid, n as usize, copies);
                 out.push(Completion::Recv {
                     index: key.index,
-                    generation: key.generation & 0xff_ffff,
+                    generation: key.tag(),
                     received: Received::Data(bytes, copied),
                     armed: true,
                 });
@@ -235,7 +235,7 @@ impl Epoll {
 fn recv_done(key: Key, received: Received) -> Completion {
     Completion::Recv {
         index: key.index,
-        generation: key.generation & 0xff_ffff,
+        generation: key.tag(),
         received,
         armed: false,
     }
@@ -244,7 +244,7 @@ fn recv_done(key: Key, received: Received) -> Completion {
 fn sent(key: Key, result: i32) -> Completion {
     Completion::Sent {
         index: key.index,
-        generation: key.generation & 0xff_ffff,
+        generation: key.tag(),
         result,
         notif_follows: false,
     }
@@ -253,7 +253,7 @@ fn sent(key: Key, result: i32) -> Completion {
 fn accepted(key: Key, result: i32, armed: bool) -> Completion {
     Completion::Accepted {
         index: key.index,
-        generation: key.generation & 0xff_ffff,
+        generation: key.tag(),
         result,
         armed,
     }
@@ -262,7 +262,7 @@ fn accepted(key: Key, result: i32, armed: bool) -> Completion {
 fn connected(key: Key, result: i32) -> Completion {
     Completion::Connected {
         index: key.index,
-        generation: key.generation & 0xff_ffff,
+        generation: key.tag(),
         result,
     }
 }
@@ -340,8 +340,7 @@ impl Driver for Epoll {
         }
     }
 
-    fn cancel(&mut self, op: Op, key: Key) {
-        let tok = token(super::op_kind(op), key);
+    fn cancel(&mut self, op: Op, key: Key, fd: RawFd) {
         if op == Op::Send {
             if let Some(i) = self.queued.iter().position(|&(k, _, _)| k == key) {
                 self.queued.remove(i);
@@ -349,37 +348,31 @@ impl Driver for Epoll {
                 return;
             }
         }
-        let found = self.watched.iter_mut().find_map(|(&fd, w)| {
-            let hit = match op {
-                Op::Recv => w.recv == Some(key),
-                Op::Send => w.send.is_some_and(|(k, _)| k == key),
-                Op::Accept => w.accept == Some(key),
-                Op::Connect => w.connect == Some(key),
-            };
-            hit.then_some(fd)
-        });
-        let Some(fd) = found else {
+        let Some(watch) = self.watched.get_mut(&fd) else {
             // Done already; its completion is on its way.
-            tracing::trace!(tok, "cancel: nothing pending");
+            tracing::trace!(?op, ?key, fd, "cancel: nothing watched");
             return;
         };
-        let watch = self.watch(fd);
         let completion = match op {
-            Op::Recv => {
+            Op::Recv if watch.recv == Some(key) => {
                 watch.recv = None;
                 recv_done(key, Received::Failed(-libc::ECANCELED))
             }
-            Op::Send => {
+            Op::Send if watch.send.is_some_and(|(k, _)| k == key) => {
                 watch.send = None;
                 sent(key, -libc::ECANCELED)
             }
-            Op::Accept => {
+            Op::Accept if watch.accept == Some(key) => {
                 watch.accept = None;
                 accepted(key, -libc::ECANCELED, false)
             }
-            Op::Connect => {
+            Op::Connect if watch.connect == Some(key) => {
                 watch.connect = None;
                 connected(key, -libc::ECANCELED)
+            }
+            _ => {
+                tracing::trace!(?op, ?key, fd, "cancel: nothing pending");
+                return;
             }
         };
         self.ready.push(completion);
@@ -648,7 +641,7 @@ mod tests {
             .collect();
         assert_eq!(data, [5]);
         // Cancelled: one completion that says so, and nothing is watched.
-        d.cancel(Op::Recv, key(2));
+        d.cancel(Op::Recv, key(2), b.as_raw_fd());
         let out = run(&mut d, |out| !out.is_empty());
         assert!(matches!(
             out[0],

@@ -38,7 +38,7 @@ pub(super) use self::epoll::Epoll;
 pub(super) use self::uring::{probe_io_uring, Uring};
 use super::bufring::BufRing;
 use super::config::{ReactorConfig, ReactorError};
-use super::slab::Key;
+use super::slab::{Key, TAG_BITS};
 use super::wait::Wait;
 use crate::sys;
 use crate::sys::waker::Waker;
@@ -65,7 +65,7 @@ pub(super) enum Received {
 }
 
 /// The outcome of an operation, for the connection, listener or connecter
-/// at `index` whose generation's low 24 bits are `generation`.
+/// at `index` whose generation's [`Key::tag`] is `generation`.
 #[derive(Debug)]
 pub(super) enum Completion {
     Recv {
@@ -122,9 +122,10 @@ pub(super) trait Driver: Sized + 'static {
     /// Connects `fd` to `addr`, which stays put until the completion.
     fn connect(&mut self, key: Key, fd: RawFd, addr: &sys::RawAddr);
 
-    /// Cancels `op` of `key`; its completion says so (or reports what it
-    /// had already done).
-    fn cancel(&mut self, op: Op, key: Key);
+    /// Cancels `op` of `key` on `fd`; its completion says so (or reports
+    /// what it had already done). The caller knows the descriptor, so a
+    /// driver that keeps state per descriptor need not search for the key.
+    fn cancel(&mut self, op: Op, key: Key, fd: RawFd);
 
     /// `fd` is about to be closed: nothing of it may stay registered.
     fn forget(&mut self, fd: RawFd);
@@ -192,17 +193,15 @@ const OP_SEND: u64 = 4;
 const OP_CONNECT: u64 = 5;
 const OP_CANCEL: u64 = 6;
 
+/// A user_data or epoll token: the kind in the top byte, then the key's
+/// [`Key::tag`] (all of the generation that fits), then its index.
 fn token(kind: u64, key: Key) -> u64 {
-    (kind << 56) | ((u64::from(key.generation) & 0xff_ffff) << 32) | u64::from(key.index)
+    (kind << 56) | (u64::from(key.tag()) << 32) | u64::from(key.index)
 }
 
-/// (kind, index, generation's low 24 bits).
+/// (kind, index, the key's [`Key::tag`]).
 fn split_token(token: u64) -> (u64, u32, u32) {
-    (
-        token >> 56,
-        token as u32,
-        ((token >> 32) & 0xff_ffff) as u32,
-    )
+    (token >> 56, token as u32, (token >> 32) as u32 & TAG_BITS)
 }
 
 fn op_kind(op: Op) -> u64 {
@@ -211,5 +210,20 @@ fn op_kind(op: Op) -> u64 {
         Op::Send => OP_SEND,
         Op::Accept => OP_ACCEPT,
         Op::Connect => OP_CONNECT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_carries_the_kind_index_and_tag() {
+        let key = Key {
+            index: 7,
+            generation: (3 << 24) + 9,
+        };
+        assert_eq!(split_token(token(OP_SEND, key)), (OP_SEND, 7, key.tag()));
+        assert_eq!(key.tag(), 9);
     }
 }

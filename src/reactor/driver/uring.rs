@@ -186,7 +186,7 @@ impl Driver for Uring {
         self.push(entry);
     }
 
-    fn cancel(&mut self, op: Op, key: Key) {
+    fn cancel(&mut self, op: Op, key: Key, _fd: RawFd) {
         let entry = opcode::AsyncCancel::new(token(op_kind(op), key))
             .build()
             .user_data(OP_CANCEL << 56);
