@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use measure::{median, process_cpu_seconds};
+use zring::bench::procstat::Proc;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -128,6 +129,8 @@ fn serve_zring(reactors: usize) {
 /// A broker child process.
 struct Server {
     child: Child,
+    /// Its `/proc` entry, for its CPU time and memory.
+    proc: Proc,
     xpub: String,
     xsub: String,
 }
@@ -149,31 +152,24 @@ impl Server {
         let mut parts = line.split_whitespace().skip(1);
         let xpub = parts.next().expect("xpub endpoint").to_owned();
         let xsub = parts.next().expect("xsub endpoint").to_owned();
-        Server { child, xpub, xsub }
+        let proc = Proc::pid(child.id()).expect("the broker's /proc entry");
+        Server {
+            child,
+            proc,
+            xpub,
+            xsub,
+        }
     }
 
     /// CPU seconds (user + system) the broker used so far.
     fn cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+        self.proc.cpu_seconds().expect("the broker's stat")
     }
 
     /// (current RSS, peak RSS) in KiB.
     fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let kib = |bytes: std::io::Result<u64>| bytes.expect("the broker's status") / 1024;
+        (kib(self.proc.rss_bytes()), kib(self.proc.peak_rss_bytes()))
     }
 }
 
@@ -430,57 +426,114 @@ fn soak(imp: Impl, reactors: usize, seconds: u64) -> (u64, u64, u64) {
 }
 
 /// One cell of the table: its label, then (msg/s, CPU s per M, peak RSS)
-/// for zmq_proxy and zring.
+/// for each broker, zmq_proxy first.
 type Cell = (String, Vec<(f64, f64, f64)>);
 
-/// Two bar charts side by side, delivered msg/s and broker CPU per
-/// delivered message, one pair of bars (zmq_proxy, zring) per cell.
-fn svg(cells: &[Cell]) -> String {
+/// One chart of an SVG: its title, the figure of a cell it draws, how that
+/// figure is written beside its bar, and whether each broker's bars have a
+/// scale of their own (to show each one's growth rather than compare them).
+struct Chart {
+    title: &'static str,
+    value: fn(&(f64, f64, f64)) -> f64,
+    label: fn(f64) -> String,
+    per_broker: bool,
+}
+
+/// Delivered msg/s, on one scale.
+const RATE_CHART: Chart = Chart {
+    title: "delivered messages/s",
+    value: |v| v.0,
+    label: |rate| format!("{:.0}k", rate / 1000.0),
+    per_broker: false,
+};
+
+/// Broker CPU per delivered message, on one scale.
+const CPU_CHART: Chart = Chart {
+    title: "broker CPU seconds per million delivered",
+    value: |v| v.1,
+    label: |cpu| format!("{cpu:.2}"),
+    per_broker: false,
+};
+
+/// Broker CPU per delivered message, each broker on its own scale (the
+/// scale table: how each one's cost grows).
+const CPU_GROWTH_CHART: Chart = Chart {
+    title: "broker CPU seconds per million delivered (bars scaled per broker)",
+    value: |v| v.1,
+    label: |cpu| format!("{cpu:.3}"),
+    per_broker: true,
+};
+
+/// The brokers' names, for a legend.
+fn names(impls: &[Impl]) -> Vec<String> {
+    impls.iter().map(|imp| imp.name()).collect()
+}
+
+/// Bar charts side by side, one per entry of `charts`, with a row per
+/// cell and in each row a bar per broker (`names`, in order), so a row is
+/// as tall as the brokers compared.
+fn svg(cells: &[Cell], names: &[String], charts: &[Chart]) -> String {
     use std::fmt::Write as _;
-    let (row, width, bar) = (34.0, 300.0, 13.0);
-    let height = 60.0 + row * cells.len() as f64;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n\
-         <text x=\"130\" y=\"18\">delivered messages/s</text>\
-         <text x=\"520\" y=\"18\">broker CPU seconds per million delivered</text>\n\
-         <rect x=\"130\" y=\"26\" width=\"10\" height=\"10\" fill=\"#999\"/>\
-         <text x=\"145\" y=\"35\">zmq_proxy (libzmq 4.3.4)</text>\
-         <rect x=\"320\" y=\"26\" width=\"10\" height=\"10\" fill=\"#2a7\"/>\
-         <text x=\"335\" y=\"35\">zring broker</text>\n"
+    const COLOURS: [&str; 4] = ["#999", "#2a7", "#27a", "#a72"];
+    let colour = |j: usize| COLOURS[j % COLOURS.len()];
+    // Label column, bar length, chart width with its numbers, bar height.
+    let (left, width, span, bar) = (200.0, 300.0, 390.0, 13.0);
+    let row = bar * names.len() as f64 + 8.0;
+    let top = 30.0 + 14.0 * names.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n",
+        left + span * charts.len() as f64,
+        top + row * cells.len() as f64 + 10.0
     );
-    let max_rate = cells
-        .iter()
-        .flat_map(|c| c.1.iter().map(|v| v.0))
-        .fold(1.0, f64::max);
-    let max_cpu = cells
-        .iter()
-        .flat_map(|c| c.1.iter().map(|v| v.1))
-        .fold(1e-9, f64::max);
+    for (k, chart) in charts.iter().enumerate() {
+        let x = left + span * k as f64;
+        let _ = writeln!(out, "<text x=\"{x}\" y=\"18\">{}</text>", chart.title);
+    }
+    for (j, name) in names.iter().enumerate() {
+        let y = 26.0 + 14.0 * j as f64;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{left}\" y=\"{y}\" width=\"10\" height=\"10\" fill=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\">{name}</text>",
+            colour(j),
+            left + 15.0,
+            y + 9.0
+        );
+    }
+    // A chart's scale: its largest figure, over all brokers or broker j's.
+    let max = |chart: &Chart, j: usize| {
+        cells
+            .iter()
+            .flat_map(|c| c.1.iter().enumerate())
+            .filter(|&(b, _)| !chart.per_broker || b == j)
+            .map(|(_, v)| (chart.value)(v))
+            .fold(1e-9, f64::max)
+    };
     for (i, (label, values)) in cells.iter().enumerate() {
-        let y = 48.0 + row * i as f64;
-        let _ = writeln!(out, "<text x=\"4\" y=\"{}\">{label}</text>", y + bar + 4.0);
-        for (j, (rate, cpu, _)) in values.iter().enumerate() {
-            let fill = if j == 0 { "#999" } else { "#2a7" };
-            let yy = y + j as f64 * bar;
-            let w1 = width * rate / max_rate;
-            let w2 = width * cpu / max_cpu;
-            let _ = writeln!(
-                out,
-                "<rect x=\"130\" y=\"{yy}\" width=\"{w1:.1}\" height=\"{}\" fill=\"{fill}\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{:.0}k</text>\
-                 <rect x=\"520\" y=\"{yy}\" width=\"{w2:.1}\" height=\"{}\" fill=\"{fill}\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{cpu:.2}</text>",
-                bar - 1.0,
-                134.0 + w1,
-                yy + bar - 3.0,
-                rate / 1000.0,
-                bar - 1.0,
-                524.0 + w2,
-                yy + bar - 3.0,
-            );
+        let y = top + row * i as f64;
+        let _ = writeln!(
+            out,
+            "<text x=\"4\" y=\"{:.1}\">{label}</text>",
+            y + (row - 8.0) / 2.0 + 4.0
+        );
+        for (j, v) in values.iter().enumerate() {
+            let yy = y + bar * j as f64;
+            for (k, chart) in charts.iter().enumerate() {
+                let x = left + span * k as f64;
+                let value = (chart.value)(v);
+                let w = width * value / max(chart, j);
+                let _ = writeln!(
+                    out,
+                    "<rect x=\"{x}\" y=\"{yy}\" width=\"{w:.1}\" height=\"{}\" fill=\"{}\"/>\
+                     <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
+                    bar - 1.0,
+                    colour(j),
+                    x + w + 4.0,
+                    yy + bar - 3.0,
+                    (chart.label)(value)
+                );
+            }
         }
     }
     out.push_str("</svg>\n");
@@ -606,7 +659,8 @@ fn orchestrate(arg: &dyn Fn(&str) -> Option<String>) {
         }
     }
     if let Some(path) = arg("svg") {
-        std::fs::write(&path, svg(&cells)).unwrap();
+        let chart = svg(&cells, &names(&impls), &[RATE_CHART, CPU_CHART]);
+        std::fs::write(&path, chart).unwrap();
         eprintln!("wrote {path}");
     }
     println!();
@@ -777,7 +831,8 @@ fn capacity(impls: &[Impl], runs: usize, count: u64, svg_path: Option<&str>) {
         println!("| {size} B | {name} | {rate:.2}× | {cpu:.2}× |");
     }
     if let Some(path) = svg_path {
-        std::fs::write(path, svg(&cells)).unwrap();
+        let chart = svg(&cells, &names(impls), &[RATE_CHART, CPU_CHART]);
+        std::fs::write(path, chart).unwrap();
         eprintln!("wrote {path}");
     }
 }
@@ -844,51 +899,10 @@ fn scale(impls: &[Impl], count: u64, svg_path: Option<&str>) {
                 )
             })
             .collect();
-        std::fs::write(path, svg_cpu(&cells)).unwrap();
+        let chart = svg(&cells, &names(impls), &[CPU_GROWTH_CHART]);
+        std::fs::write(path, chart).unwrap();
         eprintln!("wrote {path}");
     }
-}
-
-/// Broker CPU per delivered message only, one pair of bars per row (the
-/// scale table), each broker on its own scale so both growths show.
-fn svg_cpu(cells: &[Cell]) -> String {
-    use std::fmt::Write as _;
-    let (row, width, bar) = (34.0, 260.0, 13.0);
-    let height = 60.0 + row * cells.len() as f64;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n\
-         <text x=\"200\" y=\"18\">broker CPU seconds per million delivered (bars scaled per broker)</text>\n\
-         <rect x=\"200\" y=\"26\" width=\"10\" height=\"10\" fill=\"#999\"/>\
-         <text x=\"215\" y=\"35\">zmq_proxy (libzmq 4.3.4)</text>\
-         <rect x=\"420\" y=\"26\" width=\"10\" height=\"10\" fill=\"#2a7\"/>\
-         <text x=\"435\" y=\"35\">zring broker</text>\n"
-    );
-    let brokers = cells.first().map_or(0, |c| c.1.len());
-    let max: Vec<f64> = (0..brokers)
-        .map(|j| cells.iter().map(|c| c.1[j].1).fold(1e-9, f64::max))
-        .collect();
-    for (i, (label, values)) in cells.iter().enumerate() {
-        let y = 48.0 + row * i as f64;
-        let _ = writeln!(out, "<text x=\"4\" y=\"{}\">{label}</text>", y + bar + 4.0);
-        for (j, (_, cpu, _)) in values.iter().enumerate() {
-            let fill = if j == 0 { "#999" } else { "#2a7" };
-            let yy = y + j as f64 * bar;
-            let w = width * cpu / max[j];
-            let _ = writeln!(
-                out,
-                "<rect x=\"200\" y=\"{yy}\" width=\"{w:.1}\" height=\"{}\" fill=\"{fill}\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{cpu:.3}</text>",
-                bar - 1.0,
-                204.0 + w,
-                yy + bar - 3.0,
-            );
-        }
-    }
-    out.push_str("</svg>\n");
-    out
 }
 
 /// Latency with `zring bench latency`: p99 through each broker and with no

@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "support/recording.rs"]
+mod recording;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -327,13 +330,14 @@ fn broker_figures_match_proc() {
     assert!((per_m - measured * 1e6 / delivered).abs() < 1e-6);
 }
 
-/// A `zring bench pushpull --sink` child expecting `messages`, and the
-/// address it bound (the first line of its stderr).
-fn spawn_sink(messages: u64) -> (std::process::Child, String) {
+/// A `zring bench pushpull --sink` child expecting `messages`, quiet for
+/// `timeout` seconds at most, and the address it bound (the first line of
+/// its stderr).
+fn spawn_sink(messages: u64, timeout: &str) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut sink = Command::new(EXE)
-        .args(["bench", "pushpull", "--sink", "tcp://127.0.0.1:0", "--json"])
-        .args(["--messages", &messages.to_string(), "--timeout", "5"])
+        .args(["bench", "pushpull", "--sink", "tcp://127.0.0.1:*", "--json"])
+        .args(["--messages", &messages.to_string(), "--timeout", timeout])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -342,6 +346,9 @@ fn spawn_sink(messages: u64) -> (std::process::Child, String) {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let bound = line.trim().rsplit(' ').next().unwrap().to_owned();
+    // The rest is read, so that the sink's error message does not meet a
+    // closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     (sink, bound)
 }
 
@@ -373,11 +380,8 @@ fn pushpull_counts_exactly_into_libzmq_and_into_its_own_sink() {
     assert_eq!(counter.join().unwrap(), 100_000);
 
     // Real Zeek batches, replayed.
-    let recording = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/perf/data/zeek-8.2-cluster-log-batches.bin"
-    );
-    let (sink, bound) = spawn_sink(2000);
+    let recording = recording::zeek_cluster_recording();
+    let (sink, bound) = spawn_sink(2000, "5");
     let (code, v, stderr) = bench(&[
         "pushpull",
         "--connect",
@@ -385,7 +389,7 @@ fn pushpull_counts_exactly_into_libzmq_and_into_its_own_sink() {
         "--messages",
         "2000",
         "--zeek-log-batches",
-        recording,
+        recording.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v["sent"], 2000);
@@ -404,7 +408,7 @@ fn messages_right_behind_the_senders_ready_are_counted() {
     use std::io::{Read, Write};
     use zmtp_codec::{Session, SessionConfig, SocketType};
 
-    let (sink, bound) = spawn_sink(3);
+    let (sink, bound) = spawn_sink(3, "5");
     // The PUSH side's bytes, made ready against a stand-in PULL.
     fn outgoing(s: &mut Session) -> bytes::Bytes {
         let n = s.outbox().remaining();
@@ -434,6 +438,22 @@ fn messages_right_behind_the_senders_ready_are_counted() {
     assert_eq!(got["delivered"], 0, "{got}");
 }
 
+/// A sink that expected more than came reports the shortfall as lost and
+/// fails: the missing messages were the last, so they leave no gap.
+#[test]
+fn a_sink_that_got_fewer_messages_than_expected_counts_them_lost() {
+    let (sink, bound) = spawn_sink(10, "1");
+    let (code, v, stderr) = bench(&["pushpull", "--connect", &bound, "--messages", "5"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["sent"], 5);
+    let out = sink.wait_with_output().unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{got}");
+    assert_eq!(got["delivered"], 5, "{got}");
+    assert_eq!(got["expected"], 10, "{got}");
+    assert_eq!(got["lost"], 5, "{got}");
+}
+
 #[test]
 fn bad_input_is_a_clear_error_or_a_usage_error() {
     let port = support::ports::unused_port();
@@ -461,6 +481,7 @@ fn bad_input_is_a_clear_error_or_a_usage_error() {
         vec!["latency", "--rate", "0"],
         vec!["pushpull"],
         vec!["pushpull", "--connect", "tcp://a:1", "--sink", "tcp://b:2"],
+        vec!["pubsub", "--topics", "100001"],
     ] {
         let out = Command::new(EXE).arg("bench").args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -472,6 +493,39 @@ fn bad_input_is_a_clear_error_or_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--topics 2"), "{stderr}");
+
+    // Each subscriber would check publishers × topics streams.
+    let out = Command::new(EXE)
+        .args([
+            "bench",
+            "pubsub",
+            "--publishers",
+            "1000",
+            "--topics",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--publishers 1000") && stderr.contains("--topics 100000"),
+        "{stderr}"
+    );
+
+    // Another transport, or a bad port: said before anything runs.
+    for (endpoint, expected) in [
+        ("ipc:///tmp/zring-bench", "speaks tcp://HOST:PORT"),
+        ("tcp://127.0.0.1:x", "port \"x\""),
+    ] {
+        let out = Command::new(EXE)
+            .args(["bench", "pushpull", "--connect", endpoint, "--timeout", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{endpoint}: {stderr}");
+    }
 }
 
 #[test]

@@ -16,8 +16,16 @@ pub(crate) struct Shape {
     pub(crate) size: usize,
 }
 
+/// Messages per block: about 64 KiB of them (one write's worth), at least
+/// one cycle of `topics`.
+pub(crate) fn block_len(shape: &Shape, topics: usize) -> usize {
+    let one = shape.size + 64 + 16 * shape.frames;
+    let n = (64 * 1024 / one).clamp(1, 4096);
+    n.div_ceil(topics) * topics
+}
+
 /// A block of encoded messages and where each one's header lies.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Block {
     pub(crate) bytes: Vec<u8>,
     /// Where each message's header lies (none for replayed messages).

@@ -1,5 +1,6 @@
-//! Another process's cost from `/proc`: CPU time (user and system, all
-//! threads) and resident memory, sampled over a benchmark run.
+//! A process's cost from `/proc`: CPU time (user and system, all threads,
+//! or one thread's) and resident memory, sampled over a benchmark run.
+//! The perf harness (perf/) measures with it too.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,13 @@ impl Proc {
     pub fn this() -> Proc {
         Proc {
             dir: PathBuf::from("/proc/self"),
+        }
+    }
+
+    /// The calling thread (its CPU time only: memory is the process's).
+    pub fn this_thread() -> Proc {
+        Proc {
+            dir: PathBuf::from("/proc/thread-self"),
         }
     }
 
@@ -45,6 +53,73 @@ impl Proc {
         status_kib(&status, "VmRSS:")
             .map(|kib| kib * 1024)
             .ok_or_else(|| std::io::Error::other("a status file without VmRSS"))
+    }
+
+    /// Its highest resident memory since it started (the kernel's
+    /// high-water mark, `VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> std::io::Result<u64> {
+        let status = std::fs::read_to_string(self.dir.join("status"))?;
+        status_kib(&status, "VmHWM:")
+            .map(|kib| kib * 1024)
+            .ok_or_else(|| std::io::Error::other("a status file without VmHWM"))
+    }
+}
+
+/// What a run cost from [`Cost::start`] to [`Cost::finish`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spent {
+    /// This process's CPU seconds.
+    pub(crate) cpu_s: f64,
+    /// The peer's CPU seconds, if one was watched.
+    pub(crate) peer_cpu_s: Option<f64>,
+    /// The peer's highest RSS sampled, in bytes, if one was watched.
+    pub(crate) peer_peak_rss_bytes: Option<u64>,
+}
+
+/// Measures a run's cost: this process's CPU time, and a peer's (the
+/// broker's) CPU time and peak RSS, sampled while the run lasts. The peak
+/// is sampled, not the kernel's high-water mark, because the peer may
+/// have peaked before the run.
+pub(crate) struct Cost {
+    me: Proc,
+    cpu0: f64,
+    peer: Option<(Proc, f64)>,
+    rss: Option<RssSampler>,
+}
+
+impl Cost {
+    /// Starts measuring, now.
+    pub(crate) fn start(peer: Option<Proc>) -> std::io::Result<Cost> {
+        let peer = match peer {
+            Some(p) => {
+                let cpu0 = p.cpu_seconds()?;
+                Some((p, cpu0))
+            }
+            None => None,
+        };
+        let rss = peer.as_ref().map(|(p, _)| RssSampler::start(p.clone()));
+        let me = Proc::this();
+        let cpu0 = me.cpu_seconds()?;
+        Ok(Cost {
+            me,
+            cpu0,
+            peer,
+            rss,
+        })
+    }
+
+    /// What was spent since [`Cost::start`].
+    pub(crate) fn finish(self) -> std::io::Result<Spent> {
+        let cpu_s = self.me.cpu_seconds()? - self.cpu0;
+        let peer_cpu_s = match &self.peer {
+            Some((p, cpu0)) => Some(p.cpu_seconds()? - cpu0),
+            None => None,
+        };
+        Ok(Spent {
+            cpu_s,
+            peer_cpu_s,
+            peer_peak_rss_bytes: self.rss.map(RssSampler::finish),
+        })
     }
 }
 
@@ -109,12 +184,24 @@ mod tests {
     fn this_process_has_cpu_time_and_memory() {
         let me = Proc::this();
         assert!(me.rss_bytes().unwrap() > 1 << 20);
+        assert!(me.peak_rss_bytes().unwrap() > 1 << 20);
         let before = me.cpu_seconds().unwrap();
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_millis(200) {
             std::hint::black_box(start.elapsed());
         }
         assert!(me.cpu_seconds().unwrap() > before);
+        assert!(Proc::this_thread().cpu_seconds().unwrap() > 0.0);
         assert!(Proc::pid(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn a_cost_has_peer_figures_only_with_a_peer() {
+        let alone = Cost::start(None).unwrap().finish().unwrap();
+        assert!(alone.cpu_s >= 0.0);
+        assert!(alone.peer_cpu_s.is_none() && alone.peer_peak_rss_bytes.is_none());
+        let watched = Cost::start(Some(Proc::this())).unwrap().finish().unwrap();
+        assert!(watched.peer_cpu_s.is_some_and(|c| c >= 0.0));
+        assert!(watched.peer_peak_rss_bytes.is_some_and(|b| b > 1 << 20));
     }
 }

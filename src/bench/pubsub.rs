@@ -7,7 +7,7 @@
 //! zring's broker and libzmq's. Idle nodes (`--connections`) share one
 //! thread that only drains what the broker sends them.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use zmtp_codec::{Event, SocketType, SubscriptionAction};
 
-use super::message::{Block, Shape};
-use super::procstat::{Proc, RssSampler};
+use super::message::{block_len, Block, Shape};
+use super::procstat::{Cost, Proc};
 use super::report::Report;
 use super::sequence::{Header, SequenceCheck, SequenceCounts};
-use super::wire::{self, FrameWalker, Handshaken, WireError};
+use super::wire::{self, Ended, FrameWalker, Handshaken, WireError};
 use super::BenchError;
 
 /// What a pub/sub run does.
@@ -132,6 +132,14 @@ impl PubSubConfig {
         if self.topics == 0 {
             return Err("--topics must be at least 1".into());
         }
+        // Each subscriber keeps a sequence stream per publisher and topic.
+        if self.publishers.saturating_mul(self.topics) > MAX_STREAMS {
+            return Err(format!(
+                "--publishers {} × --topics {} is more than {MAX_STREAMS} streams for each \
+                 subscriber to check: use fewer publishers or topics",
+                self.publishers, self.topics
+            ));
+        }
         if self.topics > 1 && self.topics < self.subscribers {
             return Err(format!(
                 "--topics {} leaves subscribers without a share: use 1 (every subscriber gets \
@@ -151,6 +159,10 @@ impl PubSubConfig {
         Ok(())
     }
 }
+
+/// Publishers × topics at most: every subscriber keeps the numbers of each
+/// such stream (a few dozen bytes each), so this bounds their memory.
+const MAX_STREAMS: usize = 1_000_000;
 
 /// What every thread shares.
 struct Shared {
@@ -191,7 +203,7 @@ pub fn run(config: &PubSubConfig) -> Result<Report, BenchError> {
     let broker = config.broker_pid.map(Proc::pid).transpose()?;
 
     let direct = match &config.direct {
-        Some(endpoint) => Some(std::net::TcpListener::bind(wire::tcp_address(endpoint)?)?),
+        Some(endpoint) => Some(wire::bind(endpoint)?),
         None => None,
     };
     // Every subscription each publisher must see forwarded before it
@@ -273,11 +285,8 @@ pub fn run(config: &PubSubConfig) -> Result<Report, BenchError> {
         let stop = idle_stop.clone();
         std::thread::spawn(move || drain_idle(idle, &stop))
     };
-    let rss = broker.clone().map(RssSampler::start);
-    let me = Proc::this();
+    let cost = Cost::start(broker)?;
     let start = Instant::now();
-    let cpu0 = me.cpu_seconds()?;
-    let broker_cpu0 = broker.as_ref().map(Proc::cpu_seconds).transpose()?;
     let barrier = Arc::new(Barrier::new(publishers.len() + 1));
 
     let sub_threads: Vec<_> = subscribers
@@ -383,17 +392,12 @@ pub fn run(config: &PubSubConfig) -> Result<Report, BenchError> {
     }
     drop(open);
     let wall = start.elapsed();
-    let cpu = me.cpu_seconds()? - cpu0;
-    let broker_cpu = match (&broker, broker_cpu0) {
-        (Some(b), Some(c0)) => Some(b.cpu_seconds()? - c0),
-        _ => None,
-    };
+    let spent = cost.finish()?;
     idle_stop.store(true, Ordering::Relaxed);
     let _ = idle_thread.join();
     if let Some(p) = progress {
         let _ = p.join();
     }
-    let broker_peak_rss = rss.map(RssSampler::finish);
     let expected_total: u64 = expected.iter().sum();
     let elapsed = last_at.saturating_duration_since(first_send.unwrap_or(published_at));
     Ok(Report {
@@ -408,10 +412,10 @@ pub fn run(config: &PubSubConfig) -> Result<Report, BenchError> {
         lost: expected_total.saturating_sub(counts.delivered),
         elapsed,
         wall,
-        generator_cpu_s: cpu,
+        generator_cpu_s: spent.cpu_s,
         generator_threads: config.publishers + config.subscribers,
-        broker_cpu_s: broker_cpu,
-        broker_peak_rss_bytes: broker_peak_rss,
+        broker_cpu_s: spent.peer_cpu_s,
+        broker_peak_rss_bytes: spent.peer_peak_rss_bytes,
         bytes_per_message: Block::new(
             &Shape {
                 frames: config.frames,
@@ -519,13 +523,6 @@ const DRAIN_EVERY: u64 = 16;
 /// How long a broker may pause forwarding subscriptions before those not
 /// yet seen count as dropped.
 const QUIET: Duration = Duration::from_secs(1);
-
-/// Messages per block: about 64 KiB of them, at least one cycle of topics.
-fn block_len(shape: &Shape, topics: usize) -> usize {
-    let one = shape.size + 64 + 16 * shape.frames;
-    let n = (64 * 1024 / one).clamp(1, 4096);
-    n.div_ceil(topics) * topics
-}
 
 fn publish(
     mut stream: TcpStream,
@@ -641,7 +638,7 @@ fn subscribe(
     let mut check = SequenceCheck::new(publishers, topics);
     let mut histogram = histogram();
     let mut last_at = None;
-    let mut take = |data: &[u8]| {
+    let take = |data: &[u8]| {
         // One clock read per read: these messages arrived together.
         let now_ns = shared.now_ns();
         let before = check.counts.delivered;
@@ -655,20 +652,10 @@ fn subscribe(
             shared.delivered[index].store(check.counts.delivered, Ordering::Relaxed);
         }
     };
-    take(unread);
-    let mut buf = vec![0u8; 256 * 1024];
-    stream.set_read_timeout(Some(Duration::from_millis(20)))?;
-    while !shared.stop.load(Ordering::Relaxed) {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                return Err(BenchError::Setup(
-                    "the broker closed a subscriber's connection".into(),
-                ))
-            }
-            Ok(n) => take(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => return Err(e.into()),
-        }
+    if wire::receive(&mut stream, unread, &shared.stop, take)? == Ended::Closed {
+        return Err(BenchError::Setup(
+            "the broker closed a subscriber's connection".into(),
+        ));
     }
     Ok(SubResult {
         counts: check.counts,

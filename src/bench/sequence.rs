@@ -43,8 +43,11 @@ impl Header {
     }
 }
 
-/// Numbers missing on one stream, remembered so that a late one is told
-/// apart from a duplicate; beyond this many, gaps are only counted.
+/// Missing numbers a check remembers over all its streams, so that a late
+/// one is told apart from a duplicate; beyond this many, gaps are only
+/// counted (and a late arrival of one not remembered counts as a
+/// duplicate). A bound over the whole check, so that its memory does not
+/// grow with the number of streams.
 const MAX_MISSING: usize = 4096;
 
 /// One publisher's messages on one topic, as one receiver saw them.
@@ -52,8 +55,6 @@ const MAX_MISSING: usize = 4096;
 struct Stream {
     next: u64,
     missing: BTreeSet<u64>,
-    /// Gaps not remembered (more than `MAX_MISSING` at once).
-    forgotten: u64,
 }
 
 /// The receiver's verdict so far.
@@ -84,18 +85,33 @@ impl SequenceCounts {
 /// Checks the numbers of every stream a receiver sees.
 #[derive(Debug)]
 pub(crate) struct SequenceCheck {
+    publishers: usize,
     topics: usize,
     streams: Vec<Stream>,
+    /// Missing numbers remembered over all streams (at most
+    /// `MAX_MISSING`).
+    remembered: usize,
     pub(crate) counts: SequenceCounts,
 }
 
 impl SequenceCheck {
     pub(crate) fn new(publishers: usize, topics: usize) -> SequenceCheck {
         SequenceCheck {
+            publishers,
             topics,
             streams: vec![Stream::default(); publishers * topics],
+            remembered: 0,
             counts: SequenceCounts::default(),
         }
+    }
+
+    /// Where the stream of `h` is, if its publisher and topic are both in
+    /// range: a topic past the last must not alias the next publisher's
+    /// stream.
+    fn index_of(&self, h: &Header) -> Option<usize> {
+        let (publisher, topic) = (h.publisher as usize, h.topic as usize);
+        (publisher < self.publishers && topic < self.topics)
+            .then_some(publisher * self.topics + topic)
     }
 
     /// Records one message; returns its header when it had one.
@@ -104,30 +120,28 @@ impl SequenceCheck {
             self.counts.foreign += 1;
             return None;
         };
-        let index = h.publisher as usize * self.topics + h.topic as usize;
-        let Some(stream) = self.streams.get_mut(index) else {
+        let Some(index) = self.index_of(&h) else {
             self.counts.foreign += 1;
             return None;
         };
+        let stream = &mut self.streams[index];
         let c = &mut self.counts;
         if h.seq == stream.next {
-            stream.next += 1;
+            stream.next = stream.next.saturating_add(1);
             c.delivered += 1;
         } else if h.seq > stream.next {
             // A gap: remember what is missing, as far as memory allows.
-            let skipped = h.seq - stream.next;
-            for missing in stream.next..h.seq {
-                if stream.missing.len() >= MAX_MISSING {
-                    stream.forgotten = stream.forgotten.saturating_add(h.seq - missing);
-                    break;
-                }
-                stream.missing.insert(missing);
-            }
-            // A hostile number (u64::MAX) must not overflow the count.
-            c.gaps = c.gaps.saturating_add(skipped);
-            stream.next = h.seq + 1;
+            let room = MAX_MISSING - self.remembered;
+            let before = stream.missing.len();
+            stream.missing.extend((stream.next..h.seq).take(room));
+            self.remembered += stream.missing.len() - before;
+            // A hostile number (u64::MAX) must not overflow the count, nor
+            // the next number expected.
+            c.gaps = c.gaps.saturating_add(h.seq - stream.next);
+            stream.next = h.seq.saturating_add(1);
             c.delivered += 1;
         } else if stream.missing.remove(&h.seq) {
+            self.remembered -= 1;
             c.reordered += 1;
             c.gaps = c.gaps.saturating_sub(1);
             c.delivered += 1;
@@ -176,5 +190,56 @@ mod tests {
         check.record(&Probe::default());
         check.record(&probe(9, 0, 0));
         assert_eq!(check.counts.foreign, 2);
+    }
+
+    #[test]
+    fn a_topic_out_of_range_is_foreign_not_the_next_publishers() {
+        let mut check = SequenceCheck::new(2, 2);
+        // Publisher 0, topic 2 would be publisher 1's topic 0 if only the
+        // index were checked.
+        check.record(&probe(0, 2, 0));
+        check.record(&probe(0, u32::MAX, 0));
+        check.record(&probe(u32::MAX, 0, 0));
+        assert_eq!(check.counts.foreign, 3);
+        assert_eq!(check.counts.delivered, 0);
+        check.record(&probe(1, 0, 0));
+        assert_eq!(
+            check.counts.delivered, 1,
+            "publisher 1's stream is untouched"
+        );
+        assert_eq!(check.counts.duplicates, 0);
+    }
+
+    #[test]
+    fn the_last_sequence_number_neither_overflows_nor_remembers_without_bound() {
+        let mut check = SequenceCheck::new(1, 1);
+        check.record(&probe(0, 0, 0));
+        check.record(&probe(0, 0, u64::MAX));
+        let c = check.counts;
+        assert_eq!(c.delivered, 2);
+        assert_eq!(c.gaps, u64::MAX - 1);
+        assert_eq!(check.remembered, MAX_MISSING);
+        // A late one remembered, and one past what memory allowed.
+        check.record(&probe(0, 0, 1));
+        check.record(&probe(0, 0, MAX_MISSING as u64 + 5));
+        assert_eq!(check.counts.reordered, 1);
+        assert_eq!(
+            check.counts.duplicates, 1,
+            "not remembered: counted as a repeat"
+        );
+        assert_eq!(check.remembered, MAX_MISSING - 1);
+    }
+
+    #[test]
+    fn missing_numbers_are_bounded_over_all_streams() {
+        let streams = 8;
+        let mut check = SequenceCheck::new(streams, 1);
+        for publisher in 0..streams as u32 {
+            check.record(&probe(publisher, 0, MAX_MISSING as u64));
+        }
+        assert_eq!(check.remembered, MAX_MISSING, "not {streams} × MAX_MISSING");
+        let held: usize = check.streams.iter().map(|s| s.missing.len()).sum();
+        assert_eq!(held, MAX_MISSING);
+        assert_eq!(check.counts.gaps, streams as u64 * MAX_MISSING as u64);
     }
 }

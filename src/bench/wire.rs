@@ -5,11 +5,14 @@
 //! allocates per message.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use zmtp_codec::{Event, Session, SessionConfig, SocketType};
+
+use crate::endpoint::{Endpoint, EndpointError};
 
 /// ZMTP frame flags (RFC 23).
 const MORE: u8 = 0x01;
@@ -21,6 +24,10 @@ const COMMAND: u8 = 0x04;
 pub(crate) struct Handshaken {
     pub(crate) stream: TcpStream,
     pub(crate) session: Session,
+    /// What [`Handshaken::next_event`] reads into: kept, because a
+    /// publisher asks for thousands of events (one per subscription), and
+    /// empty until a read is needed, because most are already queued.
+    read_buf: Vec<u8>,
 }
 
 /// Why a benchmark connection could not be made.
@@ -47,18 +54,42 @@ pub enum WireError {
         /// What happened.
         detail: String,
     },
+    /// A tcp endpoint with a bad host or port, or one that resolves to no
+    /// address.
+    #[error(transparent)]
+    Address(#[from] EndpointError),
     /// Reading or writing failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
-/// `tcp://HOST:PORT` as a socket address string.
-pub(crate) fn tcp_address(endpoint: &str) -> Result<String, WireError> {
-    endpoint
-        .strip_prefix("tcp://")
-        .filter(|a| a.contains(':'))
-        .map(|a| a.replace('*', "0.0.0.0"))
-        .ok_or_else(|| WireError::Endpoint(endpoint.to_owned()))
+/// `endpoint` parsed by the crate's endpoint parser, if it is
+/// `tcp://HOST:PORT`; another transport (ipc too) is refused saying what
+/// the benchmark speaks, a malformed tcp endpoint saying what is wrong.
+fn tcp_endpoint(endpoint: &str) -> Result<Endpoint, WireError> {
+    match Endpoint::parse(endpoint) {
+        Ok(parsed @ Endpoint::Tcp { .. }) => Ok(parsed),
+        Ok(Endpoint::Ipc(_))
+        | Err(EndpointError::NoTransport(_) | EndpointError::UnsupportedTransport { .. }) => {
+            Err(WireError::Endpoint(endpoint.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Binds a listener on `endpoint` (`tcp://127.0.0.1:*` or `:0` takes an
+/// ephemeral port), on the first of its addresses that binds.
+pub(crate) fn bind(endpoint: &str) -> Result<TcpListener, WireError> {
+    let mut last = None;
+    for addr in tcp_endpoint(endpoint)?.bind_addrs()? {
+        match TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address"))
+        .into())
 }
 
 /// Connects to `endpoint`, retrying until `deadline` (a broker may still be
@@ -68,20 +99,16 @@ pub(crate) fn connect(
     socket_type: SocketType,
     deadline: Instant,
 ) -> Result<Handshaken, WireError> {
-    let address = tcp_address(endpoint)?;
+    let parsed = tcp_endpoint(endpoint)?;
     let started = Instant::now();
     let stream = loop {
-        let attempt = address
-            .to_socket_addrs()
-            .and_then(|mut addrs| {
-                addrs
-                    .next()
-                    .ok_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address"))
-            })
-            .and_then(|addr| {
-                let left = deadline.saturating_duration_since(Instant::now());
-                TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(10)))
-            });
+        // Resolved at each attempt, as a name may not resolve until its
+        // host is up; a wildcard never will do.
+        let attempt = match parsed.connect_addrs() {
+            Ok(addrs) => connect_any(&addrs, deadline),
+            Err(e @ EndpointError::WildcardConnect(_)) => return Err(e.into()),
+            Err(e) => Err(std::io::Error::new(ErrorKind::NotFound, e.to_string())),
+        };
         match attempt {
             Ok(stream) => break stream,
             Err(error) if Instant::now() >= deadline => {
@@ -95,6 +122,20 @@ pub(crate) fn connect(
         }
     };
     handshake(stream, endpoint, socket_type, deadline)
+}
+
+/// One attempt at each address in resolver order; the last error if none
+/// accepted.
+fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match TcpStream::connect_timeout(addr, left.max(Duration::from_millis(10))) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Accepts one connection on `listener` and runs the handshake.
@@ -128,6 +169,7 @@ fn handshake(
     let mut conn = Handshaken {
         stream,
         session: Session::new(SessionConfig::new(socket_type)),
+        read_buf: Vec::new(),
     };
     let failed = |detail: String| WireError::Handshake {
         endpoint: endpoint.to_owned(),
@@ -171,7 +213,6 @@ impl Handshaken {
 
     /// The next event, reading as needed; `Ok(None)` at the deadline.
     pub(crate) fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, WireError> {
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
             let event = self
                 .session
@@ -187,19 +228,56 @@ impl Handshaken {
             }
             self.stream
                 .set_read_timeout(Some(left.min(Duration::from_millis(100))))?;
-            match self.stream.read(&mut buf) {
+            if self.read_buf.is_empty() {
+                self.read_buf = vec![0u8; 64 * 1024];
+            }
+            match self.stream.read(&mut self.read_buf) {
                 Ok(0) => {
                     return Err(WireError::Io(std::io::Error::new(
                         ErrorKind::UnexpectedEof,
                         "the peer closed the connection",
                     )))
                 }
-                Ok(n) => self.session.feed(Bytes::copy_from_slice(&buf[..n])),
+                Ok(n) => self
+                    .session
+                    .feed(Bytes::copy_from_slice(&self.read_buf[..n])),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
+}
+
+/// How a [`receive`] loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// `stop` was set.
+    Stopped,
+    /// The peer closed the connection.
+    Closed,
+}
+
+/// Hands `on_read` the bytes read with the handshake (`unread`), then each
+/// read of `stream`, until `stop` is set or the peer closes. A read waits
+/// at most 20 ms, so that `stop` is seen soon after it is set.
+pub(crate) fn receive(
+    stream: &mut TcpStream,
+    unread: &[u8],
+    stop: &AtomicBool,
+    mut on_read: impl FnMut(&[u8]),
+) -> std::io::Result<Ended> {
+    on_read(unread);
+    let mut buf = vec![0u8; 256 * 1024];
+    stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(Ended::Closed),
+            Ok(n) => on_read(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Ended::Stopped)
 }
 
 /// Appends one frame to `out`.
@@ -255,8 +333,10 @@ pub(crate) struct FrameWalker {
     /// Body bytes still to skip of the current frame.
     body_left: u64,
     probe: Probe,
-    /// Messages ended since the last `walk`.
-    pub(crate) commands: u64,
+    /// Command frames (PING and the like) skipped so far: they belong to
+    /// no message. Only the tests read it, to see them skipped, not
+    /// counted as messages.
+    commands: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,6 +467,31 @@ mod tests {
             assert_eq!(got, wanted, "chunks of {chunk}");
             assert_eq!(walker.commands, 8);
         }
+    }
+
+    #[test]
+    fn endpoints_bind_as_libzmq_writes_them_and_other_transports_are_refused() {
+        for endpoint in ["tcp://127.0.0.1:*", "tcp://127.0.0.1:0"] {
+            let listener = bind(endpoint).unwrap();
+            let local = listener.local_addr().unwrap();
+            assert_eq!(local.ip(), std::net::Ipv4Addr::LOCALHOST, "{endpoint}");
+            assert_ne!(local.port(), 0, "{endpoint}");
+        }
+        for endpoint in ["ipc:///tmp/x", "udp://1.2.3.4:5", "127.0.0.1:5"] {
+            let err = bind(endpoint).unwrap_err().to_string();
+            assert!(err.contains("speaks tcp://HOST:PORT"), "{endpoint}: {err}");
+        }
+        let err = bind("tcp://127.0.0.1:x").unwrap_err().to_string();
+        assert!(err.contains("port \"x\""), "{err}");
+        let err = connect(
+            "tcp://*:5",
+            SocketType::Push,
+            Instant::now() + Duration::from_secs(5),
+        )
+        .err()
+        .expect("a wildcard is refused at once")
+        .to_string();
+        assert!(err.contains("wildcard"), "{err}");
     }
 
     #[test]

@@ -81,8 +81,9 @@ pub(crate) struct PubSubArgs {
     pub(crate) frames: u32,
     /// Topics the publishers cycle through. 1: every subscriber gets every
     /// message; more: each subscriber subscribes to its share (then at
-    /// least --subscribers).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// least --subscribers). At most 100000, and --publishers × --topics
+    /// at most a million: each subscriber checks every such stream.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) topics: u32,
     /// Prefixes each subscriber and idle node subscribes to: its topics,
     /// then prefixes nothing is published on (Zeek's nodes hold about
@@ -149,7 +150,8 @@ pub(crate) struct PushPullArgs {
     /// Frames per message.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=64))]
     pub(crate) frames: u32,
-    /// Messages per sender (for --sink: in all, then stop).
+    /// Messages per sender (for --sink: in all, then stop; fewer by the
+    /// time it is quiet for --timeout count as lost).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "duration")]
     pub(crate) messages: Option<u64>,
     /// Send for this long instead.
@@ -297,18 +299,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// Prints the reports; fails (status 1) when any message was lost,
-/// repeated or reordered.
+/// Prints the reports, then writes `--hdr-out` (so that a file that cannot
+/// be written does not lose the report); fails (status 1) when any message
+/// was lost, repeated or reordered.
 fn finish(reports: &[Report], common: &Common) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(path) = &common.hdr_out {
-        let mut file = std::fs::File::create(path)
-            .map_err(|e| anyhow::anyhow!("--hdr-out {}: {e}", path.display()))?;
-        for report in reports {
-            report
-                .write_hdr_log(&mut file)
-                .map_err(|e| anyhow::anyhow!("--hdr-out {}: {e}", path.display()))?;
-        }
-    }
     if common.json {
         let values: Vec<_> = reports.iter().map(Report::json).collect();
         let out = if values.len() == 1 {
@@ -326,14 +320,28 @@ fn finish(reports: &[Report], common: &Common) -> anyhow::Result<std::process::E
             println!();
         }
     }
+    if let Some(path) = &common.hdr_out {
+        write_hdr_logs(reports, path)
+            .map_err(|e| anyhow::anyhow!("--hdr-out {}: {e}", path.display()))?;
+    }
+    // Saturating: a hostile sequence number makes a gap of up to 2^64.
     let faults: u64 = reports
         .iter()
-        .map(|r| r.lost + r.counts.duplicates + r.counts.reordered)
-        .sum();
+        .flat_map(|r| [r.lost, r.counts.duplicates, r.counts.reordered])
+        .fold(0, u64::saturating_add);
     if faults > 0 {
         anyhow::bail!(
             "{faults} message(s) lost, repeated or reordered (with blocking sends there must be none)"
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Every report's histogram, one after another, into the file at `path`.
+fn write_hdr_logs(reports: &[Report], path: &std::path::Path) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    for report in reports {
+        report.write_hdr_log(&mut file)?;
+    }
+    Ok(())
 }
