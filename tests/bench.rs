@@ -19,27 +19,14 @@ fn ctx() -> zmq::Context {
     zmq::Context::new()
 }
 
-fn set_int(socket: &mut zmq::Socket, option: u32, value: i32) {
-    // SAFETY: a live socket and a live c_int of the size passed.
-    let rc = unsafe {
-        zmq_sys::zmq_setsockopt(
-            socket.as_mut_ptr(),
-            option as i32,
-            (&value as *const i32).cast(),
-            4,
-        )
-    };
-    assert_eq!(rc, 0);
-}
-
 /// The broker's two sides, bound on ephemeral ports: (XPUB side, XSUB
 /// side) endpoints and the sockets.
 fn bound_sides(ctx: &zmq::Context) -> (zmq::Socket, zmq::Socket, String, String) {
     let mut xpub = ctx.socket(zmq::XPUB).unwrap();
     let xsub = ctx.socket(zmq::XSUB).unwrap();
     // As Zeek's proxy: every subscription forwarded, nothing dropped.
-    set_int(&mut xpub, zmq_sys::ZMQ_XPUB_VERBOSER, 1);
-    set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
+    support::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_VERBOSER, 1);
+    support::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
     xpub.bind("tcp://127.0.0.1:*").unwrap();
     xsub.bind("tcp://127.0.0.1:*").unwrap();
     let xpub_at = xpub.get_last_endpoint().unwrap().unwrap();
@@ -254,7 +241,10 @@ fn a_stalled_broker_shows_in_the_tail_as_every_delayed_message() {
             _ => None,
         })
         .expect("an interval in the log");
-    let encoded = base64_decode(interval.encoded_histogram());
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD
+        .decode(interval.encoded_histogram())
+        .unwrap();
     let histogram: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
         .deserialize(&mut encoded.as_slice())
         .unwrap();
@@ -574,26 +564,4 @@ zmq.proxy(xsub, xpub)
     assert_eq!(v["delivered"], 2 * 20000 * 2, "{v}");
     assert_eq!(v["lost"], 0, "{v}");
     assert_eq!(v["reordered"], 0, "{v}");
-}
-
-/// Standard base64, as the interval log writes histograms.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            n |= u32::from(b) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
 }

@@ -15,6 +15,7 @@ fn zmq_ctx() -> &'static zmq::Context {
 
 #[path = "support/seccomp.rs"]
 mod seccomp;
+mod support;
 
 fn broker_with(edit: impl FnOnce(&mut BrokerConfig)) -> Broker {
     let mut config = BrokerConfig {
@@ -90,7 +91,7 @@ impl Node {
     fn connect_to(broker_xpub: &str, broker_xsub: &str, opts: NodeOpts) -> Node {
         let mut xpub = zmq_ctx().socket(zmq::XPUB).unwrap();
         xpub.set_linger(500).unwrap();
-        set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP as i32, 1);
+        support::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
         xpub.set_xpub_verbose(true).unwrap();
         xpub.set_sndhwm(opts.xpub_sndhwm).unwrap();
         xpub.set_rcvtimeo(5000).unwrap();
@@ -167,20 +168,6 @@ impl Node {
         }
         Some(self.xsub.recv_multipart(0).unwrap())
     }
-}
-
-/// An integer option the crate has no setter for.
-fn set_int(socket: &mut zmq::Socket, option: i32, value: i32) {
-    // SAFETY: a live socket and a live c_int of the size passed.
-    let rc = unsafe {
-        zmq_sys::zmq_setsockopt(
-            socket.as_mut_ptr(),
-            option,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>(),
-        )
-    };
-    assert_eq!(rc, 0, "zmq_setsockopt({option}) failed");
 }
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

@@ -10,6 +10,7 @@ pub mod pyzmq;
 pub mod raw;
 pub mod venv;
 mod zmq_crate;
+pub use zmq_crate::set_int;
 
 /// The messages every data test sends: 0 B, 1 B, 255 B, 256 B and 1 MiB
 /// frames, single and multipart.

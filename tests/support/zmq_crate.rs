@@ -73,19 +73,28 @@ impl LibzmqPeer for ZmqCratePeer {
     }
 
     fn set(&mut self, opt: Opt) {
-        // Through the C API, because the crate has no setter for some options
-        // (ZMQ_XPUB_VERBOSER, ZMQ_XPUB_NODROP).
         let (name, value) = opt.raw();
-        // SAFETY: the socket pointer is valid for the life of `self.socket`,
-        // and `value` is a live buffer of the length passed.
-        let rc = unsafe {
-            zmq_sys::zmq_setsockopt(
-                self.socket.as_mut_ptr(),
-                name,
-                value.as_ptr().cast(),
-                value.len(),
-            )
-        };
-        assert_eq!(rc, 0, "zmq_setsockopt({opt:?}) failed");
+        set_raw(&mut self.socket, name, &value);
     }
+}
+
+/// Sets a socket option through the C API, because the crate has no
+/// setter for some options (ZMQ_XPUB_VERBOSER, ZMQ_XPUB_NODROP).
+pub fn set_raw(socket: &mut zmq::Socket, name: i32, value: &[u8]) {
+    // SAFETY: the socket pointer is valid for the life of `socket`, and
+    // `value` is a live buffer of the length passed.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            name,
+            value.as_ptr().cast(),
+            value.len(),
+        )
+    };
+    assert_eq!(rc, 0, "zmq_setsockopt({name}) failed");
+}
+
+/// Sets an int socket option (`zmq_sys::ZMQ_*`) through the C API.
+pub fn set_int(socket: &mut zmq::Socket, option: u32, value: i32) {
+    set_raw(socket, option as i32, &value.to_ne_bytes());
 }
