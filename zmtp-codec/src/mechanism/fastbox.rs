@@ -33,13 +33,19 @@ pub(crate) struct FastBox {
 impl FastBox {
     /// `crypto_box_beforenm(public, secret)`: HSalsa20 of the X25519 shared secret.
     pub(crate) fn new(public: &PublicKey, secret: &SecretKey) -> FastBox {
+        FastBox::on_kernel(public, secret, Kernel::chosen())
+    }
+
+    /// As [`FastBox::new`], on `kernel`: its boxes' key stream and MACs
+    /// alike.
+    fn on_kernel(public: &PublicKey, secret: &SecretKey, kernel: Kernel) -> FastBox {
         let shared = Zeroizing::new(
             MontgomeryPoint(*public.as_bytes())
                 .mul_clamped(*secret.as_bytes())
                 .to_bytes(),
         );
         FastBox {
-            key: Salsa20::from_bytes(&shared).hsalsa20(&[0; 16]),
+            key: Salsa20::with_kernel(&shared, kernel).hsalsa20(&[0; 16]),
         }
     }
 
@@ -154,11 +160,12 @@ impl PrefixedBox {
     /// (big-endian, as CurveZMQ's); returns the MAC.
     pub(crate) fn seal(&mut self, counter: u64, text: &mut [u8]) -> [u8; 16] {
         if text.len() <= SMALL {
+            let kernel = self.stream.kernel();
             let stream = self.small_stream(counter);
             for (byte, key) in text.iter_mut().zip(&stream[32..]) {
                 *byte ^= key;
             }
-            return Poly1305::new(stream[..32].try_into().unwrap()).compute(text);
+            return Poly1305::new(stream[..32].try_into().unwrap()).compute(kernel, text);
         }
         seal_with(&self.stream, &counter.to_be_bytes(), text)
     }
@@ -167,8 +174,9 @@ impl PrefixedBox {
     /// untouched) if the MAC is wrong.
     pub(crate) fn open(&mut self, counter: u64, tag: &[u8], text: &mut [u8]) -> bool {
         if text.len() <= SMALL {
+            let kernel = self.stream.kernel();
             let stream = self.small_stream(counter);
-            let expected = Poly1305::new(stream[..32].try_into().unwrap()).compute(text);
+            let expected = Poly1305::new(stream[..32].try_into().unwrap()).compute(kernel, text);
             if !tags_match(&expected, tag) {
                 return false;
             }
@@ -186,14 +194,14 @@ impl PrefixedBox {
 fn seal_with(stream: &Salsa20, suffix: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
     let first = first_blocks(stream, suffix, text.len());
     xor_after_block_0(stream, suffix, &first, text);
-    Poly1305::new(first[..32].try_into().unwrap()).compute(text)
+    Poly1305::new(first[..32].try_into().unwrap()).compute(stream.kernel(), text)
 }
 
 /// Checks `tag` and opens `text` in place; false (and `text` untouched)
 /// if the MAC is wrong.
 fn open_with(stream: &Salsa20, suffix: &[u8; 8], tag: &[u8], text: &mut [u8]) -> bool {
     let first = first_blocks(stream, suffix, text.len());
-    let expected = Poly1305::new(first[..32].try_into().unwrap()).compute(text);
+    let expected = Poly1305::new(first[..32].try_into().unwrap()).compute(stream.kernel(), text);
     if !tags_match(&expected, tag) {
         return false;
     }
@@ -240,7 +248,9 @@ const MASK42: u64 = (1 << 42) - 1;
 /// `h = (h + m1)·r⁴ + m2·r³ + m3·r² + m4·r`: the four products do not wait
 /// for each other and are reduced once, where block by block each
 /// multiplication waits for the previous reduction. (Two a step gains
-/// nothing on short messages: r² must be made first.)
+/// nothing on short messages: r² must be made first.) On the AVX2 kernel,
+/// messages from [`WIDE_MIN`] bytes on take the eight-lane path of
+/// `simd/poly1305.rs` for their whole 128-byte pieces instead.
 struct Poly1305 {
     r: Limbs,
     pad: u128,
@@ -398,15 +408,14 @@ impl Poly1305 {
         }
     }
 
-    /// The tag of `message`, on the process's kernel.
-    fn compute(&self, message: &[u8]) -> [u8; 16] {
-        self.compute_on(Kernel::chosen(), message)
-    }
-
-    /// The tag of `message` on that kernel: with AVX2, long messages four
-    /// blocks at a time in vector registers, and the rest compiled for
-    /// AVX2 and BMI2.
-    fn compute_on(&self, kernel: Kernel, message: &[u8]) -> [u8; 16] {
+    /// The tag of `message` on `kernel`, the one of the Salsa20 key whose
+    /// stream gave the Poly1305 key (so a key made on a kernel MACs on it
+    /// too, and no box reads the process's choice): with AVX2, messages
+    /// from [`WIDE_MIN`] bytes on eight blocks at a time in vector
+    /// registers (eight 64-bit lanes over two registers, 26-bit limbs), and
+    /// the rest compiled for AVX2 and BMI2 (`mulx` for the 44-bit limb
+    /// products).
+    fn compute(&self, kernel: Kernel, message: &[u8]) -> [u8; 16] {
         match kernel {
             Kernel::Avx2(v3) if message.len() >= WIDE_MIN => v3.run(|| {
                 let bulk = message.len() / 128 * 128;
@@ -529,11 +538,14 @@ mod tests {
         )
         .try_into()
         .unwrap();
-        let tag = Poly1305::new(&key).compute(b"Cryptographic Forum Research Group");
-        assert_eq!(
-            tag.to_vec(),
-            unhex("a8:06:1d:c1:30:51:36:c6:c2:2b:8b:af:0c:01:27:a9")
-        );
+        for kernel in super::super::simd::runnable_kernels() {
+            let tag = Poly1305::new(&key).compute(kernel, b"Cryptographic Forum Research Group");
+            assert_eq!(
+                tag.to_vec(),
+                unhex("a8:06:1d:c1:30:51:36:c6:c2:2b:8b:af:0c:01:27:a9"),
+                "{kernel:?}"
+            );
+        }
     }
 
     /// Values near 2^130 - 5, where the final reduction matters.
@@ -551,7 +563,7 @@ mod tests {
                     poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
                 for kernel in super::super::simd::runnable_kernels() {
                     assert_eq!(
-                        Poly1305::new(&key).compute_on(kernel, &msg)[..],
+                        Poly1305::new(&key).compute(kernel, &msg)[..],
                         reference[..],
                         "{kernel:?}, {len}"
                     );
@@ -604,6 +616,58 @@ mod tests {
         }
     }
 
+    /// Boxes made on each kernel (key stream and MAC alike, whatever the
+    /// process's kernel) match crypto_box on both sides of every path's
+    /// threshold, the AVX2 Poly1305's included, and open on every other
+    /// kernel.
+    #[test]
+    fn every_kernel_seals_and_opens_as_crypto_box() {
+        let a = SecretKey::from_bytes([0x33; 32]);
+        let b = SecretKey::from_bytes([0x44; 32]);
+        let prefix = *b"CurveZMQMESSAGES";
+        let reference = crypto_box::SalsaBox::new(&b.public_key().to_box_key(), &a.to_box_key());
+        let kernels = super::super::simd::runnable_kernels();
+        let lengths = [
+            0usize, 95, 96, 97, 224, 225, 480, 481, 511, 512, 639, 640, 4097, 65537,
+        ];
+        for &kernel in &kernels {
+            let fast = FastBox::on_kernel(&b.public_key(), &a, kernel);
+            let mut sealer = fast.with_prefix(&prefix);
+            assert_eq!(fast.key.kernel(), kernel);
+            assert_eq!(sealer.stream.kernel(), kernel);
+            for (counter, len) in (7u64..).zip(lengths) {
+                let msg: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+                let (theirs, their_tag) = reference_seal(&reference, &prefix, counter, &msg);
+                let mut ours = msg.clone();
+                let tag = sealer.seal(counter, &mut ours);
+                assert!(
+                    ours == theirs,
+                    "{kernel:?}, length {len}: ciphertext differs"
+                );
+                assert_eq!(
+                    tag[..],
+                    their_tag[..],
+                    "{kernel:?}, length {len}: tag differs"
+                );
+                let mut nonce = [0u8; 24];
+                nonce[..16].copy_from_slice(&prefix);
+                nonce[16..].copy_from_slice(&counter.to_be_bytes());
+                let mut whole = msg.clone();
+                assert_eq!(fast.seal(&nonce, &mut whole)[..], their_tag[..]);
+                assert!(whole == theirs, "{kernel:?}, length {len}: FastBox differs");
+                for &other in &kernels {
+                    let opener = FastBox::on_kernel(&a.public_key(), &b, other);
+                    let mut opened = ours.clone();
+                    assert!(opener.with_prefix(&prefix).open(counter, &tag, &mut opened));
+                    assert!(opened == msg, "{kernel:?} to {other:?}, length {len}");
+                    let mut opened = ours.clone();
+                    assert!(opener.open(&nonce, &tag, &mut opened));
+                    assert!(opened == msg, "{kernel:?} to {other:?}, length {len}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn tags_compare_every_bit_and_the_length() {
         let tag = [0x5au8; 16];
@@ -623,7 +687,7 @@ mod tests {
             use poly1305::universal_hash::KeyInit as _;
             let reference = poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
             for kernel in super::super::simd::runnable_kernels() {
-                prop_assert_eq!(&Poly1305::new(&key).compute_on(kernel, &msg)[..], &reference[..], "{:?}", kernel);
+                prop_assert_eq!(&Poly1305::new(&key).compute(kernel, &msg)[..], &reference[..], "{:?}", kernel);
             }
         }
 
@@ -633,7 +697,7 @@ mod tests {
             let msg: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ byte).collect();
             let reference = poly1305::Poly1305::new(GenericArray::from_slice(&key)).compute_unpadded(&msg);
             for kernel in super::super::simd::runnable_kernels() {
-                prop_assert_eq!(&Poly1305::new(&key).compute_on(kernel, &msg)[..], &reference[..], "{:?}, {}", kernel, len);
+                prop_assert_eq!(&Poly1305::new(&key).compute(kernel, &msg)[..], &reference[..], "{:?}, {}", kernel, len);
             }
         }
 

@@ -8,11 +8,11 @@
 //! blocks are computed together, one vector lane per block ("structure of
 //! arrays"): every step is the same operation on all lanes. The lanes are
 //! the `wide` crate's `u32x4` and `u32x8`, which are SSE2 registers on any
-//! x86-64. Where the processor has AVX2, eight blocks go through the
-//! intrinsics kernel of [`super::simd`] instead, chosen at run time once
-//! per process ([`Kernel`]). LLVM does not vectorize the same code written
-//! on plain arrays: it turns each shift pair into a scalar rotate first.
-//! The crate stays the reference the tests compare against.
+//! x86-64. Where the processor has AVX2 (and BMI2), eight blocks go
+//! through the intrinsics kernel of [`super::simd`] instead, chosen at run
+//! time once per process ([`Kernel`]). LLVM does not vectorize the same
+//! code written on plain arrays: it turns each shift pair into a scalar
+//! rotate first. The crate stays the reference the tests compare against.
 //!
 //! CurveZMQ's MESSAGE nonces are a fixed 16-byte prefix and an 8-byte
 //! counter, and XSalsa20 feeds exactly the first 16 nonce bytes to
@@ -56,8 +56,15 @@ fn xor_into(data: &mut [u8], stream: &[u8]) {
     }
 }
 
-/// The input block: constants on the diagonal, key, nonce and counter.
-fn input(key: &[u32; 8], nonce: [u32; 2], counter: [u32; 2]) -> [u32; 16] {
+/// Where [`input`] puts the nonce and the block counter, two words each:
+/// the only words that differ between blocks of one key (the AVX2 kernel
+/// broadcasts the others).
+pub(crate) const NONCE_AT: usize = 6;
+pub(crate) const COUNTER_AT: usize = 8;
+
+/// The input block: constants on the diagonal, key, nonce (words 6-7) and
+/// counter (words 8-9).
+pub(crate) fn input(key: &[u32; 8], nonce: [u32; 2], counter: [u32; 2]) -> [u32; 16] {
     [
         SIGMA[0], key[0], key[1], key[2], //
         key[3], SIGMA[1], nonce[0], nonce[1], //
@@ -180,17 +187,17 @@ wide_kernel!(wide8, u32x8, 8);
 pub(crate) const LANES: usize = wide8::LANES;
 
 impl Salsa20 {
-    /// The key of these 32 bytes, on the process's kernel.
-    pub(crate) fn from_bytes(key: &[u8; 32]) -> Salsa20 {
-        Salsa20::with_kernel(key, Kernel::chosen())
-    }
-
     /// The key of these 32 bytes, on `kernel`.
     pub(crate) fn with_kernel(key: &[u8; 32], kernel: Kernel) -> Salsa20 {
         Salsa20 {
             key: words(key),
             kernel,
         }
+    }
+
+    /// The kernel this key runs on, which its boxes' Poly1305 follows too.
+    pub(crate) fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// HSalsa20 (the XSalsa20 paper, §2): the key that XSalsa20 uses for a
@@ -212,13 +219,7 @@ impl Salsa20 {
         match self.kernel {
             Kernel::Avx2(avx2) => avx2.xor8(&self.key, blocks, out),
             Kernel::Sse2 => wide8::xor(&self.key, blocks, out),
-            Kernel::Portable => {
-                for ((nonce, counter), chunk) in blocks.into_iter().zip(out.chunks_exact_mut(64)) {
-                    let mut block = self.block_of(nonce, counter);
-                    xor_into(chunk, &block);
-                    block.zeroize();
-                }
-            }
+            Kernel::Portable => self.xor_each(blocks, out),
         }
     }
 
@@ -226,13 +227,18 @@ impl Salsa20 {
     fn xor4(&self, blocks: [([u32; 2], u64); 4], out: &mut [u8; 256]) {
         match self.kernel {
             Kernel::Avx2(_) | Kernel::Sse2 => wide4::xor(&self.key, blocks, out),
-            Kernel::Portable => {
-                for ((nonce, counter), chunk) in blocks.into_iter().zip(out.chunks_exact_mut(64)) {
-                    let mut block = self.block_of(nonce, counter);
-                    xor_into(chunk, &block);
-                    block.zeroize();
-                }
-            }
+            Kernel::Portable => self.xor_each(blocks, out),
+        }
+    }
+
+    /// The portable form of [`Salsa20::xor8`] and [`Salsa20::xor4`]: one
+    /// block at a time, block `i` into `out[64 * i..]`.
+    fn xor_each<const N: usize>(&self, blocks: [([u32; 2], u64); N], out: &mut [u8]) {
+        debug_assert_eq!(out.len(), 64 * N);
+        for ((nonce, counter), chunk) in blocks.into_iter().zip(out.chunks_exact_mut(64)) {
+            let mut block = self.block_of(nonce, counter);
+            xor_into(chunk, &block);
+            block.zeroize();
         }
     }
 
@@ -331,6 +337,16 @@ mod tests {
         sub.apply(nonce[16..].try_into().unwrap(), counter, data);
     }
 
+    /// The nonce and counter words are where the AVX2 kernel puts them.
+    #[test]
+    fn nonce_and_counter_sit_where_the_constants_say() {
+        let x = input(&[0; 8], [1, 2], [3, 4]);
+        assert_eq!(x[NONCE_AT..NONCE_AT + 2], [1, 2]);
+        assert_eq!(x[COUNTER_AT..COUNTER_AT + 2], [3, 4]);
+        let mut others = (0..16).filter(|i| !(NONCE_AT..COUNTER_AT + 2).contains(i));
+        assert!(others.all(|i| ![1, 2, 3, 4].contains(&x[i])));
+    }
+
     /// The HSalsa20 example of the XSalsa20 paper (§8; NaCl's
     /// `tests/core3`): the first key of the paper's crypto_box example.
     #[test]
@@ -345,7 +361,7 @@ mod tests {
             0x46, 0xc7, 0x60, 0x09, 0x54, 0x9e, 0xac, 0x64, 0x74, 0xf2, 0x06, 0xc4, 0xee, 0x08,
             0x44, 0xf6, 0x83, 0x89,
         ];
-        let k = Salsa20::from_bytes(&shared).hsalsa20(&[0; 16]);
+        let k = Salsa20::with_kernel(&shared, Kernel::chosen()).hsalsa20(&[0; 16]);
         let bytes: Vec<u8> = k.key.iter().flat_map(|w| w.to_le_bytes()).collect();
         assert_eq!(bytes, expected);
     }

@@ -7,6 +7,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::mechanism::salsa::{input, COUNTER_AT, NONCE_AT};
+
 /// `x ^ (a + b) <<< rotation`.
 macro_rules! mix {
     ($x:expr, $a:expr, $b:expr, $r:literal) => {{
@@ -21,6 +23,10 @@ macro_rules! mix {
 /// An 8×8 transpose of 32-bit words: in, vector `i` holds state word `i`
 /// of the eight blocks; out, vector `j` holds those eight words of block
 /// `j`, in order.
+///
+/// # Safety
+/// The processor must have AVX2 (only `xor8`, compiled for it, calls
+/// this).
 #[inline(always)]
 unsafe fn transpose(r: [__m256i; 8]) -> [__m256i; 8] {
     let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
@@ -58,31 +64,22 @@ unsafe fn transpose(r: [__m256i; 8]) -> [__m256i; 8] {
 /// The processor must have AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn xor8(key: &[u32; 8], blocks: [([u32; 2], u64); 8], out: &mut [u8; 512]) {
-    let sigma = [0x6170_7865u32, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
     let word = |f: &dyn Fn(usize) -> u32| -> __m256i {
         let lanes: [u32; 8] = std::array::from_fn(f);
         // SAFETY: reads 32 bytes from a live [u32; 8] (unaligned load).
         unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
     };
-    let same = |v: u32| _mm256_set1_epi32(v as i32);
-    let start: [__m256i; 16] = [
-        same(sigma[0]),
-        same(key[0]),
-        same(key[1]),
-        same(key[2]),
-        same(key[3]),
-        same(sigma[1]),
-        word(&|i| blocks[i].0[0]),
-        word(&|i| blocks[i].0[1]),
-        word(&|i| blocks[i].1 as u32),
-        word(&|i| (blocks[i].1 >> 32) as u32),
-        same(sigma[2]),
-        same(key[4]),
-        same(key[5]),
-        same(key[6]),
-        same(key[7]),
-        same(sigma[3]),
-    ];
+    // The input block of `salsa`: constants and key the same in every
+    // lane (a loop here rather than `map`, so that the intrinsic is called
+    // from this AVX2 function), nonce and counter one block's per lane.
+    let mut start = [_mm256_setzero_si256(); 16];
+    for (vector, value) in start.iter_mut().zip(input(key, [0; 2], [0; 2])) {
+        *vector = _mm256_set1_epi32(value as i32);
+    }
+    start[NONCE_AT] = word(&|i| blocks[i].0[0]);
+    start[NONCE_AT + 1] = word(&|i| blocks[i].0[1]);
+    start[COUNTER_AT] = word(&|i| blocks[i].1 as u32);
+    start[COUNTER_AT + 1] = word(&|i| (blocks[i].1 >> 32) as u32);
     let [mut x0, mut x1, mut x2, mut x3, mut x4, mut x5, mut x6, mut x7, mut x8, mut x9, mut x10, mut x11, mut x12, mut x13, mut x14, mut x15] =
         start;
     macro_rules! quarter {

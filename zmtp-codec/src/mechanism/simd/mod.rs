@@ -1,18 +1,23 @@
-//! Which Salsa20 kernel CURVE runs on, chosen once per process, and the one
-//! kernel that needs `unsafe`: eight blocks at once in AVX2 registers.
+//! Which kernel CURVE's boxes run on, chosen once per process: the Salsa20
+//! key stream and the Poly1305 path alike. And the code of it that needs
+//! `unsafe`: Salsa20 on eight blocks at once in AVX2 registers
+//! (`avx2`), Poly1305 on eight blocks at once in AVX2 registers
+//! (`poly1305`), and scalar code compiled for AVX2 and BMI2
+//! ([`Avx2::run`]).
 //!
 //! The codec denies `unsafe`; this module alone allows it, for the AVX2
-//! intrinsics and for calling a function compiled for AVX2. That is sound
-//! only on a processor that has AVX2, so the kernel can be reached only
-//! through an [`Avx2`] token, and the only way to make one is a run-time
-//! check that the processor has it ([`Avx2::detect`]).
+//! intrinsics and for calling functions compiled for AVX2 and BMI2. That
+//! is sound only on a processor that has both, so that code can be reached
+//! only through an [`Avx2`] token, and the only way to make one is a
+//! run-time check that the processor has them ([`Avx2::detect`]).
 //!
-//! The choice ([`Kernel::chosen`]): AVX2 where the processor has it, else
-//! SSE2 (the `wide` crate's vectors, on any x86-64) or, off x86-64, the
-//! same code in portable form. `ZRING_CURVE_KERNEL=portable|sse2|avx2`
-//! forces one, for tests and bisecting; a kernel the processor lacks is not
-//! taken (the note says so). It is made once and copied into each key, so
-//! no block pays a branch for it.
+//! The choice ([`Kernel::chosen`]): AVX2 where the processor has AVX2 and
+//! BMI2, else SSE2 (the `wide` crate's vectors, on any x86-64) or, off
+//! x86-64, the same code in portable form.
+//! `ZRING_CURVE_KERNEL=portable|sse2|avx2` forces one, for tests and
+//! bisecting; a kernel the processor lacks is not taken (the note says
+//! so). It is made once and copied into each key, whose boxes' Poly1305
+//! follows it too, so no block pays a branch for it.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -95,17 +100,24 @@ impl Avx2 {
     }
 }
 
-/// A Salsa20 implementation.
+/// An implementation of CURVE's boxes: the Salsa20 kernel, and with it
+/// the Poly1305 path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CurveKernel {
-    /// One block at a time, in scalar code.
+    /// Salsa20 one block at a time, in scalar code; scalar Poly1305.
     Portable,
-    /// Four or eight blocks at once in SSE2 registers (x86-64; elsewhere
-    /// the same code as the target's vectors allow).
+    /// Salsa20 four or eight blocks at once in SSE2 registers (x86-64;
+    /// elsewhere the same code as the target's vectors allow); scalar
+    /// Poly1305.
     Sse2,
-    /// Eight blocks at once in AVX2 registers.
+    /// Salsa20 eight blocks at once in AVX2 registers; Poly1305 eight
+    /// blocks at once in AVX2 registers from 512 bytes on, below that
+    /// scalar code compiled for AVX2 and BMI2. Needs both.
     Avx2,
 }
+
+/// Every kernel, slowest first.
+const KERNELS: [CurveKernel; 3] = [CurveKernel::Portable, CurveKernel::Sse2, CurveKernel::Avx2];
 
 impl CurveKernel {
     /// As `ZRING_CURVE_KERNEL` and start-up lines name it.
@@ -118,7 +130,7 @@ impl CurveKernel {
     }
 }
 
-/// The kernel a key runs on.
+/// The kernel a key runs on, its Salsa20 and its boxes' Poly1305.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     Portable,
@@ -170,17 +182,15 @@ fn choose(forced: Option<&str>) -> (Kernel, Option<String>) {
     let Some(value) = forced else {
         return (best, None);
     };
-    let wanted = match value {
-        "portable" => CurveKernel::Portable,
-        "sse2" => CurveKernel::Sse2,
-        "avx2" => CurveKernel::Avx2,
-        other => {
-            let note = format!(
-                "{KERNEL_ENV}={other:?} is not portable, sse2 or avx2; using {}",
-                best.public().name()
-            );
-            return (best, Some(note));
-        }
+    let Some(wanted) = KERNELS.into_iter().find(|kernel| kernel.name() == value) else {
+        let names = KERNELS.map(CurveKernel::name);
+        let (last, others) = names.split_last().expect("kernels");
+        let note = format!(
+            "{KERNEL_ENV}={value:?} is not {} or {last}; using {}",
+            others.join(", "),
+            best.public().name()
+        );
+        return (best, Some(note));
     };
     match Kernel::available(wanted) {
         Some(kernel) => (kernel, None),
@@ -198,13 +208,11 @@ fn choose(forced: Option<&str>) -> (Kernel, Option<String>) {
 /// Every kernel this processor can run, for tests that compare them.
 #[cfg(test)]
 pub(crate) fn runnable_kernels() -> Vec<Kernel> {
-    [CurveKernel::Portable, CurveKernel::Sse2, CurveKernel::Avx2]
-        .into_iter()
-        .filter_map(Kernel::available)
-        .collect()
+    KERNELS.into_iter().filter_map(Kernel::available).collect()
 }
 
-/// The Salsa20 kernel CURVE runs on in this process.
+/// The kernel CURVE's boxes run on in this process: their Salsa20 and
+/// their Poly1305 path.
 pub fn curve_kernel() -> CurveKernel {
     choice().0.public()
 }

@@ -76,11 +76,12 @@ unsafe fn times(h: &[__m256i; 5], r: &[__m256i; 5], s: &[__m256i; 5]) -> [__m256
 /// with 2^128 added to each.
 // Safety: AVX2 must be present (only `blocks` calls it).
 #[inline(always)]
-unsafe fn load(group: &[u8]) -> [__m256i; 5] {
-    debug_assert_eq!(group.len(), 64);
-    // SAFETY (of the loads): `group` is 64 live bytes; loads are unaligned.
-    let a = _mm256_loadu_si256(group.as_ptr().cast());
-    let b = _mm256_loadu_si256(group.as_ptr().add(32).cast());
+unsafe fn load(group: &[u8; 64]) -> [__m256i; 5] {
+    let (low, high) = group.split_at(32);
+    // SAFETY (of the loads): `low` and `high` are 32 live bytes each
+    // (`group` is 64 by its type); loads are unaligned.
+    let a = _mm256_loadu_si256(low.as_ptr().cast());
+    let b = _mm256_loadu_si256(high.as_ptr().cast());
     let lo = _mm256_unpacklo_epi64(a, b);
     let hi = _mm256_unpackhi_epi64(a, b);
     let mask = _mm256_set1_epi64x(MASK26 as i64);
@@ -120,18 +121,19 @@ unsafe fn same(r: &[u32; 5]) -> ([__m256i; 5], [__m256i; 5]) {
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn blocks(powers: &[[u32; 5]; 8], data: &[u8]) -> [u64; 5] {
     debug_assert!(!data.is_empty() && data.len().is_multiple_of(128));
-    let mut pairs = data.chunks_exact(128);
+    let (groups, _) = data.as_chunks::<64>();
+    let mut pairs = groups.chunks_exact(2);
     // SAFETY: AVX2 is present (this function's contract).
     unsafe {
         let first = pairs.next().expect("at least one pair");
-        let mut a = load(&first[..64]);
-        let mut b = load(&first[64..]);
+        let mut a = load(&first[0]);
+        let mut b = load(&first[1]);
         let (r8, s8) = same(&powers[7]);
         for pair in pairs {
             let da = times(&a, &r8, &s8);
             let db = times(&b, &r8, &s8);
-            let ma = load(&pair[..64]);
-            let mb = load(&pair[64..]);
+            let ma = load(&pair[0]);
+            let mb = load(&pair[1]);
             let ca = carry(da);
             let cb = carry(db);
             a = std::array::from_fn(|i| _mm256_add_epi64(ca[i], ma[i]));
