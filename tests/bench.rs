@@ -25,8 +25,8 @@ fn bound_sides(ctx: &zmq::Context) -> (zmq::Socket, zmq::Socket, String, String)
     let mut xpub = ctx.socket(zmq::XPUB).unwrap();
     let xsub = ctx.socket(zmq::XSUB).unwrap();
     // As Zeek's proxy: every subscription forwarded, nothing dropped.
-    support::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_VERBOSER, 1);
-    support::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
+    support::zmq_crate::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_VERBOSER, 1);
+    support::zmq_crate::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
     xpub.bind("tcp://127.0.0.1:*").unwrap();
     xsub.bind("tcp://127.0.0.1:*").unwrap();
     let xpub_at = xpub.get_last_endpoint().unwrap().unwrap();

@@ -91,7 +91,7 @@ impl Node {
     fn connect_to(broker_xpub: &str, broker_xsub: &str, opts: NodeOpts) -> Node {
         let mut xpub = zmq_ctx().socket(zmq::XPUB).unwrap();
         xpub.set_linger(500).unwrap();
-        support::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
+        support::zmq_crate::set_int(&mut xpub, zmq_sys::ZMQ_XPUB_NODROP, 1);
         xpub.set_xpub_verbose(true).unwrap();
         xpub.set_sndhwm(opts.xpub_sndhwm).unwrap();
         xpub.set_rcvtimeo(5000).unwrap();

@@ -9,8 +9,7 @@ pub mod ports;
 pub mod pyzmq;
 pub mod raw;
 pub mod venv;
-mod zmq_crate;
-pub use zmq_crate::set_int;
+pub mod zmq_crate;
 
 /// The messages every data test sends: 0 B, 1 B, 255 B, 256 B and 1 MiB
 /// frames, single and multipart.
